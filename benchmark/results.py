@@ -1,0 +1,158 @@
+"""Run records and saved test predictions.
+
+A run record is one JSON file per probe job (one model × one task), content-addressed:
+its id is a digest of the resolved config that determines it, so a re-run finds it and
+does nothing, and a changed config writes a new record. Records are never overwritten.
+
+Record fields (schema 1)::
+
+    schema, id, created, model, task, dataset, feature_entry,
+    config            resolved config of this job (model, task, probe, seed, ...)
+    versions          python, torch, numpy, sklearn, mir_eval, mirprobe
+    task_info         Task.describe(): kind, view, metrics, classes
+    selection_metric, higher_is_better
+    layers            list of layer names; the last may be "weighted" (learned sum)
+    per_layer         [{layer, index, chosen: {head, lr, ...}, val: {metric: v}, test: {metric: v},
+                        seeds: [{seed, val: {...}, test: {...}}]}]
+    best              {layer, index, chosen, val, test}   (chosen on validation only)
+    chance            {metric: v}
+    counts            {train, val, test}: tracks used
+    excluded          {split: [{path, line, reason}]}   items that could not be used
+    predictions       file name (next to the record) of the per-track test predictions
+    timings           {extract_s, probe_s, ...}
+
+Predictions are an ``.npz`` (loaded with ``allow_pickle=False``) holding ``uids`` and
+``labels`` (JSON strings, one per test track) and, per layer index ``k``, either
+``layer{k}`` (an array ``[tracks, out]`` or ``[seeds, tracks, out]``) or ``layer{k}.json``
+(JSON-encoded per-track predictions, e.g. beat times).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA = 1
+
+
+def record_id(identity: dict[str, Any]) -> str:
+    """Content address of a probe job."""
+    blob = json.dumps(identity, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n").encode())
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def versions() -> dict[str, str]:
+    import mir_eval
+    import sklearn
+    import torch
+
+    import benchmark
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__, "sklearn": sklearn.__version__,
+            "mir_eval": mir_eval.__version__, "mirprobe": benchmark.__version__}
+
+
+class RecordStore:
+    """Run records under ``<work_dir>/records``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, rid: str) -> Path:
+        return self.root / f"{rid}.json"
+
+    def get(self, rid: str) -> dict[str, Any] | None:
+        p = self.path(rid)
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def put(self, record: dict[str, Any]) -> Path:
+        """Write a new record (append-only: an existing id is left untouched)."""
+        p = self.path(record["id"])
+        if not p.exists():
+            record = {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **record}
+            atomic_write_json(p, record)
+        return p
+
+    def all(self) -> list[dict[str, Any]]:
+        if not self.root.exists():
+            return []
+        return [json.loads(p.read_text()) for p in sorted(self.root.glob("*.json"))]
+
+    def predictions_path(self, record: dict[str, Any]) -> Path:
+        return self.root / record["predictions"]
+
+
+def save_predictions(path: Path, per_layer: dict[int, Any], labels: Sequence[Any],
+                     uids: Sequence[str]) -> None:
+    """Atomically save per-track test predictions of each layer's chosen head(s)."""
+    arrays: dict[str, np.ndarray] = {
+        "uids": np.asarray([str(u) for u in uids], dtype=str),
+        "labels": np.asarray([json.dumps(lab, default=_jsonable) for lab in labels], dtype=str),
+    }
+    for k, pred in per_layer.items():
+        if isinstance(pred, np.ndarray):
+            arrays[f"layer{k}"] = pred.astype(np.float32)
+        else:
+            arrays[f"layer{k}.json"] = np.asarray(json.dumps(pred, default=_jsonable))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
+    os.close(fd)
+    try:
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_predictions(path: Path) -> tuple[dict[int, Any], list[Any], list[str]]:
+    """Inverse of :func:`save_predictions`: ``(per_layer, labels, uids)``."""
+    with np.load(path, allow_pickle=False) as z:
+        labels = [json.loads(s) for s in z["labels"]]
+        uids = [str(u) for u in z["uids"]]
+        per_layer: dict[int, Any] = {}
+        for key in z.files:
+            if key.startswith("layer"):
+                stem = key.removesuffix(".json")
+                k = int(stem[len("layer"):])
+                per_layer[k] = json.loads(str(z[key])) if key.endswith(".json") else z[key]
+    return per_layer, labels, uids

@@ -1,0 +1,43 @@
+"""Task plugins. Built-in tasks register through the entry-point group ``mirprobe.tasks``;
+another installed package can add its own the same way."""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import Any
+
+from benchmark.errors import UserError
+from tasks.base import Task
+
+# Fallback when the package metadata is not installed (running from a source tree).
+BUILTIN = {
+    "tagging": "tasks.tagging:TaggingTask",
+    "key": "tasks.key:KeyTask",
+    "genre": "tasks.genre:GenreTask",
+    "beat": "tasks.beat:BeatTask",
+    "emotion": "tasks.emotion:EmotionTask",
+    "multiclass": "tasks.generic:MulticlassTask",
+    "multilabel": "tasks.generic:MultilabelTask",
+    "regression": "tasks.generic:RegressionTask",
+}
+
+
+def available_tasks() -> dict[str, str]:
+    """Plugin name → ``module:attr`` for every registered task."""
+    found = dict(BUILTIN)
+    found.update({ep.name: ep.value for ep in entry_points(group="mirprobe.tasks")})
+    return found
+
+
+def get_task(plugin: str, **options: Any) -> Task:
+    """Instantiate the task plugin ``plugin`` (lazy import)."""
+    registry = available_tasks()
+    if plugin not in registry:
+        raise UserError(f"unknown task plugin {plugin!r}; available: {', '.join(sorted(registry))}")
+    module, attr = registry[plugin].split(":")
+    cls = getattr(importlib.import_module(module), attr)
+    return cls(**options)
+
+
+__all__ = ["Task", "available_tasks", "get_task"]
