@@ -1,0 +1,174 @@
+"""Display forms of the tables: terminal text, Markdown, CSV; the console/run-folder output.
+
+Scores of 0–1 metrics are shown ×100 with one decimal (R² included); every caption says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmark.report.records import fmt, layer_label, metric_scale, models_and_tasks
+from benchmark.report.tables import aggregate, layer_table, leaderboard
+
+CHANCE_ROW = "chance"
+AGG_COLUMN = "norm. mean"
+
+LEADERBOARD_CAPTION = (
+    "Test score of the layer selected on validation (its layer after @; w = learned weighted "
+    "sum of layers), ×100 for 0–1 metrics (R² included). Row 'chance': a baseline that knows "
+    "only the training label distribution. 'norm. mean': mean over tasks of (score − chance) / "
+    "(best score of any model − chance), with the number of tasks it covers.")
+CI_CAPTION = (" Brackets: 95% percentile-bootstrap interval over test tracks (clips of one song "
+              "resampled together), seeds combined; {n_boot} resamples, seed {seed}.")
+LAYERS_CAPTION = (
+    "Validation and test score per layer, ×100 for 0–1 metrics (R² included); * marks the "
+    "layer selected on validation (w = learned weighted sum of layers).")
+
+
+def _has_ci(board: pd.DataFrame) -> bool:
+    return "ci_low" in board.columns.get_level_values(1)
+
+
+def task_header(task: str, metric: str) -> str:
+    return f"{task} ({metric})"
+
+
+def leaderboard_display(board: pd.DataFrame, *, with_aggregate: bool = True) -> pd.DataFrame:
+    """String table: one column per task (``score [ci] @layer``), a chance row, the aggregate."""
+    tasks = list(dict.fromkeys(board.columns.get_level_values(0)))
+    out = pd.DataFrame(index=[*board.index, CHANCE_ROW])
+    out.index.name = "model"
+    ci = _has_ci(board)
+    for task in tasks:
+        sub = board[task]
+        metric = next((m for m in sub["metric"] if isinstance(m, str)), "?")
+        cells = []
+        for model in board.index:
+            row = sub.loc[model]
+            if not isinstance(row["metric"], str):
+                cells.append("–")
+                continue
+            text = fmt(row["score"], metric)
+            if ci:
+                text += f" [{fmt(row['ci_low'], metric)}, {fmt(row['ci_high'], metric)}]"
+            cells.append(f"{text} @{layer_label(row['layer'])}")
+        chance = pd.to_numeric(sub["chance"], errors="coerce").dropna()
+        cells.append(fmt(float(chance.mean()), metric) if len(chance) else "–")
+        out[task_header(task, metric)] = cells
+    if with_aggregate and len(tasks) > 1:
+        agg = aggregate(board)
+        out[AGG_COLUMN] = [f"{v * 100:.1f} ({n})" if n else "–"
+                           for v, n in zip(agg["normalised"], agg["tasks"], strict=True)] + [""]
+    return out
+
+
+def layers_display(table: pd.DataFrame) -> pd.DataFrame:
+    """String table: ``<task> val`` and ``<task> test`` columns, ``*`` on the selected layer."""
+    out = pd.DataFrame(index=[layer_label(str(n)) for n in table.index])
+    out.index.name = "layer"
+    for task in dict.fromkeys(table.columns.get_level_values(0)):
+        metric = table.attrs.get("metrics", {}).get(task, "?")
+        sub = table[task]
+        selected = sub["selected"].fillna(False).astype(bool)
+        out[f"{task} val ({metric})"] = [fmt(_num(v), metric) for v in sub["val"]]
+        out[f"{task} test"] = [fmt(_num(v), metric) + ("*" if s else "")
+                               for v, s in zip(sub["test"], selected, strict=True)]
+    return out
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def text_table(df: pd.DataFrame) -> str:
+    """Plain aligned text (pandas ``to_string``)."""
+    return df.to_string()
+
+
+def _md_escape(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """GitHub-flavoured Markdown table of a string frame (index as first column)."""
+    header = [df.index.name or "", *map(str, df.columns)]
+    lines = ["| " + " | ".join(map(_md_escape, header)) + " |",
+             "|" + "|".join(["---"] + ["---:"] * len(df.columns)) + "|"]
+    for name, row in df.iterrows():
+        lines.append("| " + " | ".join(_md_escape(c) for c in [name, *row.tolist()]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _round(value: Any, metric: str) -> float:
+    v = _num(value)
+    return float(np.round(v * metric_scale(metric), 1 if metric_scale(metric) == 100 else 3))
+
+
+def leaderboard_csv(board: pd.DataFrame) -> pd.DataFrame:
+    """Long table, one row per model × task, values as displayed (×100 for 0–1 metrics)."""
+    agg = aggregate(board)
+    rows = []
+    ci = _has_ci(board)
+    for model in board.index:
+        for task in dict.fromkeys(board.columns.get_level_values(0)):
+            cell = board.loc[model, task]
+            if not isinstance(cell["metric"], str):
+                continue
+            m = cell["metric"]
+            row = {"model": model, "task": task, "metric": m, "scale": metric_scale(m),
+                   "layer": cell["layer"], "score": _round(cell["score"], m)}
+            if ci:
+                row |= {"ci_low": _round(cell["ci_low"], m), "ci_high": _round(cell["ci_high"], m)}
+            row |= {"chance": _round(cell["chance"], m),
+                    "higher_is_better": bool(cell["higher_is_better"]),
+                    "norm_mean": float(np.round(agg.loc[model, "normalised"] * 100, 1)),
+                    "norm_tasks": int(agg.loc[model, "tasks"])}
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def layers_csv(table: pd.DataFrame) -> pd.DataFrame:
+    """Long table, one row per task × layer, values as displayed."""
+    rows = []
+    for task in dict.fromkeys(table.columns.get_level_values(0)):
+        metric = table.attrs["metrics"].get(task, "?")
+        for layer in table.index:
+            cell = table.loc[layer, task]
+            if cell.isna().all():
+                continue
+            rows.append({"model": table.attrs.get("model"), "task": task, "metric": metric,
+                         "layer": layer, "val": _round(cell["val"], metric),
+                         "test": _round(cell["test"], metric), "selected": bool(cell["selected"])})
+    return pd.DataFrame(rows)
+
+
+def print_and_write(records: Sequence[dict[str, Any]], out_dir: Path, *, console: bool = True,
+                    ci: bool = False, records_dir: Path | None = None, n_boot: int = 1000,
+                    seed: int = 0) -> pd.DataFrame:
+    """Print the leaderboard and per-layer tables; write ``leaderboard.{md,csv}`` and
+    ``layers.{md,csv}`` into ``out_dir``. Returns the leaderboard frame."""
+    board = leaderboard(records, ci=ci, records_dir=records_dir, n_boot=n_boot, seed=seed)
+    caption = LEADERBOARD_CAPTION + (CI_CAPTION.format(n_boot=n_boot, seed=seed) if ci else "")
+    shown = leaderboard_display(board)
+    layer_tables = [layer_table(records, m) for m in models_and_tasks(records)[0]]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "leaderboard.md").write_text(f"{markdown_table(shown)}\n{caption}\n")
+    leaderboard_csv(board).to_csv(out_dir / "leaderboard.csv", index=False)
+    md = [f"### {t.attrs['model']}\n\n{markdown_table(layers_display(t))}" for t in layer_tables]
+    (out_dir / "layers.md").write_text("\n".join(md) + f"\n{LAYERS_CAPTION}\n")
+    pd.concat([layers_csv(t) for t in layer_tables]).to_csv(out_dir / "layers.csv", index=False)
+    if console:
+        print(f"Leaderboard\n{text_table(shown)}\n{caption}\n")
+        for t in layer_tables:
+            print(f"Layers of {t.attrs['model']}\n{text_table(layers_display(t))}\n")
+        print(LAYERS_CAPTION)
+    return board

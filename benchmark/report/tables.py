@@ -1,0 +1,133 @@
+"""Result tables built from run records: the leaderboard, per-layer tables, the aggregate.
+
+Values here are raw metric values (0–1 for accuracy and the like); :mod:`.render` scales
+them for display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmark.errors import UserError
+from benchmark.report.records import (
+    by_model_task,
+    higher_is_better,
+    layer_entry,
+    model_name,
+    models_and_tasks,
+    primary_metric,
+    task_name,
+)
+
+#: Fields of each task's column group in :func:`leaderboard`.
+FIELDS = ("metric", "score", "layer", "chance", "higher_is_better")
+CI_FIELDS = ("ci_low", "ci_high")
+
+
+def leaderboard(records: Sequence[dict[str, Any]], *, ci: bool = False,
+                records_dir: Path | None = None, metric: str | None = None,
+                n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Model × task table of the validation-selected layer's test score.
+
+    Rows are models; columns a ``(task, field)`` MultiIndex with the fields of
+    :data:`FIELDS` (primary metric name, test score, selected layer, chance level, direction)
+    and, with ``ci``, a 95% bootstrap interval (``ci_low``, ``ci_high``) over test tracks,
+    seeds combined (:func:`benchmark.report.stats.record_interval`). ``metric`` picks another
+    metric than each task's primary one (a task that lacks it is left empty).
+    """
+    if not records:
+        raise UserError("no run records to tabulate; run `mirprobe run` first")
+    index = by_model_task(records)
+    models, tasks = models_and_tasks(records)
+    fields = FIELDS + (CI_FIELDS if ci else ())
+    columns = pd.MultiIndex.from_product([tasks, fields], names=["task", "field"])
+    board = pd.DataFrame(index=pd.Index(models, name="model"), columns=columns, dtype=object)
+    for (model, task), rec in index.items():
+        board.loc[model, task] = _cell(rec, metric, ci, records_dir, n_boot, seed)
+    return board
+
+
+def _cell(rec: dict[str, Any], metric: str | None, ci: bool, records_dir: Path | None,
+          n_boot: int, seed: int) -> list[Any]:
+    name = metric or primary_metric(rec)
+    best = rec["best"]
+    score = best.get("test", {}).get(name, np.nan)
+    cell = [name, score, str(best["layer"]), rec.get("chance", {}).get(name, np.nan),
+            higher_is_better(rec)]
+    if ci:
+        from benchmark.report.stats import record_interval
+
+        lo, hi = record_interval(rec, None, name, records_dir=records_dir, n_boot=n_boot, seed=seed)
+        cell += [lo, hi]
+    return cell
+
+
+def metrics_of(records: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
+    """Task → every metric its records report (primary first)."""
+    out: dict[str, list[str]] = {}
+    for rec in records:
+        names = out.setdefault(task_name(rec), [])
+        for m in [primary_metric(rec), *rec["best"].get("test", {})]:
+            if m not in names:
+                names.append(m)
+    return out
+
+
+def aggregate(board: pd.DataFrame) -> pd.DataFrame:
+    """Mean over tasks of each model's score normalised between chance (0) and the best
+    score any model reached on that task (1); direction-aware, so it also holds for
+    lower-is-better metrics. Columns: ``normalised`` (the mean) and ``tasks`` (how many
+    tasks it averages: a model missing tasks is averaged over the ones it has)."""
+    tasks = list(dict.fromkeys(board.columns.get_level_values(0)))
+    norm = pd.DataFrame(index=board.index, columns=tasks, dtype=float)
+    for task in tasks:
+        score = pd.to_numeric(board[(task, "score")], errors="coerce")
+        chance = pd.to_numeric(board[(task, "chance")], errors="coerce")
+        higher = board[(task, "higher_is_better")].dropna()
+        up = bool(higher.iloc[0]) if len(higher) else True
+        best = score.max() if up else score.min()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            norm[task] = (score - chance) / (best - chance)
+    norm = norm.replace([np.inf, -np.inf], np.nan)
+    return pd.DataFrame({"normalised": norm.mean(axis=1, skipna=True),
+                         "tasks": norm.notna().sum(axis=1)}, index=board.index)
+
+
+def layer_table(records: Sequence[dict[str, Any]], model: str,
+                metric: str | None = None) -> pd.DataFrame:
+    """Per-layer validation and test scores of ``model`` on each task.
+
+    Rows are layer names (``layer0`` …, ``weighted``); columns a ``(task, field)`` MultiIndex
+    with ``val``, ``test`` and ``selected`` (True on the validation-selected layer).
+    ``attrs["metrics"]`` maps each task to the metric shown.
+    """
+    mine = [r for r in records if model_name(r) == model]
+    if not mine:
+        known = ", ".join(models_and_tasks(records)[0]) or "none"
+        raise UserError(f"no run records for model {model!r}; models with records: {known}")
+    index = by_model_task(mine)
+    tasks = models_and_tasks(mine)[1]
+    layers: dict[str, None] = {}
+    for rec in index.values():
+        for entry in rec["per_layer"]:
+            layers.setdefault(str(entry["layer"]))
+    columns = pd.MultiIndex.from_product([tasks, ["val", "test", "selected"]],
+                                         names=["task", "field"])
+    table = pd.DataFrame(index=pd.Index(list(layers), name="layer"), columns=columns, dtype=object)
+    metrics: dict[str, str] = {}
+    for (_, task), rec in index.items():
+        name = metric or primary_metric(rec)
+        metrics[task] = name
+        chosen = layer_entry(rec)["layer"]
+        for entry in rec["per_layer"]:
+            table.loc[str(entry["layer"]), task] = [
+                entry.get("val", {}).get(name, np.nan), entry.get("test", {}).get(name, np.nan),
+                str(entry["layer"]) == str(chosen)]
+    table.attrs["metrics"] = metrics
+    table.attrs["model"] = model
+    return table

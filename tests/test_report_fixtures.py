@@ -1,0 +1,171 @@
+"""Hand-built run records and small sklearn-backed tasks for the report tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    f1_score,
+    r2_score,
+    roc_auc_score,
+)
+
+import tasks
+from benchmark.results import RecordStore, save_predictions
+from tasks.base import Task
+
+
+class ToyClassTask(Task):
+    name = "toyclass"
+    kind = "multiclass"
+    metrics = ("accuracy", "macro_f1")
+
+    @property
+    def output_dim(self) -> int:
+        return len(self.classes)
+
+    def encode(self, label: Any) -> np.ndarray:
+        return np.int64(self.classes.index(label))
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def evaluate(self, predictions: Any, labels: list[Any]) -> dict[str, float]:
+        y = [self.classes.index(lab) for lab in labels]
+        p = np.asarray(predictions).argmax(-1)
+        return {"accuracy": float(accuracy_score(y, p)),
+                "macro_f1": float(f1_score(y, p, average="macro", labels=range(len(self.classes)),
+                                           zero_division=0))}
+
+    def chance(self, train_labels: list[Any], test_labels: list[Any]) -> dict[str, float]:
+        return {"accuracy": 1 / len(self.classes), "macro_f1": 1 / len(self.classes)}
+
+
+class ToyTagTask(ToyClassTask):
+    name = "toytags"
+    kind = "multilabel"
+    metrics = ("roc_auc", "ap")
+
+    def encode(self, label: Any) -> np.ndarray:
+        return np.array([c in label for c in self.classes], dtype=np.float32)
+
+    def evaluate(self, predictions: Any, labels: list[Any]) -> dict[str, float]:
+        y = np.stack([self.encode(lab) for lab in labels])
+        p = np.asarray(predictions)
+        return {"roc_auc": float(roc_auc_score(y, p, average="macro")),
+                "ap": float(average_precision_score(y, p, average="macro"))}
+
+    def chance(self, train_labels: list[Any], test_labels: list[Any]) -> dict[str, float]:
+        return {"roc_auc": 0.5, "ap": 0.4}
+
+
+class ToyRegTask(ToyClassTask):
+    name = "toyreg"
+    kind = "regression"
+    metrics = ("r2", "r2_arousal", "r2_valence")
+
+    @property
+    def output_dim(self) -> int:
+        return 2
+
+    def encode(self, label: Any) -> np.ndarray:
+        return np.asarray(label, dtype=np.float32)
+
+    def evaluate(self, predictions: Any, labels: list[Any]) -> dict[str, float]:
+        y = np.asarray(labels, dtype=float)
+        p = np.asarray(predictions, dtype=float)
+        per = r2_score(y, p, multioutput="raw_values")
+        return {"r2": float(per.mean()), "r2_arousal": float(per[0]), "r2_valence": float(per[1])}
+
+    def chance(self, train_labels: list[Any], test_labels: list[Any]) -> dict[str, float]:
+        return {"r2": 0.0, "r2_arousal": 0.0, "r2_valence": 0.0}
+
+
+TOYS = {"toyclass": ToyClassTask, "toytags": ToyTagTask, "toyreg": ToyRegTask}
+
+
+@pytest.fixture
+def toy_tasks(monkeypatch: pytest.MonkeyPatch) -> dict[str, type]:
+    """Register the toy tasks in the task registry for the test."""
+    for name in TOYS:
+        monkeypatch.setitem(tasks.BUILTIN, name, f"test_report_fixtures:{TOYS[name].__name__}")
+    return TOYS
+
+
+def make_record(store: RecordStore, model: str, task: Task, layer_preds: dict[int, Any],
+                labels: list[Any], uids: list[str], *, val: dict[int, float] | None = None,
+                rid: str | None = None) -> dict[str, Any]:
+    """A run record for ``task`` whose layers hold ``layer_preds``; the validation scores
+    ``val`` (default: the test scores) decide the selected layer."""
+    rid = rid or f"{model}-{task.name}".replace("/", "_")
+    names = [f"layer{k}" for k in layer_preds]
+    per_layer = []
+    for k, pred in layer_preds.items():
+        test = _seed_mean(task, pred, labels) if np.ndim(pred) == 3 else task.evaluate(pred, labels)
+        v = {m: (val[k] if val else test[task.metrics[0]]) for m in task.metrics}
+        per_layer.append({"layer": f"layer{k}", "index": k, "chosen": {"lr": 1e-3},
+                          "val": v, "test": test, "seeds": []})
+    best = max(per_layer, key=lambda e: e["val"][task.metrics[0]])
+    record = {
+        "id": rid, "model": model, "task": task.name, "dataset": "toy",
+        "config": {"task": {"plugin": task.name}, "model": {"name": model}},
+        "task_info": task.describe(), "selection_metric": task.metrics[0],
+        "higher_is_better": True, "layers": names, "per_layer": per_layer,
+        "best": {k: best[k] for k in ("layer", "index", "chosen", "val", "test")},
+        "chance": task.chance([], labels), "counts": {"test": len(labels)},
+        "predictions": f"{rid}.npz", "timings": {"probe_s": 1.0}}
+    save_predictions(store.root / f"{rid}.npz", layer_preds, labels, uids)
+    store.put(record)
+    return store.get(rid)
+
+
+def _seed_mean(task: Task, pred: np.ndarray, labels: list[Any]) -> dict[str, float]:
+    per = [task.evaluate(p, labels) for p in pred]
+    return {m: float(np.mean([d[m] for d in per])) for m in per[0]}
+
+
+def class_data(rng: np.random.Generator, n: int, classes: int, skill: float,
+               seeds: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """Logits whose argmax is right with probability about ``skill``, and labels."""
+    names = [f"c{i}" for i in range(classes)]
+    y = rng.integers(0, classes, n)
+    shape = (seeds, n, classes) if seeds else (n, classes)
+    logits = rng.normal(size=shape)
+    right = rng.random(shape[:-1]) < skill
+    logits[..., np.arange(n), y] += np.where(right, 5.0, 0.0)
+    return logits.astype(np.float32), [names[i] for i in y]
+
+
+def write_suite(root: Path) -> tuple[RecordStore, list[dict[str, Any]]]:
+    """Two models × two tasks of records in ``root`` (classification and tagging)."""
+    store = RecordStore(root)
+    rng = np.random.default_rng(0)
+    cls = ToyClassTask(classes=[f"c{i}" for i in range(4)])
+    tags = ToyTagTask(classes=["rock", "pop", "jazz"])
+    n = 60
+    uids = [f"song{i // 2}" for i in range(n)]
+    records = []
+    for model, skill in (("good", 0.8), ("weak", 0.4)):
+        preds = {}
+        labels = None
+        for k in range(3):
+            logits, labels_k = class_data(np.random.default_rng(1), n, 4, skill * (k + 1) / 3)
+            labels = labels_k
+            preds[k] = logits
+        records.append(make_record(store, model, cls, preds, labels, uids))
+        y = rng.random((n, 3)) < 0.4
+        y[0], y[1] = True, False
+        tag_labels = [[c for c, on in zip(tags.classes, row, strict=True) if on] for row in y]
+        tag_preds = {k: (y * skill * k + rng.normal(size=y.shape)).astype(np.float32)
+                     for k in range(3)}
+        records.append(make_record(store, model, tags, tag_preds, tag_labels, uids))
+    return store, records
