@@ -90,3 +90,129 @@ class FeatureEntry:
     def index(self) -> dict[str, int]:
         """Item key → item index."""
         return {key: i for i, key in enumerate(self.meta["items"])}
+
+
+# --------------------------------------------------------------------------- extraction
+
+VIEWS = ("clip", "frame")
+
+
+def entry_identity(extractor: Any, keys: list[str], view: str, window_s: float) -> dict[str, Any]:
+    """What determines an entry: the model, the items (path, size, mtime), the view, the window."""
+    import os
+
+    stats = []
+    for key in keys:
+        try:
+            st = os.stat(key)
+            stats.append([key, st.st_size, st.st_mtime_ns])
+        except OSError:
+            stats.append([key, None, None])
+    return {"model": extractor.identity(), "view": view, "window_s": float(window_s),
+            "items": stats, "format": 1}
+
+
+def entry_id(identity: dict[str, Any]) -> str:
+    import hashlib
+
+    blob = json.dumps(identity, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+class FeatureStore:
+    """Feature entries under ``<work_dir>/features``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def final_path(self, eid: str) -> Path:
+        return self.root / eid
+
+    def partial_path(self, eid: str) -> Path:
+        return self.root / f"{eid}.partial"
+
+    def get(self, eid: str) -> FeatureEntry | None:
+        path = self.final_path(eid)
+        return FeatureEntry.open(path) if (path / "meta.json").exists() else None
+
+    def extract(self, extractor: Any, keys: list[str], *, view: str = "clip",
+                window_s: float | None = None, batch_size: int = 16, num_workers: int = 0,
+                chunk_items: int = 64, dtype: str = "auto", progress: bool = True,
+                rank: int = 0, world_size: int = 1, label: str = "") -> FeatureEntry | None:
+        """Extract (or find) the entry for ``keys`` (audio paths). Resumes finished chunks.
+
+        With ``world_size > 1`` this rank extracts chunks ``k % world_size == rank`` and returns
+        None unless it found every chunk done (the caller syncs ranks, then calls :meth:`finalize`).
+        """
+        from benchmark.extraction import run_chunks
+
+        if view not in VIEWS:
+            raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+        window_s = float(window_s or extractor.context_s)
+        identity = entry_identity(extractor, keys, view, window_s)
+        eid = entry_id(identity)
+        found = self.get(eid)
+        if found is not None:
+            return found
+        partial = self.partial_path(eid)
+        partial.mkdir(parents=True, exist_ok=True)
+        chunks = [list(range(s, min(s + chunk_items, len(keys)))) for s in range(0, len(keys), chunk_items)]
+        todo = [k for k in range(len(chunks)) if k % world_size == rank and not _chunk_file(partial, k).exists()]
+        run_chunks(extractor, keys, chunks, todo, partial, view=view, window_s=window_s,
+                   batch_size=batch_size, num_workers=num_workers, dtype=dtype, progress=progress,
+                   label=label)
+        if world_size > 1:
+            return None
+        return self.finalize(eid, identity, extractor, keys, len(chunks), view, window_s)
+
+    def finalize(self, eid: str, identity: dict[str, Any], extractor: Any, keys: list[str],
+                 num_chunks: int, view: str, window_s: float) -> FeatureEntry:
+        """Join the chunk files into one memory-mappable array and publish the entry atomically."""
+        import os
+
+        from benchmark.results import atomic_write_json, versions
+
+        final = self.final_path(eid)
+        if (final / "meta.json").exists():
+            return FeatureEntry.open(final)
+        partial = self.partial_path(eid)
+        missing = [k for k in range(num_chunks) if not _chunk_file(partial, k).exists()]
+        if missing:
+            raise RuntimeError(f"feature entry {eid}: chunks {missing[:5]} not extracted yet")
+        counts, failed, layers, dim = [], [], None, None
+        for k in range(num_chunks):
+            with np.load(_chunk_file(partial, k), allow_pickle=False) as z:
+                counts.append(z["counts"])
+                failed += json.loads(str(z["failed"]))
+                if z["features"].shape[0]:
+                    layers, dim = z["features"].shape[1:]
+        counts_all = np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts_all)]).astype(np.int64)
+        if layers is None:
+            layers, dim = extractor.num_layers, (extractor.dim if view == "frame" else extractor.clip_dim)
+        tmp = partial / "features.npy"
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16,
+                                        shape=(int(offsets[-1]), layers, dim))
+        row = 0
+        for k in range(num_chunks):
+            with np.load(_chunk_file(partial, k), allow_pickle=False) as z:
+                part = z["features"]
+                out[row: row + len(part)] = part
+                row += len(part)
+        out.flush()
+        del out
+        np.save(partial / "offsets.npy", offsets)
+        atomic_write_json(partial / "failed.json", failed)
+        meta = {"id": eid, "view": view, "window_s": window_s, "frame_rate": extractor.frame_rate,
+                "sample_rate": extractor.sample_rate, "layer_names": extractor.layer_names(),
+                "model_name": extractor.name, "model": identity["model"], "items": list(keys),
+                "shape": [int(offsets[-1]), int(layers), int(dim)], "versions": versions()}
+        atomic_write_json(partial / "meta.json", meta)
+        for k in range(num_chunks):
+            _chunk_file(partial, k).unlink()
+        os.replace(partial, final)
+        return FeatureEntry.open(final)
+
+
+def _chunk_file(partial: Path, k: int) -> Path:
+    return partial / f"chunk{k:05d}.npz"

@@ -1,0 +1,195 @@
+"""Run configuration: YAML files under ``configs/`` merged with command-line dotlist overrides.
+
+A run config (``configs/runs/*.yaml``) names the models and tasks to evaluate; each name refers
+to ``configs/models/<name>.yaml`` / ``configs/tasks/<name>.yaml`` or is given inline as a mapping.
+Everything is validated up front: an unknown key or a bad value raises a one-line
+:class:`~benchmark.errors.UserError` naming the key and listing what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from benchmark.errors import UserError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_RUN = "quickstart"
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+HEADS = ("linear", "mlp")
+
+
+@dataclass
+class SyntheticConfig:
+    size: str = "quick"
+    seed: int = 0
+
+
+@dataclass
+class ExtractConfig:
+    batch_size: int = 16  # windows per forward pass
+    num_workers: int = 0  # decode/resample worker processes
+    dtype: str = "auto"  # autocast dtype on GPU; CPU always runs float32
+    chunk_items: int = 64  # items per resumable chunk of a cache entry
+
+
+@dataclass
+class ProbeSection:
+    heads: list[str] = field(default_factory=lambda: ["mlp"])
+    hidden: int = 512
+    dropout: list[float] = field(default_factory=lambda: [0.2])
+    lr: list[float] = field(default_factory=lambda: [5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2])
+    weight_decay: list[float] = field(default_factory=lambda: [0.0])
+    seeds: int = 1
+    batch_size: int = 64
+    max_epochs: int = 100
+    patience: int = 10
+    lr_patience: int = 5
+    layers: Any = None  # null (all) or a list of layer indices
+    weighted_sum: bool = True
+    memory_budget_gb: Any = None
+
+
+@dataclass
+class RunConfig:
+    name: str = DEFAULT_RUN
+    work_dir: Any = None  # null: $MIRPROBE_HOME, else ~/.cache/mirprobe
+    data_root: Any = None  # folder that relative task `data` folders are resolved against
+    audio_root: Any = None  # folder that relative audio paths are resolved against
+    output: Any = None  # where tables go; null: <work_dir>/runs/<name>
+    device: str = "auto"
+    seed: int = 0
+    progress: bool = True
+    models: list[Any] = field(default_factory=lambda: ["handcrafted", "random"])
+    tasks: list[Any] = field(default_factory=lambda: ["key", "genre", "tagging", "emotion", "beat"])
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    probe: ProbeSection = field(default_factory=ProbeSection)
+
+
+SECTIONS: dict[str, type] = {"synthetic": SyntheticConfig, "extract": ExtractConfig,
+                             "probe": ProbeSection}
+
+
+def find_config(name_or_path: str, kind: str = "runs") -> Path:
+    """A config file by path, or by name under ``configs/<kind>/``."""
+    p = Path(name_or_path).expanduser()
+    if p.suffix in (".yaml", ".yml") and p.is_file():
+        return p
+    candidate = CONFIG_DIR / kind / f"{name_or_path}.yaml"
+    if candidate.is_file():
+        return candidate
+    names = available(kind)
+    hint = _suggest(name_or_path, names)
+    raise UserError(f"no {kind[:-1]} config {name_or_path!r}{hint}; "
+                    f"give a YAML path or one of: {', '.join(names) or '(none)'}")
+
+
+def available(kind: str) -> list[str]:
+    folder = CONFIG_DIR / kind
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as e:  # yaml.YAMLError and friends: report the file, not a traceback
+        raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]}); fix the file") from e
+    if not isinstance(cfg, DictConfig):
+        raise UserError(f"{path}: expected a mapping of keys at the top level")
+    return cfg
+
+
+def load_run_config(name_or_path: str | None = None, overrides: list[str] | None = None) -> DictConfig:
+    """Schema defaults ← run YAML ← ``key=value`` overrides, validated."""
+    schema = OmegaConf.structured(RunConfig)
+    layers = [schema, _read_yaml(find_config(name_or_path or DEFAULT_RUN))]
+    try:
+        layers.append(OmegaConf.from_dotlist(list(overrides or [])))
+    except OmegaConfBaseException as e:
+        raise UserError(f"bad override in {overrides}: {e.msg}; write key=value, e.g. probe.lr=[1e-3]") from e
+    _check_keys(layers[1:], RunConfig)
+    try:
+        cfg = OmegaConf.merge(*layers)
+    except OmegaConfBaseException as e:
+        raise UserError(f"config key {e.full_key!r}: {e.msg.splitlines()[0]}") from e
+    validate(cfg)
+    return cfg
+
+
+def _check_keys(layers: list[DictConfig], schema: type, prefix: str = "") -> None:
+    """Reject unknown keys with the list of allowed ones (omegaconf's own message lacks it)."""
+    allowed = {f.name: f for f in fields(schema)}
+    for layer in layers:
+        for key in layer:
+            if key not in allowed:
+                hint = _suggest(str(key), list(allowed))
+                raise UserError(f"unknown config key {prefix}{key!r}{hint}; allowed: {', '.join(allowed)}")
+            sub_type = SECTIONS.get(key)
+            if sub_type is not None and isinstance(layer[key], DictConfig):
+                _check_keys([layer[key]], sub_type, prefix=f"{prefix}{key}.")
+
+
+def _one_of(key: str, value: Any, allowed: tuple[str, ...] | list[str]) -> None:
+    if value not in allowed:
+        raise UserError(f"config key {key!r}: {value!r} is not allowed; use one of: {', '.join(allowed)}")
+
+
+def validate(cfg: DictConfig) -> None:
+    from benchmark.synth_sizes import SIZES
+
+    _one_of("device", cfg.device, DEVICES)
+    _one_of("extract.dtype", cfg.extract.dtype, DTYPES)
+    _one_of("synthetic.size", cfg.synthetic.size, sorted(SIZES))
+    for head in cfg.probe.heads:
+        _one_of("probe.heads", head, HEADS)
+    for key in ("lr", "dropout", "weight_decay", "heads"):
+        if len(cfg.probe[key]) == 0:
+            raise UserError(f"config key 'probe.{key}' is empty; give at least one value")
+    for key in ("seeds", "batch_size", "max_epochs", "hidden"):
+        if cfg.probe[key] < 1:
+            raise UserError(f"config key 'probe.{key}' must be at least 1 (got {cfg.probe[key]})")
+    if cfg.extract.batch_size < 1:
+        raise UserError("config key 'extract.batch_size' must be at least 1")
+    for key in ("models", "tasks"):
+        if not isinstance(cfg[key], ListConfig) or len(cfg[key]) == 0:
+            raise UserError(f"config key {key!r} must be a non-empty list, e.g. {key}=[a,b]")
+
+
+def work_dir(cfg: DictConfig) -> Path:
+    """The folder holding caches and records (never inside the installed package)."""
+    if cfg.work_dir:
+        return Path(str(cfg.work_dir)).expanduser().resolve()
+    env = os.environ.get("MIRPROBE_HOME")
+    return Path(env).expanduser().resolve() if env else Path.home() / ".cache" / "mirprobe"
+
+
+def named_section(entry: Any, kind: str) -> tuple[str, dict[str, Any]]:
+    """A ``models``/``tasks`` list entry → (name, options): a name of ``configs/<kind>/`` or a mapping."""
+    if isinstance(entry, str):
+        path = find_config(entry, kind)
+        return entry, OmegaConf.to_container(_read_yaml(path), resolve=True)  # type: ignore[return-value]
+    if isinstance(entry, DictConfig):
+        entry = OmegaConf.to_container(entry, resolve=True)
+    if isinstance(entry, dict):
+        if "name" not in entry:
+            raise UserError(f"an inline entry of {kind!r} needs a 'name' key: {entry}")
+        options = dict(entry)
+        name = str(options.pop("name"))
+        if "base" in options:  # inline entry extending a named one
+            _, base = named_section(str(options.pop("base")), kind)
+            options = {**base, **options}
+        return name, options
+    raise UserError(f"entries of {kind!r} are names or mappings, got {entry!r}")

@@ -1,0 +1,62 @@
+"""Model registry: ``load_model(name_or_path, **options)`` → an :class:`Extractor`.
+
+A name refers to ``configs/models/<name>.yaml`` (which gives ``kind`` and options); a folder
+with a ``config.json`` or a hub-style name (``m-a-p/MERT-v1-95M``) is loaded with the ``mert``
+kind, resolved offline. Kinds register through the entry-point group ``mirprobe.models``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import UserError
+from benchmark.models.base import Extractor
+
+BUILTIN_KINDS = {
+    "handcrafted": "benchmark.models.handcrafted:HandcraftedExtractor",
+    "random": "benchmark.models.random:RandomExtractor",
+    "mert": "benchmark.models.mert:load_mert",
+    "hf": "benchmark.models.hf:load_hf",
+    "hear": "benchmark.models.hear:load_hear",
+}
+
+
+def available_kinds() -> dict[str, str]:
+    found = dict(BUILTIN_KINDS)
+    found.update({ep.name: ep.value for ep in entry_points(group="mirprobe.models")})
+    return found
+
+
+def model_options(name_or_path: str) -> dict[str, Any]:
+    """Options of a named model config, or the options that load a checkpoint folder / hub name."""
+    from benchmark.config import available, named_section
+
+    if name_or_path in available("models"):
+        return named_section(name_or_path, "models")[1]
+    path = Path(name_or_path).expanduser()
+    if path.is_dir() or "/" in name_or_path:
+        return {"kind": "mert", "checkpoint": name_or_path}
+    raise UserError(f"unknown model {name_or_path!r}; use one of {', '.join(available('models'))}, "
+                    f"a checkpoint folder, or a hub name such as m-a-p/MERT-v1-95M")
+
+
+def load_model(name_or_path: str, **options: Any) -> Extractor:
+    """Build the extractor ``name_or_path``; ``options`` override those of its config."""
+    merged = {**model_options(name_or_path), **options} if "kind" not in options else dict(options)
+    kind = merged.pop("kind", None)
+    kinds = available_kinds()
+    if kind not in kinds:
+        raise UserError(f"model {name_or_path!r}: unknown kind {kind!r}; use one of {', '.join(sorted(kinds))}")
+    module, attr = kinds[kind].split(":")
+    factory = getattr(importlib.import_module(module), attr)
+    name = Path(name_or_path).name if Path(name_or_path).is_dir() else name_or_path
+    try:
+        return factory(name=name, **merged)
+    except TypeError as e:  # an option the kind does not take
+        raise UserError(f"model {name_or_path!r} ({kind}): {e}; check the model's options") from e
+
+
+__all__ = ["Extractor", "available_kinds", "load_model", "model_options"]
