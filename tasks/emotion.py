@@ -1,0 +1,21 @@
+"""Music emotion regression (Emomusic): a label is ``[arousal, valence]``; scored by R².
+
+``r2`` is the mean of the arousal and valence R² (``sklearn.metrics.r2_score``).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from tasks.generic import RegressionTask
+
+
+class EmotionTask(RegressionTask):
+    """Arousal/valence regression; chance predicts the training mean (R² ≈ 0 on test)."""
+
+    name: ClassVar[str] = "emotion"
+    metrics: ClassVar[tuple[str, ...]] = ("r2", "r2_arousal", "r2_valence")
+    default_dims: ClassVar[tuple[str, ...]] = ("arousal", "valence")
+
+
+__all__ = ["EmotionTask"]
