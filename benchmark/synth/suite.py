@@ -1,0 +1,213 @@
+"""Write the synthetic suite: audio files plus MARBLE-v2 JSONL for five tasks.
+
+Layout of ``<out_dir>``::
+
+    audio/000000.wav ...              16-bit PCM mono, 16 kHz, one file per track of the pool
+    {Key,Genre,Tagging,Emotion}.{train,val,test}.jsonl   the whole pool, same order and split
+    Beat.{train,val,test}.jsonl       the first tracks of each split (frame features are large)
+    specs.jsonl                       the song spec behind every track (for inspection)
+    suite.json                        generator version, size, seed, counts, classes, label rules
+
+The folder is written under ``<out_dir>.partial-<pid>`` and renamed when complete; a folder
+whose ``suite.json`` has the same version, size and seed is reused as is. The same seed
+gives byte-identical files whatever the number of worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from tqdm.auto import tqdm
+
+from benchmark.errors import UserError
+from benchmark.synth.labels import DESCRIPTION, TAGS, emotion_raw, standardise, tags
+from benchmark.synth.render import render
+from benchmark.synth.spec import GENRES, KEYS, SongSpec, sample_spec
+
+GENERATOR = "mirprobe.synth"
+VERSION = 1
+SAMPLE_RATE = 16000
+SPLITS = ("train", "val", "test")
+#: Task plugin name -> JSONL file prefix.
+PREFIXES = {"key": "Key", "genre": "Genre", "tagging": "Tagging", "emotion": "Emotion",
+            "beat": "Beat"}
+
+#: One dict per size: pool size, clip length (s), tracks listed for Beat, split fractions.
+SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {"tracks": 48, "duration": 3.0, "beat_tracks": 24, "split": (0.6, 0.2, 0.2)},
+    "quick": {"tracks": 720, "duration": 8.0, "beat_tracks": 240, "split": (0.6, 0.2, 0.2)},
+    "large": {"tracks": 2500, "duration": 6.0, "beat_tracks": 500, "split": (0.6, 0.2, 0.2)},
+}
+
+
+def default_dir(work_dir: Path, size: str, seed: int) -> Path:
+    """Where a suite lives inside the work folder: ``synthetic/<size>-seed<seed>``."""
+    return Path(work_dir) / "synthetic" / f"{size}-seed{seed}"
+
+
+def generate_suite(out_dir: Path, size: str = "quick", seed: int = 0, progress: bool = True,
+                   workers: int | None = None) -> Path:
+    """Generate (or reuse) the suite of ``size`` and ``seed`` in ``out_dir``; returns ``out_dir``.
+
+    ``workers``: processes rendering audio (default: one per CPU for pools over 100 tracks).
+    """
+    if size not in SIZES:
+        raise UserError(f"unknown synthetic suite size {size!r}; use one of: {', '.join(SIZES)}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UserError(f"synthetic suite seed must be a non-negative integer, got {seed!r}")
+    out_dir = Path(out_dir).expanduser()
+    if _matches(out_dir, size, seed):
+        return out_dir
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "suite.json").exists():
+        raise UserError(f"{out_dir} exists and is not a synthetic suite; "
+                        "give a new or empty folder for the synthetic data")
+    partial = out_dir.with_name(f"{out_dir.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        _write(partial, size, int(seed), progress, workers)
+        _publish(partial, out_dir, size, int(seed))
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return out_dir
+
+
+def plan(size: str, seed: int) -> list[tuple[str, SongSpec]]:
+    """(split, spec) for every track of the pool, in file order (train, then val, then test).
+
+    Keys and genres are dealt in shuffled rounds within each split, so every split holds them
+    as evenly as its length allows (and a train split of at least 24 tracks holds every key).
+    """
+    params = SIZES[size]
+    counts = split_counts(params["tracks"], params["split"])
+    rng = np.random.default_rng([seed, 1, 0])
+    out: list[tuple[str, SongSpec]] = []
+    for split, n in zip(SPLITS, counts, strict=True):
+        keys = _deal(KEYS, n, rng)
+        genres = _deal(tuple(GENRES), n, rng)
+        for key, genre in zip(keys, genres, strict=True):
+            i = len(out)
+            out.append((split, sample_spec(np.random.default_rng([seed, 0, i]), i, genre, key)))
+    return out
+
+
+def split_counts(n: int, fractions: tuple[float, ...]) -> list[int]:
+    """Split ``n`` by ``fractions`` (val and test rounded, train takes the rest)."""
+    rest = [int(round(n * f)) for f in fractions[1:]]
+    return [n - sum(rest), *rest]
+
+
+def _deal(labels: tuple[str, ...], n: int, rng: np.random.Generator) -> list[str]:
+    rounds = -(-n // len(labels))
+    dealt = np.concatenate([rng.permutation(len(labels)) for _ in range(rounds)])[:n]
+    return [labels[i] for i in rng.permutation(dealt)]
+
+
+def _render_one(job: tuple[SongSpec, float, str]) -> dict[str, Any]:
+    """Render one track and write its WAV; returns what the labels need."""
+    spec, duration, path = job
+    out = render(spec, duration, SAMPLE_RATE)
+    sf.write(path, out.audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    return {"rms_db": out.rms_db, "beats": out.beats.tolist(), "downbeats": out.downbeats.tolist(),
+            "num_samples": len(out.audio)}
+
+
+def _write(folder: Path, size: str, seed: int, progress: bool, workers: int | None) -> None:
+    params = SIZES[size]
+    tracks = plan(size, seed)
+    (folder / "audio").mkdir(parents=True)
+    jobs = [(spec, params["duration"], str(folder / "audio" / _name(spec))) for _, spec in tracks]
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8) if len(jobs) > 100 else 1
+    bar = tqdm(total=len(jobs), desc=f"synthesising {size} suite", unit="track",
+               disable=not progress)
+    with bar:
+        if workers <= 1:
+            rendered = [_tick(bar, _render_one(job)) for job in jobs]
+        else:
+            ctx = multiprocessing.get_context("spawn")  # safe next to an initialised torch
+            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                rendered = [_tick(bar, r) for r in pool.map(_render_one, jobs, chunksize=8)]
+    raw = np.array([emotion_raw(s, r["rms_db"]) for (_, s), r in zip(tracks, rendered, strict=True)])
+    train = raw[[split == "train" for split, _ in tracks]]
+    counts = _write_jsonl(folder, tracks, rendered, standardise(raw, train), params)
+    _write_specs(folder, tracks)
+    meta = {"generator": GENERATOR, "version": VERSION, "size": size, "seed": seed,
+            "params": params, "sample_rate": SAMPLE_RATE, "tracks": len(tracks), "counts": counts,
+            "classes": {"Key": list(KEYS), "Genre": list(GENRES), "Tagging": list(TAGS)},
+            "emotion_train_stats": {"mean": train.mean(axis=0).tolist(),
+                                    "std": train.std(axis=0).tolist(),
+                                    "dimensions": ["arousal", "valence"]},
+            "labels": DESCRIPTION}
+    (folder / "suite.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def _tick(bar: tqdm, item: Any) -> Any:
+    bar.update(1)
+    return item
+
+
+def _name(spec: SongSpec) -> str:
+    return f"{spec.index:06d}.wav"
+
+
+def _write_jsonl(folder: Path, tracks: list[tuple[str, SongSpec]], rendered: list[dict[str, Any]],
+                 emotion: np.ndarray, params: dict[str, Any]) -> dict[str, dict[str, int]]:
+    beat_quota = dict(zip(SPLITS, split_counts(params["beat_tracks"], params["split"]), strict=True))
+    lines: dict[str, list[str]] = {f"{p}.{s}": [] for p in PREFIXES.values() for s in SPLITS}
+    seen = dict.fromkeys(SPLITS, 0)
+    for i, ((split, spec), r) in enumerate(zip(tracks, rendered, strict=True)):
+        n = r["num_samples"]
+        common = {"duration": n / SAMPLE_RATE, "sample_rate": SAMPLE_RATE, "num_samples": n,
+                  "bit_depth": 16, "channels": 1}
+        labels = {"Key": spec.key, "Genre": spec.genre, "Tagging": tags(spec, r["rms_db"]),
+                  "Emotion": [round(float(v), 6) for v in emotion[i]]}
+        if seen[split] < beat_quota[split]:
+            labels["Beat"] = {"beat": r["beats"], "downbeat": r["downbeats"], "tempo": spec.tempo,
+                              "meter": f"{spec.meter}/4"}
+        seen[split] += 1
+        for prefix, label in labels.items():
+            row = {"audio_path": f"audio/{_name(spec)}", "label": label, **common}
+            lines[f"{prefix}.{split}"].append(json.dumps(row))
+    for name, rows in lines.items():
+        (folder / f"{name}.jsonl").write_text("".join(r + "\n" for r in rows))
+    return {p: {s: len(lines[f"{p}.{s}"]) for s in SPLITS} for p in PREFIXES.values()}
+
+
+def _write_specs(folder: Path, tracks: list[tuple[str, SongSpec]]) -> None:
+    rows = [json.dumps({"split": split, "audio_path": f"audio/{_name(spec)}", **spec.to_dict()})
+            for split, spec in tracks]
+    (folder / "specs.jsonl").write_text("".join(r + "\n" for r in rows))
+
+
+def _read_meta(folder: Path) -> dict[str, Any] | None:
+    try:
+        meta = json.loads((folder / "suite.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _matches(folder: Path, size: str, seed: int) -> bool:
+    meta = _read_meta(folder)
+    return bool(meta) and (meta.get("generator"), meta.get("version"), meta.get("size"),
+                           meta.get("seed")) == (GENERATOR, VERSION, size, seed)
+
+
+def _publish(partial: Path, out_dir: Path, size: str, seed: int) -> None:
+    """Move the finished suite into place; an older suite there is replaced."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    if _matches(out_dir, size, seed):  # another process finished first
+        return
+    old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
+    if out_dir.exists():
+        out_dir.rename(old)
+    partial.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
