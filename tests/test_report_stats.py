@@ -1,0 +1,146 @@
+"""Bootstrap intervals and paired comparisons against direct computations."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    f1_score,
+    r2_score,
+    roc_auc_score,
+)
+from test_report_fixtures import ToyClassTask, ToyRegTask, ToyTagTask, class_data
+
+from benchmark.report.stats import (
+    SeedMetric,
+    bootstrap_metric,
+    cluster_weights,
+    expand,
+    paired_bootstrap,
+    percentile_interval,
+    resampled_metric,
+)
+
+
+def test_cluster_weights_keep_songs_together():
+    uids = ["a", "a", "b", "c", "c", "c", "d"]
+    w = cluster_weights(uids, n_boot=500, seed=3)
+    assert w.shape == (500, 7)
+    assert (w[:, 0] == w[:, 1]).all() and (w[:, 3] == w[:, 5]).all()
+    # Each resample draws as many songs as there are (4); per song, one weight each.
+    assert (w[:, [0, 2, 3, 6]].sum(1) == 4).all()
+    # A song is drawn once per resample on average.
+    assert w.mean(0) == pytest.approx(np.ones(7), abs=0.1)
+    assert (cluster_weights(uids, 500, 3) == w).all()
+
+
+def _direct(fn, pred, y, weights):
+    return np.array([fn(y[expand(w)], pred[expand(w)]) for w in weights])
+
+
+def test_classification_matches_direct_resampling():
+    rng = np.random.default_rng(0)
+    logits, labels = class_data(rng, 40, 3, 0.6)
+    task = ToyClassTask(classes=["c0", "c1", "c2"])
+    y = np.array([task.classes.index(lab) for lab in labels])
+    uids = [f"s{i // 2}" for i in range(40)]
+    w = cluster_weights(uids, 200, 0)
+    acc = _direct(lambda t, p: accuracy_score(t, p.argmax(1)), logits, y, w)
+    f1 = _direct(lambda t, p: f1_score(t, p.argmax(1), average="macro", labels=range(3),
+                                       zero_division=0), logits, y, w)
+    assert resampled_metric(task, logits, labels, "accuracy", w)[1] == pytest.approx(acc, abs=1e-12)
+    assert resampled_metric(task, logits, labels, "macro_f1", w)[1] == pytest.approx(f1, abs=1e-12)
+    assert SeedMetric(task, logits, labels, "accuracy")._fast is not None  # weighted shortcut
+    # A task of another kind: accuracy is found to be a mean over tracks (per-track shortcut).
+    other = type("Other", (ToyClassTask,), {"kind": "custom"})(classes=task.classes)
+    assert SeedMetric(other, logits, labels, "accuracy")._fast is not None
+    assert resampled_metric(other, logits, labels, "accuracy", w)[1] == pytest.approx(acc, abs=1e-12)
+    iv = bootstrap_metric(task, logits, labels, uids, "accuracy", n_boot=200, seed=0)
+    assert (iv.low, iv.high) == pytest.approx(tuple(np.percentile(acc, [2.5, 97.5])))
+    assert iv.value == pytest.approx(accuracy_score(y, logits.argmax(1)))
+
+
+def test_tagging_and_regression_shortcuts_match_sklearn():
+    rng = np.random.default_rng(1)
+    n = 50
+    tags = ToyTagTask(classes=["a", "b", "c", "d"])
+    y = rng.random((n, 4)) < 0.4
+    y[:2] = [[True] * 4, [False] * 4]
+    scores = (y + rng.normal(size=y.shape)).round(1)  # rounding makes ties
+    labels = [[c for c, on in zip(tags.classes, row, strict=True) if on] for row in y]
+    w = cluster_weights([str(i) for i in range(n)], 100, 2)
+    w = w[[np.all([(y[expand(r)].any(0)) & (~y[expand(r)]).any(0)]) for r in w]]  # all defined
+    for metric, fn in (("roc_auc", roc_auc_score), ("ap", average_precision_score)):
+        assert SeedMetric(tags, scores, labels, metric)._fast is not None
+        direct = _direct(lambda t, p, fn=fn: fn(t, p, average="macro"), scores, y, w)
+        assert resampled_metric(tags, scores, labels, metric, w)[1] == pytest.approx(direct)
+    reg = ToyRegTask()
+    target = rng.normal(size=(n, 2))
+    pred = target + rng.normal(size=(n, 2))
+    for metric, fn in (("r2", lambda t, p: r2_score(t, p)),
+                       ("r2_valence", lambda t, p: r2_score(t[:, 1], p[:, 1]))):
+        assert SeedMetric(reg, pred, target.tolist(), metric)._fast is not None
+        direct = _direct(fn, pred, target, w)
+        assert resampled_metric(reg, pred, target.tolist(), metric, w)[1] == pytest.approx(direct)
+
+
+def test_seeds_are_averaged_per_resample():
+    rng = np.random.default_rng(2)
+    logits, labels = class_data(rng, 30, 3, 0.5, seeds=3)
+    task = ToyClassTask(classes=["c0", "c1", "c2"])
+    y = np.array([task.classes.index(lab) for lab in labels])
+    w = cluster_weights([str(i) for i in range(30)], 50, 0)
+    per_seed = [_direct(lambda t, p: f1_score(t, p.argmax(1), average="macro", labels=range(3),
+                                              zero_division=0), s, y, w) for s in logits]
+    value, samples = resampled_metric(task, logits, labels, "macro_f1", w)
+    assert samples == pytest.approx(np.mean(per_seed, axis=0))
+
+
+def test_paired_comparison_sign_and_interval():
+    rng = np.random.default_rng(3)
+    n = 300
+    y = rng.integers(0, 4, n)
+    labels = [f"c{i}" for i in y]
+    task = ToyClassTask(classes=[f"c{i}" for i in range(4)])
+    uids = [f"song{i // 3}" for i in range(n)]
+
+    def model(skill):
+        logits = rng.normal(size=(n, 4))
+        logits[np.arange(n), y] += np.where(rng.random(n) < skill, 9.0, 0.0)
+        return logits
+
+    good, weak = model(0.9), model(0.5)
+    cmp = paired_bootstrap(task, good, weak, labels, uids, "accuracy")
+    assert cmp.diff > 0 and cmp.low > 0 and cmp.p_a_better > 0.99
+    assert cmp.diff == pytest.approx(accuracy_score(y, good.argmax(1)) - accuracy_score(y, weak.argmax(1)))
+    back = paired_bootstrap(task, weak, good, labels, uids, "accuracy")
+    assert back.high < 0 and back.p_a_better < 0.01
+    same = paired_bootstrap(task, good, good, labels, uids, "accuracy")
+    assert same.diff == 0 and same.low == 0 and same.high == 0 and same.p_a_better == 0.5
+    # Two runs of one model (different noise, same skill): the interval covers 0.
+    twin = paired_bootstrap(task, model(0.7), model(0.7), labels, uids, "accuracy")
+    assert twin.low < 0 < twin.high
+    # Lower-is-better flips what "A better" means.
+    flipped = paired_bootstrap(task, good, weak, labels, uids, "accuracy", higher_is_better=False)
+    assert flipped.p_a_better == pytest.approx(1 - cmp.p_a_better)
+
+
+def test_percentile_interval_and_speed():
+    samples = np.arange(101, dtype=float)
+    assert percentile_interval(samples) == pytest.approx((2.5, 97.5))
+    rng = np.random.default_rng(4)
+    tags = ToyTagTask(classes=[f"t{i}" for i in range(50)])
+    y = rng.random((300, 50)) < 0.3
+    labels = [[c for c, on in zip(tags.classes, row, strict=True) if on] for row in y]
+    scores = y + rng.normal(size=y.shape)
+    logits, cls_labels = class_data(rng, 300, 10, 0.5)
+    cls = ToyClassTask(classes=[f"c{i}" for i in range(10)])
+    uids = [str(i) for i in range(300)]
+    start = time.perf_counter()
+    bootstrap_metric(tags, scores, labels, uids, "roc_auc")
+    bootstrap_metric(cls, logits, cls_labels, uids, "accuracy")
+    assert time.perf_counter() - start < 5  # about 0.5 s here; loose for shared CI machines
