@@ -136,7 +136,7 @@ def _check_keys(layers: list[DictConfig], schema: type, prefix: str = "") -> Non
         for key in layer:
             if key not in allowed:
                 hint = _suggest(str(key), list(allowed))
-                raise UserError(f"unknown config key {prefix}{key!r}{hint}; allowed: {', '.join(allowed)}")
+                raise UserError(f"unknown config key '{prefix}{key}'{hint}; allowed: {', '.join(allowed)}")
             sub_type = SECTIONS.get(key)
             if sub_type is not None and isinstance(layer[key], DictConfig):
                 _check_keys([layer[key]], sub_type, prefix=f"{prefix}{key}.")

@@ -1,0 +1,289 @@
+"""``mirprobe run``: data → features → probes → records → leaderboard, each stage skipping done work.
+
+For every model × task: read the task's JSONL splits (generating the built-in synthetic suite
+when the task asks for it), extract or find the feature entry, train the probe grid unless a run
+record with the same content address exists, and write the record. Items that cannot be used are
+kept in the record's ``excluded`` list and printed, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from benchmark import config as C
+from benchmark.data import SPLITS, Dataset, Problem, load_dataset
+from benchmark.errors import UserError
+from benchmark.features import FeatureEntry, FeatureStore
+from benchmark.models import load_model, model_options
+from benchmark.models.base import Extractor
+from benchmark.probes import ProbeConfig, SplitData, run_probe
+from benchmark.results import RecordStore, record_id, save_predictions, versions
+from tasks import Task, get_task
+
+TASK_KEYS = ("plugin", "data", "jsonl", "audio_root")
+
+
+@dataclass
+class TaskSpec:
+    """One entry of the run's ``tasks`` list, resolved."""
+
+    name: str
+    plugin: str
+    data: str
+    jsonl: str
+    options: dict[str, Any]
+    audio_root: str | None = None
+
+    def make(self) -> Task:
+        return get_task(self.plugin, **self.options)
+
+
+@dataclass
+class Timer:
+    """Wall time per stage, for the closing summary."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+
+    def summary(self) -> str:
+        parts = [f"{k} {v:.1f}s" for k, v in self.seconds.items() if v >= 0.05]
+        return "time per stage: " + (", ".join(parts) or "nothing to do")
+
+
+def task_specs(cfg: DictConfig) -> list[TaskSpec]:
+    specs = []
+    for entry in cfg.tasks:
+        name, opts = C.named_section(entry, "tasks")
+        plugin = opts.get("plugin")
+        if not plugin:
+            raise UserError(f"task {name!r} has no 'plugin' key; add e.g. plugin: multiclass")
+        for key in ("data", "jsonl"):
+            if not opts.get(key):
+                raise UserError(f"task {name!r} has no {key!r} key; see configs/tasks/*.yaml for examples")
+        options = {k: v for k, v in opts.items() if k not in TASK_KEYS}
+        specs.append(TaskSpec(name, str(plugin), str(opts["data"]), str(opts["jsonl"]), options,
+                              opts.get("audio_root")))
+    return specs
+
+
+def model_specs(cfg: DictConfig) -> list[tuple[str, dict[str, Any]]]:
+    """``models`` entries → (name, options): config names, inline mappings, folders or hub names."""
+    named = C.available("models")
+    return [(m, model_options(m)) if isinstance(m, str) and m not in named
+            else C.named_section(m, "models") for m in cfg.models]
+
+
+def encodable(task: Task, label: Any) -> None:
+    """Raise ``ValueError`` (naming the label) when ``task`` cannot turn ``label`` into a target."""
+    if task.view == "clip":
+        task.encode(label)
+    else:
+        task.encode_frames(label, 1, 1.0)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda but no CUDA GPU is visible; use device=auto or device=cpu")
+    return torch.device(name)
+
+
+class Runner:
+    """Carries one run's config, folders and caches across models and tasks."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+        self.work = C.work_dir(cfg)
+        self.features = FeatureStore(self.work / "features")
+        self.records = RecordStore(self.work / "records")
+        self.device = resolve_device(cfg.device)
+        self.timer = Timer()
+        self.progress = bool(cfg.progress)
+        self._datasets: dict[tuple[str, str, str | None], Dataset] = {}
+
+    # ---------------------------------------------------------------- data
+    def dataset_folder(self, spec: TaskSpec) -> Path:
+        if spec.data == "synthetic":
+            from benchmark.synth import generate_suite
+
+            size, seed = self.cfg.synthetic.size, int(self.cfg.synthetic.seed)
+            with self.timer.stage("synthesize"):
+                return generate_suite(self.work / "synthetic" / f"{size}-seed{seed}", size=size,
+                                      seed=seed, progress=self.progress)
+        folder = Path(spec.data).expanduser()
+        if not folder.is_absolute():
+            if not self.cfg.data_root:
+                raise UserError(f"task {spec.name!r}: data folder {spec.data!r} is relative; "
+                                f"set data_root=/path/to/datasets (or give an absolute path)")
+            folder = Path(str(self.cfg.data_root)).expanduser() / folder
+        return folder
+
+    def dataset(self, spec: TaskSpec) -> Dataset:
+        root = spec.audio_root or self.cfg.audio_root
+        key = (spec.data, spec.jsonl, root)
+        if key not in self._datasets:
+            folder = self.dataset_folder(spec)
+            audio_root = Path(str(root)).expanduser() if root else None
+            self._datasets[key] = load_dataset(folder, spec.jsonl, audio_root)
+        return self._datasets[key]
+
+    # ---------------------------------------------------------------- one job
+    def job_identity(self, model: str, extractor: Extractor, spec: TaskSpec, dataset: Dataset,
+                     probe: dict[str, Any]) -> dict[str, Any]:
+        return {"model": {"name": model, "fingerprint": extractor.fingerprint()},
+                "task": {"name": spec.name, "plugin": spec.plugin, "options": spec.options},
+                "dataset": dataset.digest(), "probe": probe, "seed": int(self.cfg.seed)}
+
+    def run_job(self, model: str, extractor: Extractor, spec: TaskSpec, *,
+                probe_only: bool = False) -> dict[str, Any] | None:
+        dataset = self.dataset(spec)
+        task = spec.make()
+        probe = OmegaConf.to_container(self.cfg.probe, resolve=True)
+        identity = self.job_identity(model, extractor, spec, dataset, probe)
+        rid = record_id(identity)
+        found = self.records.get(rid)
+        if found is not None:
+            return found
+        entry = self.entry(extractor, spec, task, dataset, probe_only=probe_only)
+        if entry is None:
+            return None
+        splits, excluded = self.splits(task, entry, dataset)
+        with self.timer.stage("probe"):
+            started = time.perf_counter()
+            result = run_probe(task, entry, splits, ProbeConfig(**probe), device=self.device,
+                               seed=int(self.cfg.seed), progress=self.progress)
+            probe_s = time.perf_counter() - started
+        pred_name = f"{rid}.npz"
+        save_predictions(self.records.root / pred_name, result.predictions, result.test_labels,
+                         result.test_uids)
+        record = {
+            "id": rid, "model": model, "task": spec.name, "dataset": str(dataset.folder / dataset.name),
+            "feature_entry": entry.id,
+            "config": {**identity, "device": str(self.device), "window_s": entry.meta["window_s"],
+                       "task": {**identity["task"], "data": spec.data, "jsonl": spec.jsonl}},
+            "versions": versions(), "task_info": task.describe(),
+            "selection_metric": task.selection_metric, "higher_is_better": task.higher_is_better,
+            "layers": result.layers, "per_layer": result.per_layer, "best": result.best,
+            "chance": task.chance(splits["train"].labels, splits["test"].labels),
+            "counts": {s: len(splits[s].labels) for s in SPLITS},
+            "test_units": len(result.test_labels),
+            "excluded": excluded, "predictions": pred_name, "num_heads": result.num_heads,
+            "timings": {"probe_s": round(probe_s, 3), **result.timings},
+        }
+        self.records.put(record)
+        return record
+
+    def entry(self, extractor: Extractor, spec: TaskSpec, task: Task, dataset: Dataset, *,
+              probe_only: bool = False) -> FeatureEntry | None:
+        keys = list(dict.fromkeys(it.key for it in dataset.all_items()))
+        x = self.cfg.extract
+        with self.timer.stage("extract"):
+            if probe_only:
+                from benchmark.features import entry_id, entry_identity
+
+                window = float(task.window_s or extractor.context_s)
+                eid = entry_id(entry_identity(extractor, keys, task.view, window))
+                found = self.features.get(eid)
+                if found is None:
+                    print(f"no features yet for {extractor.name} × {spec.name}; run `mirprobe extract` first")
+                return found
+            return self.features.extract(
+                extractor.to(self.device), keys, view=task.view, window_s=task.window_s,
+                batch_size=x.batch_size, num_workers=x.num_workers, chunk_items=x.chunk_items,
+                dtype=x.dtype, progress=self.progress, label=f"{extractor.name} × {spec.name}")
+
+    def splits(self, task: Task, entry: FeatureEntry,
+               dataset: Dataset) -> tuple[dict[str, SplitData], dict[str, list[dict[str, Any]]]]:
+        """Usable tracks per split; everything else goes to ``excluded`` with its reason."""
+        index = entry.index()
+        failed = {f["path"]: f["reason"] for f in entry.failed}
+        excluded: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
+        for p in dataset.problems:
+            split = next((s for s in SPLITS if p.source.endswith(f".{s}.jsonl")), "train")
+            excluded[split].append(p.to_dict())
+        usable = {s: [it for it in dataset.splits[s] if it.key not in failed] for s in SPLITS}
+        for s in SPLITS:
+            for it in dataset.splits[s]:
+                if it.key in failed:
+                    excluded[s].append(Problem(str(it.source), it.line, failed[it.key], it.key).to_dict())
+        task.fit([it.label for it in usable["train"]])
+        out = {}
+        for s in SPLITS:
+            keep = []
+            for it in usable[s]:
+                try:
+                    encodable(task, it.label)
+                    keep.append(it)
+                except ValueError as e:
+                    excluded[s].append(Problem(str(it.source), it.line, f"{e}; item skipped", it.key).to_dict())
+            if not keep:
+                raise UserError(f"{dataset.folder}/{dataset.name}.{s}.jsonl: no usable items "
+                                f"({len(excluded[s])} excluded, first: {excluded[s][:1]})")
+            out[s] = SplitData(np.asarray([index[it.key] for it in keep], dtype=np.int64),
+                               [it.label for it in keep], [it.uid for it in keep])
+        return out, excluded
+
+
+def report_problems(records: list[dict[str, Any]]) -> None:
+    """Print every excluded item once (the records keep them too)."""
+    seen: set[tuple[str, str, str]] = set()
+    lines = []
+    for rec in records:
+        for split, items in rec.get("excluded", {}).items():
+            for p in items:
+                key = (split, str(p.get("source")), str(p.get("line")))
+                if key not in seen:
+                    seen.add(key)
+                    where = f"{p['source']}:{p['line']}" if p.get("line") else p["source"]
+                    lines.append(f"  [{split}] {where}: {p['reason']}")
+    if lines:
+        print(f"{len(lines)} item(s) could not be used (listed in each run record's 'excluded'):")
+        print("\n".join(lines[:50]) + (f"\n  … and {len(lines) - 50} more" if len(lines) > 50 else ""))
+
+
+def run(cfg: DictConfig, *, stages: tuple[str, ...] = ("extract", "probe", "report")) -> list[dict[str, Any]]:
+    """Run the benchmark described by ``cfg``; returns the run records of this run."""
+    runner = Runner(cfg)
+    specs = task_specs(cfg)
+    models = model_specs(cfg)
+    for spec in specs:  # read every dataset first: data errors surface before any long work
+        runner.dataset(spec)
+    records: list[dict[str, Any]] = []
+    for name, options in models:
+        with runner.timer.stage("load model"):
+            extractor = load_model(name, **options)
+        for spec in specs:
+            if "probe" not in stages:
+                runner.entry(extractor, spec, spec.make(), runner.dataset(spec))
+                continue
+            rec = runner.run_job(name, extractor, spec, probe_only="extract" not in stages)
+            if rec is not None:
+                records.append(rec)
+    if "report" in stages and records:
+        from benchmark.report.render import print_and_write
+
+        out = Path(str(cfg.output)) if cfg.output else runner.work / "runs" / str(cfg.name)
+        with runner.timer.stage("report"):
+            print_and_write(records, out, records_dir=runner.records.root)
+        report_problems(records)
+        print(f"tables written to {out}")
+    print(runner.timer.summary())
+    return records

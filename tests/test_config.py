@@ -1,0 +1,63 @@
+"""Config loading and validation: errors name the key and the allowed values."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmark.cli import main
+from benchmark.config import load_run_config, named_section
+from benchmark.errors import UserError
+
+
+def test_quickstart_loads_with_overrides() -> None:
+    cfg = load_run_config("quickstart", ["tasks=[key,genre]", "probe.lr=[0.001]"])
+    assert list(cfg.tasks) == ["key", "genre"]
+    assert list(cfg.probe.lr) == [0.001]
+    assert cfg.probe.hidden == 256  # from quickstart.yaml, over the schema default 512
+
+
+@pytest.mark.parametrize(("overrides", "fragment"), [
+    (["probe.lrr=[1]"], "unknown config key 'probe.lrr' (did you mean 'lr'?)"),
+    (["devise=cpu"], "unknown config key 'devise' (did you mean 'device'?)"),
+    (["device=gpu"], "'device': 'gpu' is not allowed; use one of: auto, cpu, cuda, mps"),
+    (["probe.heads=[mlp,svm]"], "'probe.heads': 'svm' is not allowed; use one of: linear, mlp"),
+    (["probe.max_epochs=0"], "'probe.max_epochs' must be at least 1"),
+    (["synthetic.size=huge"], "'synthetic.size': 'huge' is not allowed"),
+    (["probe.batch_size=abc"], "probe.batch_size"),
+])
+def test_bad_values_name_the_key(overrides: list[str], fragment: str) -> None:
+    with pytest.raises(UserError) as err:
+        load_run_config("quickstart", overrides)
+    assert fragment in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_run_config_lists_choices() -> None:
+    with pytest.raises(UserError, match="no run config 'quickstrat' \\(did you mean 'quickstart'\\?\\)"):
+        load_run_config("quickstrat", [])
+
+
+def test_unknown_task_and_model_names() -> None:
+    with pytest.raises(UserError, match="no task config 'keyy'.*did you mean 'key'"):
+        named_section("keyy", "tasks")
+    with pytest.raises(UserError, match="inline entry of 'models' needs a 'name'"):
+        named_section({"kind": "random"}, "models")
+
+
+def test_cli_prints_one_line_error_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "quickstart", "tasks=[key,nosuchtask]", "progress=false"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("mirprobe: error: no task config 'nosuchtask'")
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_missing_dataset_folder_is_one_line(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    task = tmp_path / "mytask.yaml"
+    task.write_text("plugin: genre\ndata: nowhere\njsonl: Genre\n")
+    code = main(["run", "quickstart", f"tasks=[{{name: mine, base: genre, data: {tmp_path}/nowhere}}]",
+                 "models=[handcrafted]", "progress=false"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"dataset folder {tmp_path}/nowhere does not exist" in err
+    assert err.count("\n") == 1
