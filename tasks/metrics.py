@@ -7,7 +7,26 @@ the inputs are batch dimensions (heads, classes); the last one runs over samples
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+
+#: Elements per chunk of heads for the sort-based metrics (bounds their memory to ~0.3 GB).
+CHUNK = 1 << 22
+
+
+def _by_chunks(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+    """Apply ``fn(scores, labels)`` to slices of the leading (head) dimension of ``scores``
+    when ``labels`` broadcasts over it, so that large frame-level inputs fit in memory."""
+
+    def wrapped(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        rows = max(1, CHUNK // max(1, scores[0].numel())) if scores.dim() > labels.dim() else 0
+        if rows == 0 or rows >= scores.shape[0]:
+            return fn(scores, labels)
+        return torch.cat([fn(part, labels) for part in scores.split(rows)])
+
+    wrapped.__doc__, wrapped.__name__ = fn.__doc__, fn.__name__
+    return wrapped
 
 
 def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -15,25 +34,37 @@ def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(-1) == targets).to(torch.float64).mean(-1)
 
 
+def _full(scores: torch.Tensor) -> torch.Tensor:
+    """At least single precision (half-precision scores would create spurious ties)."""
+    return scores if scores.dtype in (torch.float32, torch.float64) else scores.float()
+
+
 def _ascending(scores: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Scores sorted ascending, labels in the same order, and for each sorted position the
-    index of the first equal score (so ties are treated as one threshold, like sklearn)."""
+    first and one-past-last index of its run of equal scores (ties form one threshold, as in
+    sklearn). The runs come from linear scans of the sorted scores, not binary searches."""
     sorted_scores, order = scores.sort(dim=-1)
     sorted_labels = labels.expand_as(scores).gather(-1, order).to(torch.float64)
-    first = torch.searchsorted(sorted_scores.contiguous(), sorted_scores.contiguous())
-    return sorted_scores, sorted_labels, first
+    n = scores.shape[-1]
+    index = torch.arange(n, device=scores.device).expand_as(sorted_scores)
+    change = sorted_scores[..., 1:] != sorted_scores[..., :-1]
+    starts = torch.ones_like(sorted_scores, dtype=torch.bool)
+    starts[..., 1:] = change
+    ends = torch.ones_like(starts)
+    ends[..., :-1] = change
+    first = torch.where(starts, index, 0).cummax(-1).values
+    after_last = torch.where(ends, index + 1, n).flip(-1).cummin(-1).values.flip(-1)
+    return sorted_labels, first, after_last
 
 
+@_by_chunks
 def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """ROC-AUC along the last dimension (Mann-Whitney U with mid-ranks, as sklearn's
     trapezoidal curve). ``labels`` is boolean and broadcasts to ``scores``.
 
     NaN where the samples hold no positive or no negative.
     """
-    scores = scores.to(torch.float64)
-    sorted_scores, sorted_labels, first = _ascending(scores, labels)
-    after_last = torch.searchsorted(sorted_scores.contiguous(), sorted_scores.contiguous(),
-                                    right=True)
+    sorted_labels, first, after_last = _ascending(_full(scores), labels)
     midrank = (first + after_last + 1).to(torch.float64) / 2  # 1-based average rank
     n_pos = sorted_labels.sum(-1)
     n_neg = sorted_labels.shape[-1] - n_pos
@@ -42,14 +73,14 @@ def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return torch.where((n_pos > 0) & (n_neg > 0), auc, torch.full_like(auc, float("nan")))
 
 
+@_by_chunks
 def average_precision(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Average precision along the last dimension, as ``sklearn.metrics.average_precision_score``:
     the mean over positives of the precision at their score's threshold (ties share it).
 
     NaN where the samples hold no positive.
     """
-    scores = scores.to(torch.float64)
-    _, sorted_labels, first = _ascending(scores, labels)
+    sorted_labels, first, _ = _ascending(_full(scores), labels)
     n = sorted_labels.shape[-1]
     n_pos = sorted_labels.sum(-1, keepdim=True)
     pos_before = torch.cumsum(sorted_labels, -1) - sorted_labels  # positives strictly below

@@ -38,6 +38,15 @@ def test_roc_auc_and_average_precision_match_sklearn_with_ties():
                 average_precision_score(labels[c], scores[h, c]), abs=1e-9)
 
 
+def test_chunked_metrics_equal_unchunked(monkeypatch):
+    scores = torch.randn(7, 3, 50)
+    labels = torch.rand(3, 50) < 0.4
+    whole = metrics.roc_auc(scores, labels), metrics.average_precision(scores, labels)
+    monkeypatch.setattr(metrics, "CHUNK", 200)  # 150 elements per head: one head per chunk
+    torch.testing.assert_close(metrics.roc_auc(scores, labels), whole[0])
+    torch.testing.assert_close(metrics.average_precision(scores, labels), whole[1])
+
+
 def test_undefined_auc_is_nan():
     scores = torch.tensor([[0.1, 0.4, 0.3]])
     assert torch.isnan(metrics.roc_auc(scores, torch.tensor([[True, True, True]]))).all()
