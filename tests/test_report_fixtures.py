@@ -154,6 +154,9 @@ def write_suite(root: Path) -> tuple[RecordStore, list[dict[str, Any]]]:
     n = 60
     uids = [f"song{i // 2}" for i in range(n)]
     records = []
+    y = rng.random((n, 3)) < 0.4
+    y[0], y[1] = True, False
+    tag_labels = [[c for c, on in zip(tags.classes, row, strict=True) if on] for row in y]
     for model, skill in (("good", 0.8), ("weak", 0.4)):
         preds = {}
         labels = None
@@ -162,9 +165,6 @@ def write_suite(root: Path) -> tuple[RecordStore, list[dict[str, Any]]]:
             labels = labels_k
             preds[k] = logits
         records.append(make_record(store, model, cls, preds, labels, uids))
-        y = rng.random((n, 3)) < 0.4
-        y[0], y[1] = True, False
-        tag_labels = [[c for c, on in zip(tags.classes, row, strict=True) if on] for row in y]
         tag_preds = {k: (y * skill * k + rng.normal(size=y.shape)).astype(np.float32)
                      for k in range(3)}
         records.append(make_record(store, model, tags, tag_preds, tag_labels, uids))

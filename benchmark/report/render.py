@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.report.records import fmt, layer_label, metric_scale, models_and_tasks
-from benchmark.report.tables import aggregate, layer_table, leaderboard
+from benchmark.report.tables import SEP, aggregate, layer_table, leaderboard
 
 CHANCE_ROW = "chance"
 AGG_COLUMN = "norm. mean"
@@ -35,7 +35,7 @@ def _has_ci(board: pd.DataFrame) -> bool:
 
 
 def task_header(task: str, metric: str) -> str:
-    return f"{task} ({metric})"
+    return f"{task.split(SEP)[0]} ({metric})"
 
 
 def leaderboard_display(board: pd.DataFrame, *, with_aggregate: bool = True) -> pd.DataFrame:
@@ -60,7 +60,7 @@ def leaderboard_display(board: pd.DataFrame, *, with_aggregate: bool = True) -> 
         chance = pd.to_numeric(sub["chance"], errors="coerce").dropna()
         cells.append(fmt(float(chance.mean()), metric) if len(chance) else "–")
         out[task_header(task, metric)] = cells
-    if with_aggregate and len(tasks) > 1:
+    if with_aggregate and len([t for t in tasks if SEP not in t]) > 1:
         agg = aggregate(board)
         out[AGG_COLUMN] = [f"{v * 100:.1f} ({n})" if n else "–"
                            for v, n in zip(agg["normalised"], agg["tasks"], strict=True)] + [""]
@@ -123,7 +123,7 @@ def leaderboard_csv(board: pd.DataFrame) -> pd.DataFrame:
             if not isinstance(cell["metric"], str):
                 continue
             m = cell["metric"]
-            row = {"model": model, "task": task, "metric": m, "scale": metric_scale(m),
+            row = {"model": model, "task": task.split(SEP)[0], "metric": m, "scale": metric_scale(m),
                    "layer": cell["layer"], "score": _round(cell["score"], m)}
             if ci:
                 row |= {"ci_low": _round(cell["ci_low"], m), "ci_high": _round(cell["ci_high"], m)}
@@ -172,3 +172,27 @@ def print_and_write(records: Sequence[dict[str, Any]], out_dir: Path, *, console
             print(f"Layers of {t.attrs['model']}\n{text_table(layers_display(t))}\n")
         print(LAYERS_CAPTION)
     return board
+
+
+COMPARE_CAPTION = (
+    "A − B on the same test tracks, ×100 for 0–1 metrics (R² included). Brackets: 95% paired "
+    "percentile-bootstrap interval (clips of one song resampled together; seeds combined; "
+    "{n_boot} resamples, seed {seed}). P(A better): share of resamples where A beats B, ties "
+    "counting half. Layers after @ (w = learned weighted sum).")
+
+
+def compare_display(table: pd.DataFrame) -> pd.DataFrame:
+    """String form of :func:`benchmark.report.compare.compare`."""
+    a, b = table.attrs.get("a", "A"), table.attrs.get("b", "B")
+    rows = {}
+    for task, r in table.iterrows():
+        m = r["metric"]
+        diff = fmt(r["diff"], m) if metric_scale(m) != 100 else f"{r['diff'] * 100:+.1f}"
+        rows[f"{task} ({m})"] = {
+            f"A: {a}": f"{fmt(r['a'], m)} @{layer_label(str(r['layer_a']))}",
+            f"B: {b}": f"{fmt(r['b'], m)} @{layer_label(str(r['layer_b']))}",
+            "A − B [95% CI]": f"{diff} [{fmt(r['ci_low'], m)}, {fmt(r['ci_high'], m)}]",
+            "P(A better)": f"{r['p_a_better']:.3f}", "tracks": str(r["tracks"])}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "task"
+    return out

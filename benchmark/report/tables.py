@@ -27,21 +27,26 @@ from benchmark.report.records import (
 #: Fields of each task's column group in :func:`leaderboard`.
 FIELDS = ("metric", "score", "layer", "chance", "higher_is_better")
 CI_FIELDS = ("ci_low", "ci_high")
+#: Joins task and metric in the column key of a secondary metric (``--all-metrics``).
+SEP = " · "
 
 
 def leaderboard(records: Sequence[dict[str, Any]], *, ci: bool = False,
                 records_dir: Path | None = None, metric: str | None = None,
-                n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+                all_metrics: bool = False, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Model × task table of the validation-selected layer's test score.
 
     Rows are models; columns a ``(task, field)`` MultiIndex with the fields of
     :data:`FIELDS` (primary metric name, test score, selected layer, chance level, direction)
     and, with ``ci``, a 95% bootstrap interval (``ci_low``, ``ci_high``) over test tracks,
     seeds combined (:func:`benchmark.report.stats.record_interval`). ``metric`` picks another
-    metric than each task's primary one (a task that lacks it is left empty).
+    metric than each task's primary one (a task that lacks it is left empty); ``all_metrics``
+    adds a column group ``"<task> · <metric>"`` for each other metric, at the same layer.
     """
     if not records:
         raise UserError("no run records to tabulate; run `mirprobe run` first")
+    if all_metrics:
+        return _all_metrics(records, ci=ci, records_dir=records_dir, n_boot=n_boot, seed=seed)
     index = by_model_task(records)
     models, tasks = models_and_tasks(records)
     fields = FIELDS + (CI_FIELDS if ci else ())
@@ -67,6 +72,19 @@ def _cell(rec: dict[str, Any], metric: str | None, ci: bool, records_dir: Path |
     return cell
 
 
+def _all_metrics(records: Sequence[dict[str, Any]], **kw: Any) -> pd.DataFrame:
+    parts = []
+    for task, names in metrics_of(records).items():
+        mine = [r for r in records if task_name(r) == task]
+        for i, name in enumerate(names):
+            part = leaderboard(mine, metric=name, **kw)
+            if i:
+                part = part.rename(columns={task: f"{task}{SEP}{name}"}, level=0)
+            parts.append(part)
+    board = pd.concat(parts, axis=1)
+    return board.reindex(models_and_tasks(records)[0])
+
+
 def metrics_of(records: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
     """Task → every metric its records report (primary first)."""
     out: dict[str, list[str]] = {}
@@ -83,7 +101,7 @@ def aggregate(board: pd.DataFrame) -> pd.DataFrame:
     score any model reached on that task (1); direction-aware, so it also holds for
     lower-is-better metrics. Columns: ``normalised`` (the mean) and ``tasks`` (how many
     tasks it averages: a model missing tasks is averaged over the ones it has)."""
-    tasks = list(dict.fromkeys(board.columns.get_level_values(0)))
+    tasks = [t for t in dict.fromkeys(board.columns.get_level_values(0)) if SEP not in t]
     norm = pd.DataFrame(index=board.index, columns=tasks, dtype=float)
     for task in tasks:
         score = pd.to_numeric(board[(task, "score")], errors="coerce")

@@ -1,0 +1,141 @@
+"""``mirprobe publish``: every output format from one set of run records.
+
+``<out>/`` receives ``leaderboard.md`` (README-ready), ``leaderboard.tex`` (booktabs, best
+per column in bold), ``leaderboard.csv``, ``layers.csv``, ``results.json`` (raw values and
+provenance), ``plots/*.png|svg`` (layer curves per task, model × task heatmap) and
+``index.html`` (one self-contained page). All formats show the same rounded numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import benchmark
+from benchmark.report import html, latex, plots
+from benchmark.report.records import model_name, models_and_tasks, task_name
+from benchmark.report.render import (
+    AGG_COLUMN,
+    CI_CAPTION,
+    LAYERS_CAPTION,
+    LEADERBOARD_CAPTION,
+    layers_csv,
+    layers_display,
+    leaderboard_csv,
+    leaderboard_display,
+    markdown_table,
+    task_header,
+)
+from benchmark.report.stats import N_BOOT, SEED
+from benchmark.report.tables import aggregate, layer_table, leaderboard
+from benchmark.results import atomic_write_json
+
+
+def best_mask(board: pd.DataFrame, display: pd.DataFrame) -> pd.DataFrame:
+    """True on each column's best model (direction-aware; ties all marked)."""
+    mask = pd.DataFrame(False, index=display.index, columns=display.columns)
+    for task in dict.fromkeys(board.columns.get_level_values(0)):
+        sub = board[task]
+        metric = next((m for m in sub["metric"] if isinstance(m, str)), "?")
+        score = pd.to_numeric(sub["score"], errors="coerce").round(6)
+        if score.notna().any():
+            up = bool(sub["higher_is_better"].dropna().iloc[0])
+            best = score.max() if up else score.min()
+            mask.loc[score.index[score == best], task_header(task, metric)] = True
+    if AGG_COLUMN in display.columns:
+        agg = aggregate(board)["normalised"].round(6)
+        mask.loc[agg.index[agg == agg.max()], AGG_COLUMN] = True
+    return mask
+
+
+def provenance(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Where each number comes from: record id, dataset, features, software, when."""
+    rows = []
+    for rec in records:
+        v = rec.get("versions") or {}
+        rows.append({"model": model_name(rec), "task": task_name(rec), "record": rec.get("id", ""),
+                     "created": rec.get("created", ""), "dataset": rec.get("dataset", ""),
+                     "feature entry": rec.get("feature_entry", ""),
+                     "test tracks": rec.get("test_units", (rec.get("counts") or {}).get("test", "")),
+                     "mirprobe": v.get("mirprobe", ""), "torch": v.get("torch", ""),
+                     "mir_eval": v.get("mir_eval", "")})
+    return pd.DataFrame(rows).set_index("model")
+
+
+def publish(records: Sequence[dict[str, Any]], out_dir: Path, *, records_dir: Path | None = None,
+            ci: bool = True, all_metrics: bool = False, n_boot: int = N_BOOT, seed: int = SEED,
+            title: str = "mirprobe results") -> dict[str, Path]:
+    """Write every output format into ``out_dir``; returns name → path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    board = leaderboard(records, ci=ci, all_metrics=all_metrics, records_dir=records_dir,
+                        n_boot=n_boot, seed=seed)
+    shown = leaderboard_display(board)
+    best = best_mask(board, shown)
+    caption = LEADERBOARD_CAPTION + (CI_CAPTION.format(n_boot=n_boot, seed=seed) if ci else "")
+    layer_tables = [layer_table(records, m) for m in models_and_tasks(records)[0]]
+    prov = provenance(records)
+    figures = plots.layer_curves(records, out / "plots")
+    heat = plots.heatmap(board, out / "plots")
+    paths = {"md": out / "leaderboard.md", "tex": out / "leaderboard.tex",
+             "csv": out / "leaderboard.csv", "layers_csv": out / "layers.csv",
+             "json": out / "results.json", "html": out / "index.html"}
+
+    method = (f"Intervals: percentile bootstrap over test tracks ({n_boot} resamples, seed {seed}); "
+              "clips of one song are resampled together; with several seeds the metric is "
+              "averaged over seeds within each resample.")
+    md = [f"## Leaderboard\n\n{markdown_table(shown)}\n{caption}\n", "## Layers\n"]
+    md += [f"### {t.attrs['model']}\n\n{markdown_table(layers_display(t))}" for t in layer_tables]
+    md.append(f"{LAYERS_CAPTION}\n\n{method}\n")
+    paths["md"].write_text("\n".join(md))
+
+    tex = [latex.table(shown, caption, "tab:leaderboard", best)]
+    tex += [latex.table(layers_display(t), f"{t.attrs['model']}: {LAYERS_CAPTION}",
+                        f"tab:layers-{plots.slug(t.attrs['model'])}") for t in layer_tables]
+    paths["tex"].write_text("% requires \\usepackage{booktabs}\n" + "\n".join(tex))
+
+    leaderboard_csv(board).to_csv(paths["csv"], index=False)
+    all_layers = pd.concat([layers_csv(t) for t in layer_tables])
+    all_layers.to_csv(paths["layers_csv"], index=False)
+    atomic_write_json(paths["json"], {
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%S"), "mirprobe": benchmark.__version__,
+        "bootstrap": {"resamples": n_boot, "seed": seed, "level": 0.95, "unit": "test track",
+                      "clusters": "ori_uid", "interval": "percentile"} if ci else None,
+        "leaderboard": _raw_rows(board), "leaderboard_display": leaderboard_csv(board).to_dict("records"),
+        "aggregate": aggregate(board).reset_index().to_dict("records"),
+        "layers": all_layers.to_dict("records"),
+        "provenance": prov.reset_index().to_dict("records")})
+
+    sections = [("Leaderboard", html.table(shown, caption=caption, best=best, table_id="leaderboard")),
+                ("Plots", html.figure(heat[0], "Model × task heatmap")
+                 + "".join(html.figure(p[0], f"Layer curves: {t}") for t, p in figures.items()))]
+    sections += [(f"Layers: {t.attrs['model']}", html.table(layers_display(t), caption=LAYERS_CAPTION))
+                 for t in layer_tables]
+    sections.append(("Provenance", html.table(prov.astype(str), caption=method)))
+    paths["html"].write_text(html.page(title, sections))
+    paths["plots"] = out / "plots"
+    return paths
+
+
+def _raw_rows(board: pd.DataFrame) -> list[dict[str, Any]]:
+    rows = []
+    for model in board.index:
+        for task in dict.fromkeys(board.columns.get_level_values(0)):
+            cell = board.loc[model, task]
+            if isinstance(cell["metric"], str):
+                rows.append({"model": model, "task": task,
+                             **{k: _plain(v) for k, v in cell.items()}})
+    return rows
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, (np.floating, float)):
+        return None if np.isnan(v) else float(v)
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
