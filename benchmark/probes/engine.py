@@ -1,0 +1,198 @@
+"""``run_probe``: one batched job for one task and one feature entry.
+
+1. Rows and targets of each split; features standardised with train statistics; resident on
+   the device when they fit the memory budget, else streamed (``benchmark.probes.data``).
+2. Every head of the grid trained at once (``benchmark.probes.train``), each with its own early
+   stopping on the validation proxy ``task.score``.
+3. Every final head scored on validation with the task's own metrics (``task.evaluate``; beat
+   outputs are decoded here); per layer, the configuration (head, lr, dropout, weight decay, and
+   for grouped multiclass tasks the song ensemble) with the best mean over seeds is chosen, and
+   the best layer overall, on validation only.
+4. The test split is run once, through the chosen heads only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmark.errors import UserError
+from benchmark.probes import ProbeConfig, ProbeResult, SplitData
+from benchmark.probes.aggregate import ensembles
+from benchmark.probes.data import FeatureSource, SplitRows, build_split, default_budget
+from benchmark.probes.heads import WEIGHTED, HeadBank, HeadSpec, build_grid
+from benchmark.probes.train import Group, fit_heads, forward_rows, unit_outputs
+
+SPLITS = ("train", "val", "test")
+
+
+def run_probe(task, entry, splits: dict[str, SplitData], cfg: ProbeConfig, *,  # noqa: ANN001
+              device: str | torch.device = "cpu", seed: int = 0,
+              progress: bool = True) -> ProbeResult:
+    """Train, select on validation and test every probe of ``cfg`` for ``task`` on ``entry``."""
+    t0 = time.perf_counter()
+    dev = torch.device(device)
+    _validate(task, entry, splits, cfg)
+    task.fit(list(splits["train"].labels))
+    frame = task.view == "frame"
+    group = bool(task.group_by_uid) and not frame
+    data = {s: build_split(task, entry, s, splits[s], group, dev) for s in SPLITS}
+    budget = (int(cfg.memory_budget_gb * 2**30) if cfg.memory_budget_gb is not None
+              else default_budget(dev))
+    source = FeatureSource(entry.features, np.concatenate([d.rows for d in data.values()]),
+                           dev, budget)
+    source.fit_standardiser(data["train"].rows)
+    specs = build_grid(cfg, entry.num_layers)
+    t1 = time.perf_counter()
+
+    groups = fit_heads(task, specs, source, data["train"], data["val"], cfg, seed,
+                       task.output_dim, dev, progress)
+    t2 = time.perf_counter()
+
+    hows = ensembles(task.kind, group and data["val"].num_units < data["val"].num_tracks)
+    val = _score_groups(task, groups, source, data["val"], hows, entry.frame_rate)
+    chosen = _select(task, specs, val)
+    t3 = time.perf_counter()
+
+    test = _test(task, groups, source, data["test"], chosen, entry.frame_rate)
+    t4 = time.perf_counter()
+    epochs = {int(i): int(g.epochs[j]) for g in groups for j, i in enumerate(g.index)}
+    result = _result(task, entry, specs, chosen, val, test, epochs, data["test"], len(hows) > 1)
+    result.timings = {"load_s": t1 - t0, "train_s": t2 - t1, "select_s": t3 - t2,
+                      "test_s": t4 - t3, "probe_s": t4 - t0,
+                      "resident": float(source.resident),
+                      "epochs_max": float(max(epochs.values(), default=0))}
+    return result
+
+
+def _validate(task, entry, splits, cfg: ProbeConfig) -> None:  # noqa: ANN001
+    missing = [s for s in SPLITS if s not in splits]
+    if missing:
+        raise UserError(f"probe job needs splits {', '.join(SPLITS)}; missing {', '.join(missing)}")
+    if task.view != entry.view:
+        raise UserError(f"task {task.name!r} needs the {task.view} view but feature entry "
+                        f"{entry.id!r} is the {entry.view} view; extract the {task.view} view")
+    bad = [h for h in cfg.heads if h not in ("linear", "mlp")]
+    if bad or not cfg.heads:
+        raise UserError(f"probe.heads must list 'linear' and/or 'mlp', got {cfg.heads!r}")
+    if not cfg.lr or cfg.seeds < 1 or cfg.batch_size < 1 or cfg.max_epochs < 1:
+        raise UserError("probe.lr must be non-empty and probe.seeds, probe.batch_size, "
+                        "probe.max_epochs at least 1")
+    if cfg.layers is not None:
+        out = [k for k in cfg.layers if not 0 <= int(k) < entry.num_layers]
+        if out:
+            raise UserError(f"probe.layers {out} out of range: the entry has "
+                            f"{entry.num_layers} layers (0..{entry.num_layers - 1})")
+
+
+def _track_outputs(row_out: torch.Tensor, split: SplitRows) -> list[list[np.ndarray]]:
+    """Frame view: per head, the list of per-track ``[frames, out]`` arrays."""
+    arr = row_out.detach().float().cpu().numpy()
+    cuts = np.cumsum(split.track_lengths)[:-1]
+    return [np.split(arr[h], cuts) for h in range(arr.shape[0])]
+
+
+def _evaluate(task, outputs: Any, split: SplitRows, frame_rate: float) -> tuple[dict, Any]:  # noqa: ANN001
+    frame = split.row_targets is not None
+    preds = task.predictions(outputs, frame_rate=frame_rate if frame else None)
+    labels = split.track_labels if frame else split.unit_labels
+    return {k: float(v) for k, v in task.evaluate(preds, labels).items()}, preds
+
+
+def _score_groups(task, groups: list[Group], source: FeatureSource, split: SplitRows,  # noqa: ANN001
+                  hows: tuple[str, ...], frame_rate: float) -> dict[tuple[int, str], dict]:
+    """Validation metrics of every final head: ``{(grid index, ensemble): metrics}``."""
+    out: dict[tuple[int, str], dict] = {}
+    for g in groups:
+        row_out = forward_rows(g.final_bank(), source, split)
+        if split.row_targets is not None:
+            for j, tracks in enumerate(_track_outputs(row_out, split)):
+                out[int(g.index[j]), "mean"] = _evaluate(task, tracks, split, frame_rate)[0]
+            continue
+        for how in hows:
+            units = unit_outputs(row_out, split, how).float().cpu().numpy()
+            for j in range(len(g.index)):
+                out[int(g.index[j]), how] = _evaluate(task, units[j], split, frame_rate)[0]
+    return out
+
+
+def _config_key(spec: HeadSpec, how: str) -> tuple:
+    return (spec.layer, spec.kind, spec.lr, spec.dropout, spec.weight_decay, how)
+
+
+def _select(task, specs: list[HeadSpec], val: dict) -> dict[int, dict]:  # noqa: ANN001
+    """Per layer: the configuration with the best mean validation metric over seeds."""
+    sign = 1.0 if task.higher_is_better else -1.0
+    metric = task.selection_metric
+    runs: dict[tuple, list[int]] = defaultdict(list)
+    for (i, how) in val:
+        runs[_config_key(specs[i], how)].append(i)
+    chosen: dict[int, dict] = {}
+    for key, members in runs.items():
+        members.sort(key=lambda i: specs[i].seed)
+        vals = [val[i, key[-1]][metric] for i in members]
+        score = sign * float(np.mean(vals)) if np.all(np.isfinite(vals)) else -np.inf
+        layer = key[0]
+        if layer not in chosen or score > chosen[layer]["score"]:
+            chosen[layer] = {"score": score, "heads": members, "how": key[-1]}
+    return chosen
+
+
+def _test(task, groups: list[Group], source: FeatureSource, split: SplitRows,  # noqa: ANN001
+          chosen: dict[int, dict], frame_rate: float) -> dict[int, tuple[dict, Any]]:
+    """Test metrics and predictions of the chosen heads only: ``{grid index: (metrics, preds)}``."""
+    how_of = {i: c["how"] for c in chosen.values() for i in c["heads"]}
+    out: dict[int, tuple[dict, Any]] = {}
+    for g in groups:
+        pick = [j for j, i in enumerate(g.index) if int(i) in how_of]
+        if not pick:
+            continue
+        bank: HeadBank = g.final_bank().select(torch.tensor(pick, device=source.device))
+        row_out = forward_rows(bank, source, split)
+        frame_tracks = _track_outputs(row_out, split) if split.row_targets is not None else None
+        for n, j in enumerate(pick):
+            i = int(g.index[j])
+            if frame_tracks is not None:
+                out[i] = _evaluate(task, frame_tracks[n], split, frame_rate)
+            else:
+                units = unit_outputs(row_out[n: n + 1], split, how_of[i])[0]
+                out[i] = _evaluate(task, units.float().cpu().numpy(), split, frame_rate)
+    return out
+
+
+def _mean(metrics: list[dict]) -> dict[str, float]:
+    return {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
+
+
+def _result(task, entry, specs: list[HeadSpec], chosen: dict[int, dict], val: dict,  # noqa: ANN001
+            test: dict, epochs: dict[int, int], test_split: SplitRows,
+            ensembled: bool) -> ProbeResult:
+    layers = sorted(chosen, key=lambda k: (k == WEIGHTED, k))
+    names, per_layer, predictions = [], [], {}
+    for layer in layers:
+        c = chosen[layer]
+        index = entry.num_layers if layer == WEIGHTED else layer
+        name = "weighted" if layer == WEIGHTED else entry.layer_names[layer]
+        config = specs[c["heads"][0]].config()
+        if ensembled:
+            config["aggregate"] = c["how"]
+        seeds = [{"seed": specs[i].seed, "val": val[i, c["how"]], "test": test[i][0],
+                  "epochs": epochs[i]} for i in c["heads"]]
+        per_layer.append({"layer": name, "index": index, "chosen": config,
+                          "val": _mean([s["val"] for s in seeds]),
+                          "test": _mean([s["test"] for s in seeds]), "seeds": seeds})
+        preds = [test[i][1] for i in c["heads"]]
+        predictions[index] = preds[0] if len(preds) == 1 else (
+            np.stack(preds) if isinstance(preds[0], np.ndarray) else preds)
+        names.append(name)
+    metric, sign = task.selection_metric, 1.0 if task.higher_is_better else -1.0
+    best_pos = max(range(len(per_layer)), key=lambda n: (np.nan_to_num(
+        sign * per_layer[n]["val"][metric], nan=-np.inf), -n))
+    best = {k: per_layer[best_pos][k] for k in ("layer", "index", "chosen", "val", "test")}
+    return ProbeResult(layers=names, per_layer=per_layer, best=best, predictions=predictions,
+                       test_labels=list(test_split.unit_labels),
+                       test_uids=list(test_split.unit_uids), num_heads=len(specs))

@@ -1,0 +1,161 @@
+"""The batched training loop: every head of the grid in one pass over the training rows.
+
+Per head: its own Adam state and learning rate, reduce-on-plateau (factor 0.5 after
+``lr_patience`` epochs without improvement of the validation proxy), early stopping after
+``patience`` such epochs, and its best weights kept. Stopped heads leave the stacked tensors at
+the end of the epoch, so the work per epoch shrinks as heads converge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from benchmark.probes.aggregate import merge_units, track_mean
+from benchmark.probes.data import FeatureSource, SplitRows
+from benchmark.probes.heads import WEIGHTED, HeadBank, HeadSpec, StackedAdam
+
+EVAL_BYTES = 128 << 20  # float32 activations of one evaluation sub-batch across heads
+MIN_DELTA = 1e-6  # a validation score must beat the best by this much to count as better
+
+
+@dataclass
+class Group:
+    """The heads of one kind: the live (compacted) bank and the full store of best weights."""
+
+    specs: list[HeadSpec]
+    index: np.ndarray  # position of each spec in the grid
+    bank: HeadBank
+    opt: StackedAdam
+    best: dict[str, torch.Tensor]
+    active: torch.Tensor  # [h] live heads' positions in this group
+    best_score: torch.Tensor
+    bad: torch.Tensor  # epochs since the best score
+    plateau: torch.Tensor  # epochs since the last improvement or lr reduction
+    epochs: torch.Tensor  # epochs trained per head
+    best_epoch: torch.Tensor
+
+    def final_bank(self) -> HeadBank:
+        """All heads of the group with their best weights."""
+        layer = torch.tensor([s.layer for s in self.specs], device=self.active.device)
+        dropout = torch.tensor([s.dropout for s in self.specs], device=self.active.device)
+        params = {k: v.clone() for k, v in self.best.items()}
+        return HeadBank(self.specs[0].kind, params, layer, dropout)
+
+
+def make_groups(specs: list[HeadSpec], cfg, run_seed: int, num_layers: int, dim: int, out: int,  # noqa: ANN001
+                device: torch.device) -> list[Group]:
+    groups = []
+    for kind in dict.fromkeys(s.kind for s in specs):
+        # Single-layer heads first (the bank's layout), grid order otherwise.
+        index = np.array(sorted((i for i, s in enumerate(specs) if s.kind == kind),
+                                key=lambda i: specs[i].layer == WEIGHTED))
+        gspecs = [specs[i] for i in index]
+        bank = HeadBank.create(gspecs, run_seed, num_layers, dim, out, cfg.hidden, device)
+        h = len(gspecs)
+        lr = torch.tensor([s.lr for s in gspecs], device=device)
+        wd = torch.tensor([s.weight_decay for s in gspecs], device=device)
+        zeros = torch.zeros(h, dtype=torch.int64, device=device)
+        groups.append(Group(gspecs, index, bank, StackedAdam(bank, lr, wd),
+                            {k: v.detach().clone() for k, v in bank.params.items()},
+                            torch.arange(h, device=device),
+                            torch.full((h,), -torch.inf, device=device),
+                            zeros.clone(), zeros.clone(), zeros.clone(), zeros.clone()))
+    return groups
+
+
+def forward_rows(bank: HeadBank, source: FeatureSource, split: SplitRows) -> torch.Tensor:
+    """Logits of every head for every row of ``split``, ``[H, R, out]`` in split row order."""
+    width = max(bank.params["w2"].shape[1], source.dim)
+    max_rows = max(1, EVAL_BYTES // (4 * width * max(1, bank.num_heads)))
+    out = None
+    with torch.no_grad():
+        for pos, x in source.ordered(split.rows, max_rows):
+            logits = bank.forward(x)
+            if out is None:
+                out = logits.new_empty(logits.shape[0], len(split.rows), logits.shape[2])
+            out[:, pos] = logits
+    return out
+
+
+def unit_outputs(row_out: torch.Tensor, split: SplitRows, how: str = "mean") -> torch.Tensor:
+    """Row logits → scored-unit outputs (tracks, or songs merged by ``how``)."""
+    tracks = track_mean(row_out, split.row_track, split.num_tracks)
+    return merge_units(tracks, split.track_unit, split.num_units, how)
+
+
+def val_proxy(task, bank: HeadBank, source: FeatureSource, val: SplitRows) -> torch.Tensor:  # noqa: ANN001
+    """The per-epoch early-stopping score ``[H]`` (``task.score``, higher is better)."""
+    row_out = forward_rows(bank, source, val)
+    if val.row_targets is not None:
+        return task.score(row_out, val.row_targets).float()
+    return task.score(unit_outputs(row_out, val), val.unit_targets).float()
+
+
+def _targets(split: SplitRows, pos: torch.Tensor) -> torch.Tensor:
+    if split.row_targets is not None:
+        return split.row_targets[pos]
+    return split.track_targets[split.row_track[pos]]
+
+
+def train_step(task, groups: list[Group], x: torch.Tensor, y: torch.Tensor,  # noqa: ANN001
+               gen: torch.Generator) -> None:
+    for g in groups:
+        if g.bank.num_heads == 0:
+            continue
+        loss = task.loss(g.bank.forward(x, gen), y).sum()
+        g.opt.zero_grad()
+        loss.backward()
+        g.opt.step()
+
+
+def end_epoch(task, g: Group, source: FeatureSource, val: SplitRows, cfg) -> None:  # noqa: ANN001
+    """Validation proxy, best weights, plateau and early stopping; compacts stopped heads."""
+    if g.bank.num_heads == 0:
+        return
+    score = val_proxy(task, g.bank, source, val)
+    a = g.active
+    g.epochs[a] += 1
+    better = score > g.best_score[a] + MIN_DELTA
+    improved = a[better]
+    if len(improved):
+        for k, v in g.bank.state().items():
+            g.best[k][improved] = v[better]
+        g.best_score[improved] = score[better]
+        g.best_epoch[improved] = g.epochs[improved]
+    g.bad[a] = torch.where(better, 0, g.bad[a] + 1)
+    g.plateau[a] = torch.where(better, 0, g.plateau[a] + 1)
+    reduce = g.plateau[a] > cfg.lr_patience
+    g.opt.lr = torch.where(reduce, g.opt.lr * 0.5, g.opt.lr)
+    g.plateau[a[reduce]] = 0
+    keep = g.bad[a] < cfg.patience
+    if not bool(keep.all()):
+        idx = torch.nonzero(keep).flatten()
+        g.bank = g.bank.select(idx)
+        g.opt = g.opt.select(g.bank, idx)
+        g.active = a[idx]
+
+
+def fit_heads(task, specs: list[HeadSpec], source: FeatureSource, train: SplitRows,  # noqa: ANN001
+              val: SplitRows, cfg, run_seed: int, out: int, device: torch.device,  # noqa: ANN001
+              progress: bool = True) -> list[Group]:
+    """Train every head; returns the groups with their best weights and epoch counts."""
+    groups = make_groups(specs, cfg, run_seed, source.num_layers, source.dim, out, device)
+    shuffle = torch.Generator().manual_seed(run_seed)
+    drop = torch.Generator(device=device).manual_seed(run_seed + 1)
+    bar = tqdm(range(cfg.max_epochs), desc=f"probe {task.name}", unit="epoch",
+               disable=not progress, leave=False)
+    for _ in bar:
+        live = sum(g.bank.num_heads for g in groups)
+        if live == 0:
+            break
+        bar.set_postfix(heads=f"{live}/{len(specs)}")
+        for pos, x in source.train_batches(train.rows, cfg.batch_size, shuffle):
+            train_step(task, groups, x, _targets(train, pos), drop)
+        for g in groups:
+            end_epoch(task, g, source, val, cfg)
+    bar.close()
+    return groups
