@@ -1,0 +1,106 @@
+"""End to end on the tiny synthetic suite: every cell filled, same seed same tables, reuse, resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from benchmark.config import load_run_config
+from benchmark.features import FeatureStore, entry_id, entry_identity
+from benchmark.models.random import SmallRandomExtractor
+from benchmark.pipeline import run
+from benchmark.synth import generate_suite
+
+TINY = ["synthetic.size=tiny", "progress=false", "probe.heads=[linear,mlp]", "probe.hidden=32",
+        "probe.lr=[1e-3,1e-2]", "probe.max_epochs=4", "probe.patience=2"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(work: Path, *extra: str) -> list[dict]:
+    return run(load_run_config("quickstart", [*TINY, f"work_dir={work}", *extra]))
+
+
+def test_quickstart_tiny_end_to_end_reuse_and_determinism(tmp_path: Path) -> None:
+    first = _run(tmp_path / "a")
+    assert sorted((r["model"], r["task"]) for r in first) == sorted(
+        (m, t) for m in ("handcrafted", "random") for t in ("key", "genre", "tagging", "emotion", "beat"))
+    board = pd.read_csv(tmp_path / "a" / "runs" / "quickstart" / "leaderboard.csv")
+    assert not board.isna().any().any(), "every leaderboard cell is filled"
+    for name in ("leaderboard.md", "layers.md", "layers.csv"):
+        assert (tmp_path / "a" / "runs" / "quickstart" / name).stat().st_size > 0
+    for rec in first:
+        assert rec["counts"]["test"] > 0 and rec["best"]["layer"] in rec["layers"]
+        assert set(rec["best"]["test"]) >= {rec["selection_metric"]}
+
+    records = sorted((tmp_path / "a" / "records").glob("*.json"))
+    stamps = {p: p.stat().st_mtime_ns for p in records}
+    started = time.perf_counter()
+    again = _run(tmp_path / "a")
+    assert time.perf_counter() - started < 30
+    assert [r["id"] for r in again] == [r["id"] for r in first]
+    assert {p: p.stat().st_mtime_ns for p in records} == stamps, "records are reused, not rewritten"
+
+    _run(tmp_path / "b")  # a fresh work folder, same seed
+    for name in ("leaderboard.csv", "layers.csv"):
+        assert (tmp_path / "a" / "runs" / "quickstart" / name).read_bytes() == \
+            (tmp_path / "b" / "runs" / "quickstart" / name).read_bytes()
+
+
+def test_changed_probe_config_is_a_new_record(tmp_path: Path) -> None:
+    one = _run(tmp_path, "models=[handcrafted]", "tasks=[genre]")
+    two = _run(tmp_path, "models=[handcrafted]", "tasks=[genre]", "probe.lr=[1e-2]")
+    assert one[0]["id"] != two[0]["id"]
+    assert one[0]["feature_entry"] == two[0]["feature_entry"], "features are shared"
+    assert len(list((tmp_path / "records").glob("*.json"))) == 2
+
+
+def test_killed_extraction_resumes_without_recomputing(tmp_path: Path) -> None:
+    suite = generate_suite(tmp_path / "suite", size="tiny", seed=0, progress=False)
+    keys = sorted(str(p) for p in (suite / "audio").glob("*.wav")) * 3  # enough chunks to kill mid-way
+    store = FeatureStore(tmp_path / "features")
+    script = (
+        "import sys; from pathlib import Path; from benchmark.features import FeatureStore;"
+        "from benchmark.models.random import SmallRandomExtractor;"
+        f"FeatureStore(Path({str(store.root)!r})).extract(SmallRandomExtractor(), {keys!r}, "
+        "batch_size=1, chunk_items=4, progress=False)")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    eid = entry_id(entry_identity(SmallRandomExtractor(), keys, "clip", 5.0))
+    partial = store.partial_path(eid)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(partial.glob("chunk*.npz"))) < 2:
+        assert proc.poll() is None, "extraction finished before it could be killed; use more items"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = len(list(partial.glob("chunk*.npz")))
+    assert 2 <= finished < len(keys) / 4 and store.get(eid) is None
+
+    class Counting(SmallRandomExtractor):
+        seen = 0
+
+        def forward(self, waves: torch.Tensor) -> torch.Tensor:
+            Counting.seen += len(waves)
+            return super().forward(waves)
+
+    entry = store.extract(Counting(), keys, batch_size=1, chunk_items=4, progress=False)
+    assert entry is not None and len(entry.items) == len(keys) and not entry.failed
+    assert Counting.seen == entry.features.shape[0] - int(entry.offsets[4 * finished]), \
+        "only the unfinished chunks were extracted again"
+
+
+@pytest.mark.parametrize("override", ["models=[nosuch]", "tasks=[nosuch]"])
+def test_unknown_names_fail_before_any_work(tmp_path: Path, override: str) -> None:
+    from benchmark.errors import UserError
+
+    with pytest.raises(UserError, match="nosuch"):
+        _run(tmp_path, override)
+    assert not (tmp_path / "features").exists()
