@@ -50,7 +50,7 @@ class Task(ABC):
     def selection_metric(self) -> str:
         return self.metrics[0]
 
-    def fit(self, train_labels: Sequence[Any]) -> None:
+    def fit(self, train_labels: Sequence[Any]) -> None:  # noqa: B027 - optional hook
         """Learn the label space from the training split (classes, when not given)."""
 
     @property
