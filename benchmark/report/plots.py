@@ -60,6 +60,7 @@ def layer_curves(records: Sequence[dict[str, Any]], out_dir: Path) -> dict[str, 
     for task in tasks:
         fig, ax = plt.subplots(figsize=(6.4, 3.6))
         metric = "?"
+        ticks: dict[float, str] = {}
         for i, model in enumerate(m for m in models if (m, task) in index):
             rec = index[(model, task)]
             metric = primary_metric(rec)
@@ -68,17 +69,22 @@ def layer_curves(records: Sequence[dict[str, Any]], out_dir: Path) -> dict[str, 
             last = max((int(_x(e, 0)) for e in layers), default=0)
             colour = f"C{i % 10}"
             xs = [_x(e, last) for e in layers]
+            ticks |= {_x(e, last): str(e["layer"]).removeprefix("layer") for e in layers}
             for split, style in (("test", "-"), ("val", "--")):
                 ys = [e.get(split, {}).get(metric, np.nan) * scale for e in layers]
                 ax.plot(xs, ys, style, color=colour, marker="o" if split == "test" else None,
                         ms=3, lw=1.6 if split == "test" else 1, label=model if split == "test" else None)
             for e in rec["per_layer"]:
                 if not str(e["layer"]).startswith("layer"):  # the weighted sum of layers
+                    ticks[_x(e, last)] = "w"
                     ax.plot(_x(e, last), e["test"].get(metric, np.nan) * scale, "D", color=colour)
             sel = layer_entry(rec)
             ax.plot(_x(sel, last), sel["test"].get(metric, np.nan) * scale, "*", color=colour,
                     ms=14, mec="black", mew=0.6)
-        ax.set_xlabel("layer (D: weighted sum; ★: selected on validation)")
+        step = max(1, len(ticks) // 13)  # at most about 13 labels
+        shown = sorted(set(sorted(ticks)[::step]) | ({max(ticks)} if ticks else set()))
+        ax.set_xticks(shown, [ticks[x] for x in shown])
+        ax.set_xlabel("layer (w, D: weighted sum of layers; ★: selected on validation)")
         ax.set_ylabel(f"{metric}" + (" ×100" if metric_scale(metric) == 100 else ""))
         ax.set_title(f"{task}: test (solid) and validation (dashed) by layer")
         ax.grid(alpha=0.3)
