@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from benchmark.synth.spec import SongSpec
@@ -34,9 +36,9 @@ DESCRIPTION = {
 }
 
 
-def tags(spec: SongSpec, rms_db: float) -> list[str]:
-    """What was generated, in :data:`TAGS` order."""
-    on = {i for i in spec.instruments if i in INSTRUMENT_TAGS}
+def tags(spec: SongSpec, rms_db: float, parts: Iterable[str]) -> list[str]:
+    """What was generated (``parts``: the instruments that sounded), in :data:`TAGS` order."""
+    on = {i for i in parts if i in INSTRUMENT_TAGS}
     on |= {"fast"} if spec.tempo >= FAST_BPM else {"slow"} if spec.tempo < SLOW_BPM else set()
     on |= {"loud"} if rms_db >= LOUD_DB else {"quiet"} if rms_db < QUIET_DB else set()
     on |= {"bright"} if spec.cutoff >= BRIGHT_HZ else {"dark"} if spec.cutoff < DARK_HZ else set()
@@ -55,10 +57,10 @@ def _terms(spec: SongSpec, rms_db: float) -> tuple[float, float, float]:
     return tempo, loud, float(bright)
 
 
-def emotion_raw(spec: SongSpec, rms_db: float) -> tuple[float, float]:
-    """Arousal and valence before standardisation."""
+def emotion_raw(spec: SongSpec, rms_db: float, drums: bool) -> tuple[float, float]:
+    """Arousal and valence before standardisation (``drums``: whether drums sounded)."""
     tempo, loud, bright = _terms(spec, rms_db)
-    arousal = 0.8 * tempo + 0.6 * loud + 0.4 * bright + 0.5 * spec.has_drums + 0.45 * spec.noise[0]
+    arousal = 0.8 * tempo + 0.6 * loud + 0.4 * bright + 0.5 * drums + 0.45 * spec.noise[0]
     valence = (0.9 if spec.mode == "major" else -0.9) + 0.4 * bright + 0.25 * tempo + 0.5 * spec.noise[1]
     return float(arousal), float(valence)
 

@@ -24,6 +24,7 @@ class Rendered:
     beats: np.ndarray  # seconds, within [0, duration)
     downbeats: np.ndarray
     rms_db: float  # RMS of the final audio, dBFS
+    parts: dict[str, float]  # level of each rendered part relative to the music mix, dB
 
 
 class Grid:
@@ -59,11 +60,11 @@ def render(spec: SongSpec, duration: float, sr: int) -> Rendered:
     pre = grid.beat_time(grid.bar_step(grid.first_bar) / 4)  # negative: start of the first bar
     n_out = int(round(duration * sr))
     start = int(round(-pre * sr))
-    mix = _mix(spec, notes, _drum_hits(spec, grid, rng), rng, sr, start, start + n_out)
+    mix, parts = _mix(spec, notes, _drum_hits(spec, grid, rng), rng, sr, start, start + n_out)
     audio = _master(spec, mix, rng, sr)
     beats, downbeats = annotations(spec, duration)
     rms_db = float(20 * np.log10(np.sqrt(np.mean((audio / 32768.0) ** 2)) + 1e-12))
-    return Rendered(audio, beats, downbeats, rms_db)
+    return Rendered(audio, beats, downbeats, rms_db, parts)
 
 
 def annotations(spec: SongSpec, duration: float) -> tuple[np.ndarray, np.ndarray]:
@@ -294,8 +295,9 @@ def _add(buf: np.ndarray, x: np.ndarray, at: int) -> None:
 
 
 def _mix(spec: SongSpec, notes: list[Note], hits: list[tuple[str, float, float]],
-         rng: np.random.Generator, sr: int, start: int, stop: int) -> np.ndarray:
-    """Sum of every part, each scaled to its gain (dB re. unit RMS), cut to ``[start, stop)``."""
+         rng: np.random.Generator, sr: int, start: int, stop: int) -> tuple[np.ndarray, dict[str, float]]:
+    """Sum of every part, each scaled to its gain (dB re. unit RMS), cut to ``[start, stop)``;
+    also the level of each part that sounds, relative to the whole mix (dB)."""
     bright = float(np.clip(np.log(spec.cutoff / 700) / np.log(7000 / 700), 0, 1))
     detune = {i: float(rng.uniform(-6, 6)) for i in spec.instruments}  # cents, per instrument
     buffers: dict[str, np.ndarray] = {}
@@ -314,12 +316,15 @@ def _mix(spec: SongSpec, notes: list[Note], hits: list[tuple[str, float, float]]
         for d, t0, vel in hits:
             _add(buf, level[d] * vel * sounds[d], int(round(t0 * sr)) + start)
     mix = np.zeros(stop - start)
+    levels = {}
     for inst, buf in buffers.items():
         part = buf[start:]
         rms = np.sqrt(np.mean(part * part))
         if rms > 1e-9:
             mix += part / rms * 10 ** (spec.gains[inst] / 20)
-    return mix
+            levels[inst] = spec.gains[inst]
+    total = 10 * np.log10(np.mean(mix * mix) + 1e-24)
+    return mix, {i: round(g - total, 2) for i, g in levels.items()}
 
 
 def _master(spec: SongSpec, mix: np.ndarray, rng: np.random.Generator, sr: int) -> np.ndarray:

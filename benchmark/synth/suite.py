@@ -116,7 +116,7 @@ def _render_one(job: tuple[SongSpec, float, str]) -> dict[str, Any]:
     out = render(spec, duration, SAMPLE_RATE)
     sf.write(path, out.audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
     return {"rms_db": out.rms_db, "beats": out.beats.tolist(), "downbeats": out.downbeats.tolist(),
-            "num_samples": len(out.audio)}
+            "num_samples": len(out.audio), "parts": sorted(out.parts)}
 
 
 def _write(folder: Path, size: str, seed: int, progress: bool, workers: int | None) -> None:
@@ -135,10 +135,10 @@ def _write(folder: Path, size: str, seed: int, progress: bool, workers: int | No
             ctx = multiprocessing.get_context("spawn")  # safe next to an initialised torch
             with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
                 rendered = [_tick(bar, r) for r in pool.map(_render_one, jobs, chunksize=8)]
-    raw = np.array([emotion_raw(s, r["rms_db"]) for (_, s), r in zip(tracks, rendered, strict=True)])
+    raw = np.array([emotion_raw(s, r["rms_db"], "drums" in r["parts"]) for (_, s), r in zip(tracks, rendered, strict=True)])
     train = raw[[split == "train" for split, _ in tracks]]
     counts = _write_jsonl(folder, tracks, rendered, standardise(raw, train), params)
-    _write_specs(folder, tracks)
+    _write_specs(folder, tracks, rendered)
     meta = {"generator": GENERATOR, "version": VERSION, "size": size, "seed": seed,
             "params": params, "sample_rate": SAMPLE_RATE, "tracks": len(tracks), "counts": counts,
             "classes": {"Key": list(KEYS), "Genre": list(GENRES), "Tagging": list(TAGS)},
@@ -167,7 +167,7 @@ def _write_jsonl(folder: Path, tracks: list[tuple[str, SongSpec]], rendered: lis
         n = r["num_samples"]
         common = {"duration": n / SAMPLE_RATE, "sample_rate": SAMPLE_RATE, "num_samples": n,
                   "bit_depth": 16, "channels": 1}
-        labels = {"Key": spec.key, "Genre": spec.genre, "Tagging": tags(spec, r["rms_db"]),
+        labels = {"Key": spec.key, "Genre": spec.genre, "Tagging": tags(spec, r["rms_db"], r["parts"]),
                   "Emotion": [round(float(v), 6) for v in emotion[i]]}
         if seen[split] < beat_quota[split]:
             labels["Beat"] = {"beat": r["beats"], "downbeat": r["downbeats"], "tempo": spec.tempo,
@@ -181,9 +181,11 @@ def _write_jsonl(folder: Path, tracks: list[tuple[str, SongSpec]], rendered: lis
     return {p: {s: len(lines[f"{p}.{s}"]) for s in SPLITS} for p in PREFIXES.values()}
 
 
-def _write_specs(folder: Path, tracks: list[tuple[str, SongSpec]]) -> None:
-    rows = [json.dumps({"split": split, "audio_path": f"audio/{_name(spec)}", **spec.to_dict()})
-            for split, spec in tracks]
+def _write_specs(folder: Path, tracks: list[tuple[str, SongSpec]],
+                 rendered: list[dict[str, Any]]) -> None:
+    rows = [json.dumps({"split": split, "audio_path": f"audio/{_name(spec)}", **spec.to_dict(),
+                        "rms_db": round(r["rms_db"], 3), "parts": r["parts"]})
+            for (split, spec), r in zip(tracks, rendered, strict=True)]
     (folder / "specs.jsonl").write_text("".join(r + "\n" for r in rows))
 
 
