@@ -61,7 +61,7 @@ class TransformersExtractor(Extractor):
     def identity(self) -> dict[str, Any]:
         return {**self._identity, "kind": self.kind, "sample_rate": self.sample_rate,
                 "normalize": self.normalize, "layers": self.layers,
-                "dtype": str(self.compute_dtype()).replace("torch.", ""), "version": 1}
+                "dtype": self.dtype, "version": 1}
 
     def layer_names(self) -> list[str]:
         indices = self.layers if self.layers is not None else range(self.num_layers)
@@ -81,25 +81,23 @@ class TransformersExtractor(Extractor):
         self.model.to(self.device)
         return self
 
-    def compute_dtype(self) -> torch.dtype:
-        """Autocast dtype: mixed precision only on CUDA; ``auto`` is bfloat16 where supported."""
-        if self.device.type != "cuda" or self.dtype == "float32":
-            return torch.float32
-        if self.dtype == "auto":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-        return getattr(torch, self.dtype)
+    def precision(self) -> contextlib.AbstractContextManager:
+        """The ``dtype`` option: ``auto`` leaves precision to the caller's autocast; ``float32``
+        forces full precision; ``bfloat16``/``float16`` autocast on CUDA (CPU always runs float32)."""
+        if self.device.type != "cuda" or self.dtype == "auto":
+            return contextlib.nullcontext()
+        if self.dtype == "float32":
+            return torch.autocast("cuda", enabled=False)
+        return torch.autocast("cuda", dtype=getattr(torch, self.dtype))
 
     @torch.inference_mode()
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
-        """``[B, samples]`` → ``[layers, B, frames, dim]`` (float32 on CPU; autocast dtype on GPU)."""
+        """``[B, samples]`` → ``[layers, B, frames, dim]``."""
         waves = waves.to(self.device, torch.float32)
-        dtype = self.compute_dtype()
-        autocast = (torch.autocast(self.device.type, dtype=dtype) if dtype != torch.float32
-                    else contextlib.nullcontext())
-        with autocast:
-            out = self.model(waves, output_hidden_states=self.layers if self.layers is not None else True)
-        hidden = [h for h in out.hidden_states if h is not None]
-        return torch.stack(hidden)
+        select = self.layers if self.layers is not None else True
+        with self.precision():
+            out = self.model(waves, output_hidden_states=select)
+        return torch.stack([h for h in out.hidden_states if h is not None])
 
     # -- description ----------------------------------------------------------------------
     @property
@@ -175,6 +173,7 @@ def load_hf(name: str, path_or_name: str | None = None, *, checkpoint: str | Non
     Missing or mismatched weights fail; unexpected ones (a CTC or pre-training head) are ignored.
     """
     from transformers import AutoConfig, AutoModel
+    from transformers.utils import logging as hf_logging
 
     expected = split_options(name, "hf", options)
     source = path_or_name or checkpoint
@@ -191,9 +190,15 @@ def load_hf(name: str, path_or_name: str | None = None, *, checkpoint: str | Non
     files = weight_files(folder)
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False, local_files_only=True)
     config.tie_last_hidden_states = True
-    model, info = AutoModel.from_pretrained(folder, config=config, trust_remote_code=False,
-                                            local_files_only=True, output_loading_info=True,
-                                            dtype=torch.float32)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model, info = AutoModel.from_pretrained(folder, config=config, trust_remote_code=False,
+                                                local_files_only=True, output_loading_info=True,
+                                                dtype=torch.float32)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     check_loading_info(info, folder, allow_unexpected=True)
     rate, normalize = read_preprocessing(folder, raw)
     identity = {"model_type": model_type, "weights": weights_digest(files),
