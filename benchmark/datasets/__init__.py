@@ -1,0 +1,67 @@
+"""Real datasets in MARBLE v2's JSONL layout: preparers for the raw downloads, and a verifier.
+
+Every preparer writes ``<out>/<folder>/<Prefix>.{train,val,test}.jsonl`` exactly where MARBLE
+keeps its files (``data/MTT/MTT.*``, ``data/GTZAN/GTZANGenre.*``, …), so that the task configs
+of ``configs/tasks/`` and ``configs/runs/marble.yaml`` read a prepared folder and a MARBLE
+checkout alike (``data_root=<out>``). Audio paths are relative to ``<out>`` when the audio lies
+inside it (MARBLE's way), else absolute.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmark.datasets.common import PrepareResult
+from benchmark.errors import UserError
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One preparable dataset: where its JSONL goes and which task config reads it."""
+
+    name: str
+    module: str  # benchmark.datasets.<module>:prepare
+    folder: str  # relative to the MARBLE root
+    prefix: str
+    task: str  # configs/tasks/<task>.yaml
+    summary: str
+
+
+DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
+    DatasetSpec("mtt", "mtt", "data/MTT", "MTT", "mtt",
+                "MagnaTagATune: annotations_final.csv + mp3 folders 0-f (top-50 tags)"),
+    DatasetSpec("gtzan", "gtzan", "data/GTZAN", "GTZANGenre", "gtzan-genre",
+                "GTZAN genre: <genre>/<genre>.NNNNN.wav (+ --splits DIR with the filtered lists)"),
+    DatasetSpec("gtzan-rhythm", "gtzan_rhythm", "data/GTZAN", "GTZANBeatTracking", "gtzan-beat",
+                "GTZAN-Rhythm beats: GTZAN audio + --annotations DIR of *.wav.jams"),
+    DatasetSpec("giantsteps", "giantsteps", "data/GS", "GS", "giantsteps-key",
+                "GiantSteps key: the two annotation repos + <ID>.LOFI.mp3 (cut to 30 s clips)"),
+    DatasetSpec("emomusic", "emomusic", "data/EMO", "EMO", "emomusic",
+                "Emomusic: clips_45seconds/*.mp3 + songs_info.csv, static_annotations.csv"),
+)}
+ALIASES = {"magnatagatune": "mtt", "gtzan-genre": "gtzan", "gtzan-beat": "gtzan-rhythm",
+           "giantsteps-key": "giantsteps", "gs": "giantsteps", "emo": "emomusic"}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The dataset called ``name`` (or one of its aliases)."""
+    key = ALIASES.get(name.lower(), name.lower())
+    if key not in DATASETS:
+        close = difflib.get_close_matches(name, [*DATASETS, *ALIASES], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UserError(f"unknown dataset {name!r}{hint}; use one of: {', '.join(DATASETS)}")
+    return DATASETS[key]
+
+
+def prepare(name: str, raw: Path, out: Path, **options: Any) -> PrepareResult:
+    """Read the raw download of dataset ``name`` in ``raw``; write MARBLE JSONL under ``out``."""
+    spec = get_spec(name)
+    module = importlib.import_module(f"benchmark.datasets.{spec.module}")
+    return module.prepare(Path(raw), Path(out), **options)
+
+
+__all__ = ["DATASETS", "DatasetSpec", "PrepareResult", "get_spec", "prepare"]
