@@ -144,3 +144,41 @@ def test_percentile_interval_and_speed():
     bootstrap_metric(tags, scores, labels, uids, "roc_auc")
     bootstrap_metric(cls, logits, cls_labels, uids, "accuracy")
     assert time.perf_counter() - start < 5  # about 0.5 s here; loose for shared CI machines
+
+
+def _real_cases(rng: np.random.Generator, n: int):
+    from tasks import get_task
+
+    keys = ["C major", "A minor", "G major", "E minor", "F major"]
+    key_labels = [keys[i] for i in rng.integers(0, 5, n)]
+    genre = get_task("genre", classes=["blues", "jazz", "rock"])
+    yield genre, rng.normal(size=(n, 3)), [genre.classes[i] for i in rng.integers(0, 3, n)]
+    tags = get_task("tagging", classes=["a", "b", "c"])
+    y = rng.random((n, 3)) < 0.3
+    yield tags, y + rng.normal(size=y.shape), [[t for t, on in zip("abc", r, strict=True) if on] for r in y]
+    emo = get_task("emotion")
+    truth = rng.normal(size=(n, 2))
+    emo.fit(truth.tolist())
+    yield emo, truth + rng.normal(size=truth.shape), truth.tolist()
+    yield get_task("key"), rng.normal(size=(n, 24)), key_labels
+    beat = get_task("beat")
+    labels = [{"beat": list(np.arange(0.5, 8, 0.5)), "downbeat": [0.5, 2.5]} for _ in range(n)]
+    preds = [{"beat": list(np.arange(0.5, 8, 0.5) + rng.normal(0, 0.05, 15)), "downbeat": [0.5]}
+             for _ in range(n)]
+    yield beat, preds, labels
+
+
+def test_real_tasks_match_their_own_evaluate():
+    """Every metric of the built-in tasks, shortcut or not, equals task.evaluate on the
+    materialised resample."""
+    rng = np.random.default_rng(5)
+    n = 24
+    w = cluster_weights([f"s{i // 2}" for i in range(n)], 15, 1)
+    for task, pred, labels in _real_cases(rng, n):
+        task.fit(labels) if task.kind != "beat" else None
+        for metric in task.metrics:
+            got = resampled_metric(task, pred, labels, metric, w)[1]
+            idx = [expand(r) for r in w]
+            want = [task.evaluate(pred[i] if isinstance(pred, np.ndarray) else [pred[j] for j in i],
+                                  [labels[j] for j in i])[metric] for i in idx]
+            assert got == pytest.approx(np.array(want), nan_ok=True), (task.name, metric)

@@ -127,25 +127,34 @@ class SeedMetric:
         return lambda w: (w @ values) / w.sum(axis=1)
 
     def _weighted(self) -> Callable[[np.ndarray], np.ndarray] | None:
-        """Weighted numpy versions of macro ROC-AUC, AP and R², when one matches."""
-        try:
-            targets = np.stack([np.asarray(self.task.encode(lab), dtype=float) for lab in self.labels])
-            scores = np.asarray(self.pred, dtype=float)
-        except Exception:  # noqa: BLE001 - no shortcut for this task
-            return None
-        if scores.ndim != 2 or len(targets) != len(scores):
+        """Weighted numpy versions of accuracy, macro ROC-AUC, AP and R², when one matches."""
+        scores = np.asarray(self.pred, dtype=float) if isinstance(self.pred, np.ndarray) else None
+        if scores is None or scores.ndim != 2:
             return None
         n = len(self.labels)
         ones = np.ones((1, n))
         # Confirm a match on a random half too, so that a coincidence on the data is not enough.
         half = np.zeros((1, n))
         half[0, np.random.default_rng(2).permutation(n)[: max(2, n // 2)]] = 1
-        for fn in _candidates(self.task.kind, targets, scores):
-            with np.errstate(divide="ignore", invalid="ignore"):
-                if (_close(float(fn(ones)[0]), self.value)
-                        and _close(float(fn(half)[0]), self._metric(expand(half[0].astype(int))))):
-                    return fn
+        for targets in self._targets():
+            if len(targets) != n:
+                continue
+            for fn in _candidates(self.task.kind, targets, scores):
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    if (_close(float(fn(ones)[0]), self.value) and
+                            _close(float(fn(half)[0]), self._metric(expand(half[0].astype(int))))):
+                        return fn
         return None
+
+    def _targets(self) -> list[np.ndarray]:
+        """The labels as numbers: raw (regression labels) and as the task encodes them."""
+        out = []
+        for convert in (lambda lab: lab, self.task.encode):
+            try:
+                out.append(np.stack([np.asarray(convert(lab), dtype=float) for lab in self.labels]))
+            except Exception:  # noqa: BLE001 - not numeric in this form
+                continue
+        return out
 
     def resampled(self, weights: np.ndarray) -> np.ndarray:
         """The metric on each resample ``[n_boot]``."""
@@ -160,7 +169,7 @@ def _close(a: float, b: float) -> bool:
 
 
 def _candidates(kind: str, y: np.ndarray, s: np.ndarray) -> list[Callable[[np.ndarray], np.ndarray]]:
-    if kind == "multiclass" and y.ndim == 1:
+    if kind == "multiclass" and y.ndim == 1 and len(s.shape) == 2:
         right = (s.argmax(1) == y).astype(float)
         return [lambda w: (w @ right) / w.sum(1)]
     if y.shape != s.shape:
@@ -175,9 +184,14 @@ def _candidates(kind: str, y: np.ndarray, s: np.ndarray) -> list[Callable[[np.nd
 
 
 def _macro(fn: Callable, w: np.ndarray, y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Macro mean over the classes with a positive and a negative track in each resample."""
     wt = np.ascontiguousarray(w.T)  # [N, B]: gathers and sums run along contiguous rows
     per = np.stack([fn(wt, y[:, c], s[:, c]) for c in range(y.shape[1])])
-    return np.nanmean(per, axis=0) if np.isfinite(per).any() else per[0]
+    defined = ((w @ y) > 0) & ((w @ ~y) > 0)  # [B, C]
+    per = np.where(defined.T, per, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a resample with no defined class
+        return np.nanmean(per, axis=0)
 
 
 def _groups(wt: np.ndarray, y: np.ndarray, s: np.ndarray, descending: bool
