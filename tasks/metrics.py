@@ -8,6 +8,7 @@ the inputs are batch dimensions (heads, classes); the last one runs over samples
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import wraps
 
 import torch
 
@@ -15,17 +16,20 @@ import torch
 CHUNK = 1 << 22
 
 
-def _by_chunks(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _by_chunks(fn: Metric) -> Metric:
     """Apply ``fn(scores, labels)`` to slices of the leading (head) dimension of ``scores``
     when ``labels`` broadcasts over it, so that large frame-level inputs fit in memory."""
 
+    @wraps(fn)
     def wrapped(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         rows = max(1, CHUNK // max(1, scores[0].numel())) if scores.dim() > labels.dim() else 0
         if rows == 0 or rows >= scores.shape[0]:
             return fn(scores, labels)
         return torch.cat([fn(part, labels) for part in scores.split(rows)])
 
-    wrapped.__doc__, wrapped.__name__ = fn.__doc__, fn.__name__
     return wrapped
 
 
