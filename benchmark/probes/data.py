@@ -148,6 +148,7 @@ class FeatureSource:
         self.num_layers, self.dim = features.shape[1], features.shape[2]
         row_bytes = self.num_layers * self.dim * 2
         self.resident = len(needed) * row_bytes <= budget
+        self.step_bytes = min(STEP_BYTES, max(1, int(budget * STREAM_SHARE)))
         self.chunk_rows = max(1, int((chunk_bytes or budget * STREAM_SHARE) // row_bytes))
         self.mean = torch.zeros(self.num_layers, self.dim, device=device)
         self.inv_std = torch.ones(self.num_layers, self.dim, device=device)
@@ -235,7 +236,7 @@ class FeatureSource:
         return order[start:stop], torch.from_numpy(block[sel - a]).to(self.device)
 
     def step_rows(self) -> int:
-        return max(1, STEP_BYTES // (self.num_layers * self.dim * 4))
+        return max(1, self.step_bytes // (self.num_layers * self.dim * 4))
 
     def _raw(self, rows: np.ndarray, step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for pos, x in self._chunks(rows):
