@@ -47,13 +47,13 @@ class Header:
 
 def read_header(path: Path) -> Header:
     """Header of ``path`` without decoding; ``error`` says what is wrong instead of raising."""
-    if not path.is_file():
-        return Header(error="audio file not found")
-    if path.stat().st_size == 0:
-        return Header(error="audio file is empty (0 bytes)")
     try:
         info = sf.info(str(path))
-    except Exception as e:  # LibsndfileError, RuntimeError: unreadable or unknown format
+    except Exception as e:  # LibsndfileError, RuntimeError: missing, unreadable, unknown format
+        if not path.is_file():
+            return Header(error="audio file not found")
+        if path.stat().st_size == 0:
+            return Header(error="audio file is empty (0 bytes)")
         return Header(error=f"cannot read the audio header ({str(e).strip() or type(e).__name__})")
     if info.frames <= 0:
         return Header(info.samplerate, 0, info.channels, error="audio file holds no samples")

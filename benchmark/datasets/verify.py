@@ -268,15 +268,12 @@ def _check_decode(items: dict[str, list[Item]], heads: dict[Path, Header],
 
 def _check_labels(items: dict[str, list[Item]], report: VerifyReport, plugin: str | None,
                   options: dict[str, Any]) -> set[tuple[Path, int]]:
-    from tasks import get_task
-
     fit_on = items.get("train") or next(iter(items.values()))
     report.plugin = plugin or infer_plugin([it.label for it in fit_on])
     if report.plugin is None:
         return set()
-    task = get_task(report.plugin, **options)
     try:
-        task.fit([it.label for it in fit_on])
+        task = _fitted(report.plugin, options, [it.label for it in fit_on])
     except ValueError as e:
         report.problems.append(Finding(str(fit_on[0].source) if fit_on else report.name, None,
                                        f"cannot learn the label space: {e}"))
@@ -291,6 +288,31 @@ def _check_labels(items: dict[str, list[Item]], report: VerifyReport, plugin: st
                                                f"{e}; the run skips this item"))
                 bad.add((it.source, it.line))
     return bad
+
+
+def _fitted(plugin: str, options: dict[str, Any], labels: list[Any]) -> Any:
+    """The task fitted on the training labels; labels it rejects are left out of the fit
+    (each is reported by the per-row check)."""
+    from tasks import get_task
+
+    task = get_task(plugin, **options)
+    try:
+        task.fit(labels)
+    except ValueError:
+        good = [label for label in labels if _fits(plugin, options, label)]
+        task = get_task(plugin, **options)
+        task.fit(good)
+    return task
+
+
+def _fits(plugin: str, options: dict[str, Any], label: Any) -> bool:
+    from tasks import get_task
+
+    try:
+        get_task(plugin, **options).fit([label])
+    except ValueError:
+        return False
+    return True
 
 
 def _check_leaks(items: dict[str, list[Item]], report: VerifyReport) -> None:
@@ -323,15 +345,27 @@ def resolve_target(target: str, data_root: Path | None = None) -> list[tuple[str
     name (``gtzan``) or a task config name (``gtzan-genre``)."""
     path = Path(target).expanduser()
     if path.is_file():
-        return [(path.name, dataset_files(path), {})]
+        return [(path.name, dataset_files(path), _known_task(path))]
     if path.is_dir():
         prefixes = sorted({m["prefix"] for p in path.glob("*.jsonl") if (m := SPLIT_FILE.match(p.name))})
         if not prefixes:
             raise UserError(f"{path}: no <Prefix>.{{train,val,test}}.jsonl files in this folder")
-        return [(p, dataset_files(path / f"{p}.train.jsonl"), {}) for p in prefixes]
+        return [(p, dataset_files(path / f"{p}.train.jsonl"), _known_task(path / f"{p}.train.jsonl"))
+                for p in prefixes]
     if Path(f"{path}.train.jsonl").is_file():
-        return [(path.name, dataset_files(Path(f"{path}.train.jsonl")), {})]
+        first = Path(f"{path}.train.jsonl")
+        return [(path.name, dataset_files(first), _known_task(first))]
     return [_from_task_config(target, data_root)]
+
+
+def _known_task(path: Path) -> dict[str, Any]:
+    """The task config of a MARBLE dataset recognised by its JSONL prefix (``GTZANGenre``), so
+    that labels are checked against its fixed classes; nothing for other files."""
+    from benchmark.datasets import DATASETS
+
+    match = SPLIT_FILE.match(path.name)
+    spec = next((s for s in DATASETS.values() if match and s.prefix == match["prefix"]), None)
+    return _from_task_config(spec.task, None)[2] if spec else {}
 
 
 def _from_task_config(name: str, data_root: Path | None) -> tuple[str, dict[str, Path], dict[str, Any]]:
