@@ -337,3 +337,17 @@ def test_emomusic_split_and_zscored_targets(tmp_path: Path) -> None:
 def test_unknown_dataset_suggests_a_name(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="did you mean 'gtzan'"):
         prepare("gtzn", tmp_path, tmp_path / "out")
+
+
+def test_cli_prepare(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from benchmark.cli import main
+
+    make_gtzan(tmp_path / "raw", per_genre=5, seconds=0.1, genres=("blues", "rock"))
+    assert main(["datasets", "prepare", "gtzan", "--raw", str(tmp_path / "raw"),
+                 "--out", str(tmp_path / "out"), "--seed", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "NOT the fault-filtered split" in text and "data_root=" in text
+    assert len(read_rows(tmp_path / "out/data/GTZAN/GTZANGenre.train.jsonl")) == 4  # 2 × round(0.476·5)
+    assert main(["datasets", "prepare", "gtzan", "--raw", str(tmp_path / "none"),
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "does not exist" in capsys.readouterr().err
