@@ -18,6 +18,7 @@ Nothing here is ever unpickled (``np.load(..., allow_pickle=False)``).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,11 +139,14 @@ class FeatureStore:
     def extract(self, extractor: Any, keys: list[str], *, view: str = "clip",
                 window_s: float | None = None, batch_size: int = 16, num_workers: int = 0,
                 chunk_items: int = 64, dtype: str = "auto", progress: bool = True,
-                rank: int = 0, world_size: int = 1, label: str = "") -> FeatureEntry | None:
+                rank: int = 0, world_size: int = 1, barrier: Callable[[], None] | None = None,
+                label: str = "") -> FeatureEntry | None:
         """Extract (or find) the entry for ``keys`` (audio paths). Resumes finished chunks.
 
-        With ``world_size > 1`` this rank extracts chunks ``k % world_size == rank`` and returns
-        None unless it found every chunk done (the caller syncs ranks, then calls :meth:`finalize`).
+        With ``world_size > 1`` this rank extracts chunks ``k % world_size == rank``; every rank
+        must call this with the same arguments. Given ``barrier`` (a collective sync), rank 0
+        publishes the entry once all ranks are done and every rank returns it; without one,
+        ranks return None after their own share (publish later with :meth:`finalize`).
         """
         from benchmark.extraction import run_chunks
 
@@ -152,7 +156,7 @@ class FeatureStore:
         identity = entry_identity(extractor, keys, view, window_s)
         eid = entry_id(identity)
         found = self.get(eid)
-        if found is not None:
+        if found is not None:  # the same answer on every rank: no collective needed
             return found
         partial = self.partial_path(eid)
         partial.mkdir(parents=True, exist_ok=True)
@@ -161,9 +165,15 @@ class FeatureStore:
         run_chunks(extractor, keys, chunks, todo, partial, view=view, window_s=window_s,
                    batch_size=batch_size, num_workers=num_workers, dtype=dtype, progress=progress,
                    label=label)
-        if world_size > 1:
+        if world_size == 1:
+            return self.finalize(eid, identity, extractor, keys, len(chunks), view, window_s)
+        if barrier is None:
             return None
-        return self.finalize(eid, identity, extractor, keys, len(chunks), view, window_s)
+        barrier()  # every rank's chunks are on disk
+        if rank == 0:
+            self.finalize(eid, identity, extractor, keys, len(chunks), view, window_s)
+        barrier()  # the entry is published
+        return self.get(eid)
 
     def finalize(self, eid: str, identity: dict[str, Any], extractor: Any, keys: list[str],
                  num_chunks: int, view: str, window_s: float) -> FeatureEntry:

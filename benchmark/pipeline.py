@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark import config as C
 from benchmark.data import SPLITS, Dataset, Problem, load_dataset
 from benchmark.errors import UserError
-from benchmark.features import FeatureEntry, FeatureStore
+from benchmark.features import FeatureEntry, FeatureStore, entry_id, entry_identity
 from benchmark.models import load_model, model_options
 from benchmark.models.base import Extractor
 from benchmark.probes import ProbeConfig, SplitData, run_probe
@@ -46,6 +46,31 @@ class TaskSpec:
 
     def make(self) -> Task:
         return get_task(self.plugin, **self.options)
+
+
+@dataclass
+class Dist:
+    """This process's place among the run's processes (one process unless launched distributed)."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device | None = None  # the rank's device; None: from the config's `device`
+    barrier: Callable[[], None] = field(default=lambda: None)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class Job:
+    """One probe job: a model × a task, with its record id and (once extracted) its features."""
+
+    model: str
+    spec: TaskSpec
+    rid: str
+    identity: dict[str, Any]
+    entry: FeatureEntry | None = None
 
 
 @dataclass
@@ -109,14 +134,15 @@ def resolve_device(name: str) -> torch.device:
 class Runner:
     """Carries one run's config, folders and caches across models and tasks."""
 
-    def __init__(self, cfg: DictConfig) -> None:
+    def __init__(self, cfg: DictConfig, dist: Dist | None = None) -> None:
         self.cfg = cfg
+        self.dist = dist or Dist()
         self.work = C.work_dir(cfg)
         self.features = FeatureStore(self.work / "features")
         self.records = RecordStore(self.work / "records")
-        self.device = resolve_device(cfg.device)
+        self.device = self.dist.device or resolve_device(cfg.device)
         self.timer = Timer()
-        self.progress = bool(cfg.progress)
+        self.progress = bool(cfg.progress) and self.dist.is_main
         self._datasets: dict[tuple[str, str, str | None], Dataset] = {}
 
     # ---------------------------------------------------------------- data
@@ -146,39 +172,35 @@ class Runner:
         return self._datasets[key]
 
     # ---------------------------------------------------------------- one job
-    def job_identity(self, model: str, extractor: Extractor, spec: TaskSpec, dataset: Dataset,
-                     probe: dict[str, Any]) -> dict[str, Any]:
-        return {"model": {"name": model, "fingerprint": extractor.fingerprint()},
-                "task": {"name": spec.name, "plugin": spec.plugin, "options": spec.options},
-                "dataset": dataset.digest(), "probe": probe, "seed": int(self.cfg.seed)}
+    def job(self, model: str, extractor: Extractor, spec: TaskSpec) -> Job:
+        dataset = self.dataset(spec)
+        identity = {"model": {"name": model, "fingerprint": extractor.fingerprint()},
+                    "task": {"name": spec.name, "plugin": spec.plugin, "options": spec.options},
+                    "dataset": dataset.digest(),
+                    "probe": OmegaConf.to_container(self.cfg.probe, resolve=True),
+                    "seed": int(self.cfg.seed)}
+        return Job(model, spec, record_id(identity), identity)
 
-    def run_job(self, model: str, extractor: Extractor, spec: TaskSpec, *,
-                probe_only: bool = False) -> dict[str, Any] | None:
+    def run_job(self, job: Job) -> dict[str, Any]:
+        """Train the probe grid of one job on its features and write its record."""
+        spec, entry = job.spec, job.entry
+        assert entry is not None
         dataset = self.dataset(spec)
         task = spec.make()
-        probe = OmegaConf.to_container(self.cfg.probe, resolve=True)
-        identity = self.job_identity(model, extractor, spec, dataset, probe)
-        rid = record_id(identity)
-        found = self.records.get(rid)
-        if found is not None:
-            return found
-        entry = self.entry(extractor, spec, task, dataset, probe_only=probe_only)
-        if entry is None:
-            return None
         splits, excluded = self.splits(task, entry, dataset)
         with self.timer.stage("probe"):
             started = time.perf_counter()
-            result = run_probe(task, entry, splits, ProbeConfig(**probe), device=self.device,
-                               seed=int(self.cfg.seed), progress=self.progress)
+            result = run_probe(task, entry, splits, ProbeConfig(**job.identity["probe"]),
+                               device=self.device, seed=int(self.cfg.seed), progress=self.progress)
             probe_s = time.perf_counter() - started
-        pred_name = f"{rid}.npz"
+        pred_name = f"{job.rid}.npz"
         save_predictions(self.records.root / pred_name, result.predictions, result.test_labels,
                          result.test_uids)
         record = {
-            "id": rid, "model": model, "task": spec.name, "dataset": str(dataset.folder / dataset.name),
-            "feature_entry": entry.id,
-            "config": {**identity, "device": str(self.device), "window_s": entry.meta["window_s"],
-                       "task": {**identity["task"], "data": spec.data, "jsonl": spec.jsonl}},
+            "id": job.rid, "model": job.model, "task": spec.name,
+            "dataset": str(dataset.folder / dataset.name), "feature_entry": entry.id,
+            "config": {**job.identity, "device": str(self.device), "window_s": entry.meta["window_s"],
+                       "task": {**job.identity["task"], "data": spec.data, "jsonl": spec.jsonl}},
             "versions": versions(), "task_info": task.describe(),
             "selection_metric": task.selection_metric, "higher_is_better": task.higher_is_better,
             "layers": result.layers, "per_layer": result.per_layer, "best": result.best,
@@ -191,24 +213,25 @@ class Runner:
         self.records.put(record)
         return record
 
-    def entry(self, extractor: Extractor, spec: TaskSpec, task: Task, dataset: Dataset, *,
-              probe_only: bool = False) -> FeatureEntry | None:
-        keys = list(dict.fromkeys(it.key for it in dataset.all_items()))
+    def entry(self, extractor: Extractor, spec: TaskSpec, *, extract: bool = True) -> FeatureEntry | None:
+        """The job's feature entry: extracted (collectively across ranks) or only looked up."""
+        task = spec.make()
+        keys = list(dict.fromkeys(it.key for it in self.dataset(spec).all_items()))
         x = self.cfg.extract
         with self.timer.stage("extract"):
-            if probe_only:
-                from benchmark.features import entry_id, entry_identity
-
+            if not extract:
                 window = float(task.window_s or extractor.context_s)
-                eid = entry_id(entry_identity(extractor, keys, task.view, window))
-                found = self.features.get(eid)
-                if found is None:
+                found = self.features.get(entry_id(entry_identity(extractor, keys, task.view, window)))
+                if found is None and self.dist.is_main:
                     print(f"no features yet for {extractor.name} × {spec.name}; run `mirprobe extract` first")
                 return found
+            d = self.dist
             return self.features.extract(
                 extractor.to(self.device), keys, view=task.view, window_s=task.window_s,
                 batch_size=x.batch_size, num_workers=x.num_workers, chunk_items=x.chunk_items,
-                dtype=x.dtype, progress=self.progress, label=f"{extractor.name} × {spec.name}")
+                dtype=x.dtype, progress=self.progress, rank=d.rank, world_size=d.world_size,
+                barrier=d.barrier if d.world_size > 1 else None,
+                label=f"{extractor.name} × {spec.name}")
 
     def splits(self, task: Task, entry: FeatureEntry,
                dataset: Dataset) -> tuple[dict[str, SplitData], dict[str, list[dict[str, Any]]]]:
@@ -259,24 +282,43 @@ def report_problems(records: list[dict[str, Any]]) -> None:
         print("\n".join(lines[:50]) + (f"\n  … and {len(lines) - 50} more" if len(lines) > 50 else ""))
 
 
-def run(cfg: DictConfig, *, stages: tuple[str, ...] = ("extract", "probe", "report")) -> list[dict[str, Any]]:
-    """Run the benchmark described by ``cfg``; returns the run records of this run."""
-    runner = Runner(cfg)
+def run(cfg: DictConfig, *, stages: tuple[str, ...] = ("extract", "probe", "report"),
+        dist: Dist | None = None) -> list[dict[str, Any]]:
+    """Run the benchmark described by ``cfg``; returns the run records of this run.
+
+    Under several processes (``dist``), every rank extracts its share of each feature entry, probe
+    jobs are dealt out across ranks, and rank 0 prints the tables (other ranks return [])."""
+    runner = Runner(cfg, dist)
+    d = runner.dist
     specs = task_specs(cfg)
-    models = model_specs(cfg)
-    for spec in specs:  # read every dataset first: data errors surface before any long work
+    if d.is_main:  # read every dataset first: data errors surface before any long work
+        for spec in specs:  # (rank 0 first: it may have to generate the synthetic suite)
+            runner.dataset(spec)
+    d.barrier()
+    for spec in specs:
         runner.dataset(spec)
-    records: list[dict[str, Any]] = []
-    for name, options in models:
+    jobs: list[Job] = []
+    for name, options in model_specs(cfg):
         with runner.timer.stage("load model"):
             extractor = load_model(name, **options)
         for spec in specs:
-            if "probe" not in stages:
-                runner.entry(extractor, spec, spec.make(), runner.dataset(spec))
-                continue
-            rec = runner.run_job(name, extractor, spec, probe_only="extract" not in stages)
-            if rec is not None:
-                records.append(rec)
+            job = runner.job(name, extractor, spec)
+            jobs.append(job)
+            if "probe" in stages and runner.records.get(job.rid) is not None:
+                continue  # already done: no features needed
+            job.entry = runner.entry(extractor, spec, extract="extract" in stages)
+        del extractor
+    if "probe" not in stages:
+        if d.is_main:
+            print(runner.timer.summary())
+        return []
+    for j, job in enumerate(jobs):
+        if j % d.world_size == d.rank and job.entry is not None and runner.records.get(job.rid) is None:
+            runner.run_job(job)
+    d.barrier()
+    if not d.is_main:
+        return []
+    records = [r for r in (runner.records.get(job.rid) for job in jobs) if r is not None]
     if "report" in stages and records:
         from benchmark.report.render import print_and_write
 
