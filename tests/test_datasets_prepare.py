@@ -20,7 +20,8 @@ from benchmark.datasets.gtzan import GENRES
 from benchmark.datasets.mtt import TAGS
 from benchmark.errors import UserError
 
-SHARED_LISTS = Path("/work/shared/data/gtzan_filtered")
+# Copies of the published lists beside the checkout, when present (never part of the project).
+SHARED_LISTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "gtzan_filtered"
 
 
 def write_audio(path: Path, seconds: float, sr: int, *, freq: float = 440.0, channels: int = 1,
