@@ -6,9 +6,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from benchmark.synth.spec import SongSpec
+from benchmark.synth.spec import PARTS, SongSpec
 
-INSTRUMENT_TAGS = ("drums", "bass", "guitar", "piano", "organ", "pad", "pluck", "lead")
+INSTRUMENT_TAGS = PARTS
 CHARACTER_TAGS = ("fast", "slow", "loud", "quiet", "bright", "dark", "happy", "sad", "waltz",
                   "swing")
 TAGS = INSTRUMENT_TAGS + CHARACTER_TAGS

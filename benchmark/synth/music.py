@@ -99,6 +99,15 @@ def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
     return x / (np.sqrt(np.mean(x * x)) + 1e-12)
 
 
+def reverb(x: np.ndarray, decay: float, wet: float, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """A room: convolution with exponentially decaying noise (``decay``: time to -60 dB, s)."""
+    t = np.arange(int(decay * sr)) / sr
+    ir = rng.standard_normal(len(t)) * 10 ** (-3 * t / decay)
+    tail = signal.fftconvolve(x, ir)[:len(x)]
+    tail *= np.sqrt(np.mean(x * x) / (np.mean(tail * tail) + 1e-24))
+    return (1 - wet) * x + wet * tail
+
+
 # --- pitched instruments: (freq, seconds held, velocity, sr, rng, brightness 0..1) -> note ---
 
 def bass_note(freq: float, hold: float, vel: float, sr: int, rng: np.random.Generator,

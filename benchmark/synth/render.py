@@ -328,7 +328,8 @@ def _mix(spec: SongSpec, notes: list[Note], hits: list[tuple[str, float, float]]
 
 
 def _master(spec: SongSpec, mix: np.ndarray, rng: np.random.Generator, sr: int) -> np.ndarray:
-    """Brightness filter, background noise, loudness, soft limiting → int16."""
+    """Room, brightness filter, background noise, loudness, soft limiting → int16."""
+    mix = music.reverb(mix, spec.room, spec.wet, sr, rng)
     mix = music.lowpass(mix, spec.cutoff, sr)
     rms = np.sqrt(np.mean(mix * mix)) + 1e-12
     mix = mix / rms + music.pink_noise(len(mix), rng) * 10 ** (-spec.snr / 20)

@@ -19,6 +19,8 @@ MODES = ("major", "minor")
 #: MARBLE's key order: C..B major, then C..B minor.
 KEYS = tuple(f"{t} {m}" for m in MODES for t in TONICS)
 HARMONIC = ("pad", "piano", "organ", "guitar", "pluck")  # instruments that can carry the chords
+PARTS = ("drums", "bass", "guitar", "piano", "organ", "pad", "pluck", "lead")
+BORROW = 0.06  # probability of an instrument outside the genre's palette
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Genre:
     melody_steps: tuple[int, ...]  # lead note lengths in sixteenths (choices)
     cutoff: tuple[float, float]  # brightness: low-pass cutoff range in Hz (log-uniform)
     loudness: tuple[float, float]  # target RMS in dBFS
+    room: tuple[float, float]  # reverb decay time range in seconds
 
 
 GENRES: dict[str, Genre] = {g.name: g for g in (
@@ -46,31 +49,31 @@ GENRES: dict[str, Genre] = {g.name: g for g in (
            "pad": 0.1},
           "triad", ((0, 3, 4, 0), (0, 4, 5, 3), (0, 5, 3, 4), (0, 3, 0, 4)),
           ((0, 5, 6, 0), (0, 3, 4, 0), (0, 6, 5, 6), (0, 3, 6, 4)),
-          (1, 2), "eighths", "beats", 2, (2, 4), (1500, 6500), (-20, -11)),
+          (1, 2), "eighths", "beats", 2, (2, 4), (1500, 6500), (-20, -11), (0.05, 0.5)),
     Genre("electronic", (115, 150), 0.02, (0.5, 0.5),
           {"drums": 0.95, "bass": 0.95, "pad": 0.7, "pluck": 0.7, "lead": 0.5, "piano": 0.1},
           "triad", ((0, 5, 3, 4), (0, 4, 5, 3), (0, 3, 5, 4)),
           ((0, 5, 2, 6), (0, 3, 5, 4), (0, 6, 5, 3)),
-          (1,), "offbeat", "offbeat", 1, (1, 2, 2), (1800, 7000), (-19, -11)),
+          (1,), "offbeat", "offbeat", 1, (1, 2, 2), (1800, 7000), (-19, -11), (0.05, 0.6)),
     Genre("jazz", (80, 180), 0.2, (0.6, 0.68),
           {"drums": 0.85, "bass": 0.95, "piano": 0.85, "organ": 0.3, "lead": 0.5},
           "seventh", ((0, 5, 1, 4), (0, 3, 1, 4), (1, 4, 0, 0)),
           ((0, 3, 1, 4), (1, 4, 0, 0), (0, 5, 1, 4)),
-          (1, 2), "walking", "charleston", 2, (2, 2, 4), (1200, 5000), (-26, -16)),
+          (1, 2), "walking", "charleston", 2, (2, 2, 4), (1200, 5000), (-26, -16), (0.1, 0.6)),
     Genre("folk", (70, 130), 0.35, (0.5, 0.56),
-          {"drums": 0.3, "bass": 0.5, "pluck": 0.95, "piano": 0.3, "lead": 0.5, "organ": 0.1},
+          {"drums": 0.4, "bass": 0.5, "pluck": 0.95, "piano": 0.3, "lead": 0.5, "organ": 0.1},
           "triad", ((0, 3, 4, 0), (0, 4, 3, 0), (0, 0, 3, 4)),
           ((0, 6, 0, 4), (0, 3, 4, 0), (0, 2, 6, 0)),
-          (1,), "root_fifth", "beats", 2, (2, 4, 4), (1000, 4500), (-26, -15)),
+          (1,), "root_fifth", "beats", 2, (2, 4, 4), (1000, 4500), (-26, -15), (0.1, 0.6)),
     Genre("ambient", (60, 95), 0.15, (0.5, 0.5),
-          {"drums": 0.1, "bass": 0.3, "pad": 0.95, "piano": 0.4, "pluck": 0.4, "lead": 0.2},
+          {"drums": 0.2, "bass": 0.3, "pad": 0.95, "piano": 0.4, "pluck": 0.4, "lead": 0.2},
           "add9", ((0, 3, 0, 5), (0, 5, 3, 0)), ((0, 5, 3, 0), (0, 3, 5, 0)),
-          (1,), "sustain", "sustain", 4, (8, 8, 4), (700, 3000), (-30, -19)),
+          (1,), "sustain", "sustain", 4, (8, 8, 4), (700, 3000), (-30, -19), (0.4, 1.2)),
     Genre("hiphop", (72, 100), 0.03, (0.5, 0.62),
           {"drums": 1.0, "bass": 0.9, "piano": 0.6, "pad": 0.4, "pluck": 0.3, "lead": 0.2,
            "organ": 0.1},
           "seventh", ((0, 3, 0, 3), (0, 5, 3, 4)), ((0, 3, 0, 4), (0, 5, 3, 4), (0, 6, 5, 6)),
-          (1,), "sync", "sustain", 4, (2, 4), (1000, 5000), (-21, -12)),
+          (1,), "sync", "sustain", 4, (2, 4), (1000, 5000), (-21, -12), (0.05, 0.4)),
 )}
 
 
@@ -98,6 +101,8 @@ class SongSpec:
     chords_per_bar: int
     raised_seventh: bool  # minor keys: V chord with the leading tone (harmonic minor)
     noise: tuple[float, float]  # arousal / valence perception noise
+    room: float  # reverb decay time, s
+    wet: float  # reverb share of the mix
 
     @property
     def key(self) -> str:
@@ -115,7 +120,7 @@ def sample_spec(rng: np.random.Generator, index: int, genre: str, key: str) -> S
     """Draw a song of ``genre`` in ``key`` (both chosen by the caller, for balance)."""
     g = GENRES[genre]
     tonic_name, mode = key.split()
-    instruments = [name for name, p in g.palette.items() if rng.uniform() < p]
+    instruments = [name for name in PARTS if rng.uniform() < g.palette.get(name, BORROW)]
     if not any(i in HARMONIC for i in instruments):  # something must carry the chords
         instruments.append(max((i for i in g.palette if i in HARMONIC), key=g.palette.get))
     base = {"drums": 0.0, "bass": -2.0, "pad": -7.0, "piano": -4.0, "pluck": -5.0, "lead": -6.0,
@@ -145,4 +150,6 @@ def sample_spec(rng: np.random.Generator, index: int, genre: str, key: str) -> S
         chords_per_bar=int(rng.choice(g.chords_per_bar)),
         raised_seventh=bool(rng.uniform() < 0.75),
         noise=(round(float(rng.normal()), 4), round(float(rng.normal()), 4)),
+        room=round(float(rng.uniform(*g.room)), 3),
+        wet=round(float(rng.uniform(0.05, 0.35)), 3),
     )
