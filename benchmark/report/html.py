@@ -27,6 +27,7 @@ thead th{background:#1f4e79;color:#fff;cursor:pointer;user-select:none}
 thead th:after{content:" \\2195";opacity:.5}
 tbody tr:nth-child(even){background:#f3f6fa}
 td.best{font-weight:bold;background:#e3f1e3}
+div.scroll{overflow-x:auto}
 p.caption{font-size:.85rem;color:#555;max-width:900px}
 figure{display:inline-block;margin:.5rem}figure img{max-width:560px;border:1px solid #eee}
 """
@@ -70,8 +71,8 @@ def table(display: pd.DataFrame, *, caption: str = "", best: pd.DataFrame | None
             cells.append(f'<td{cls} data-value="{sort_value(value)}">{html.escape(str(value))}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     ident = f' id="{html.escape(table_id)}"' if table_id else ""
-    return (f'<table class="sortable"{ident}><thead><tr>{head}</tr></thead><tbody>'
-            + "\n".join(rows) + "</tbody></table>"
+    return (f'<div class="scroll"><table class="sortable"{ident}><thead><tr>{head}</tr></thead>'
+            "<tbody>" + "\n".join(rows) + "</tbody></table></div>"
             + (f'<p class="caption">{html.escape(caption)}</p>' if caption else ""))
 
 

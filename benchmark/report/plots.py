@@ -21,6 +21,7 @@ from benchmark.report.records import (  # noqa: E402
     by_model_task,
     fmt,
     layer_entry,
+    layer_label,
     metric_scale,
     models_and_tasks,
     primary_metric,
@@ -47,8 +48,8 @@ def _save(fig: plt.Figure, out_dir: Path, stem: str) -> list[Path]:
 
 
 def _x(entry: dict[str, Any], last: int) -> float:
-    name = str(entry["layer"])
-    return float(name.removeprefix("layer")) if name.startswith("layer") else last + 1.5
+    """Plot position: the layer's index; the weighted sum after the last layer."""
+    return last + 1.5 if str(entry["layer"]) == "weighted" else float(entry["index"])
 
 
 def layer_curves(records: Sequence[dict[str, Any]], out_dir: Path) -> dict[str, list[Path]]:
@@ -61,21 +62,25 @@ def layer_curves(records: Sequence[dict[str, Any]], out_dir: Path) -> dict[str, 
         fig, ax = plt.subplots(figsize=(6.4, 3.6))
         metric = "?"
         ticks: dict[float, str] = {}
-        for i, model in enumerate(m for m in models if (m, task) in index):
+        mine = [m for m in models if (m, task) in index]
+        last = max((int(e["index"]) for m in mine for e in index[(m, task)]["per_layer"]
+                    if str(e["layer"]) != "weighted"), default=0)
+        for model in mine:
             rec = index[(model, task)]
             metric = primary_metric(rec)
             scale = metric_scale(metric)
-            layers = [e for e in rec["per_layer"] if str(e["layer"]).startswith("layer")]
-            last = max((int(_x(e, 0)) for e in layers), default=0)
-            colour = f"C{i % 10}"
+            layers = [e for e in rec["per_layer"] if str(e["layer"]) != "weighted"]
+            colour = f"C{models.index(model) % 10}"  # one colour per model in every figure
             xs = [_x(e, last) for e in layers]
-            ticks |= {_x(e, last): str(e["layer"]).removeprefix("layer") for e in layers}
+            for e in layers:  # models naming a position differently share its label
+                label, x = layer_label(str(e["layer"])), _x(e, last)
+                ticks[x] = label if ticks.get(x, label) == label else f"{ticks[x]}/{label}"
             for split, style in (("test", "-"), ("val", "--")):
                 ys = [e.get(split, {}).get(metric, np.nan) * scale for e in layers]
                 ax.plot(xs, ys, style, color=colour, marker="o" if split == "test" else None,
                         ms=3, lw=1.6 if split == "test" else 1, label=model if split == "test" else None)
             for e in rec["per_layer"]:
-                if not str(e["layer"]).startswith("layer"):  # the weighted sum of layers
+                if str(e["layer"]) == "weighted":
                     ticks[_x(e, last)] = "w"
                     ax.plot(_x(e, last), e["test"].get(metric, np.nan) * scale, "D", color=colour)
             sel = layer_entry(rec)
