@@ -1,0 +1,171 @@
+"""Extraction speed and memory: mirprobe's batched extraction against a naive per-file loop.
+
+The naive loop is how MARBLE v1 extracts: one file at a time, a new resampler built for every
+file, the track cut into windows run one by one (batch size 1) in the main process. mirprobe's
+path is ``FeatureStore.extract``: worker processes decode and resample, windows of equal length
+are batched across tracks, one forward pass per batch. Both produce the clip view (each window's
+hidden states pooled over frames) of the same model on the same audio on the same machine, in
+one run. Peak memory is measured in a fresh process per track for a 10 s and a 10 min track.
+
+    PYTHONPATH=. python benchmarks/extract.py                       # tiny + random MERT-v1-95M
+    PYTHONPATH=. python benchmarks/extract.py --models tiny --tracks 8 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from scipy.signal import resample_poly
+
+from benchmark.features import FeatureStore
+from benchmark.models.base import Extractor
+from benchmark.models.mert import random_architecture
+
+FILE_RATE = 44100  # tracks are written as CD audio: stereo 16-bit 44.1 kHz, so both paths resample
+
+
+def make_track(path: Path, seconds: float, seed: int) -> str:
+    """A stereo 44.1 kHz WAV with a few drifting partials and noise (content does not matter)."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * FILE_RATE)
+    t = np.arange(n) / FILE_RATE
+    f0 = rng.uniform(110, 440)
+    mono = sum(np.sin(2 * np.pi * f0 * k * t * (1 + 0.001 * np.sin(t))) / k for k in (1, 2, 3))
+    stereo = np.stack([mono, np.roll(mono, 7)], axis=1) * 0.2 + 0.01 * rng.standard_normal((n, 2))
+    sf.write(path, stereo.astype(np.float32), FILE_RATE, subtype="PCM_16")
+    return str(path)
+
+
+def naive_extract(extractor: Extractor, paths: list[str], window_s: float) -> list[np.ndarray]:
+    """MARBLE v1 style: per file decode, new resampler, sequential windows at batch size 1."""
+    out = []
+    sr = extractor.sample_rate
+    window = int(round(window_s * sr))
+    for path in paths:
+        data, file_sr = sf.read(path, dtype="float32", always_2d=True)
+        g = gcd(sr, file_sr)
+        wave = resample_poly(data.mean(axis=1), sr // g, file_sr // g).astype(np.float32)  # filter built per file
+        rows = []
+        for start in range(0, len(wave), window):
+            chunk = wave[start:start + window]
+            if extractor.num_frames(len(chunk)) < 1:
+                continue
+            x = torch.from_numpy(np.ascontiguousarray(extractor.prepare(chunk), dtype=np.float32))[None]
+            with torch.no_grad():
+                rows.append(extractor.pool(extractor.forward(x))[:, 0].numpy())
+        out.append(np.stack(rows))
+    return out
+
+
+def mirprobe_extract(extractor: Extractor, paths: list[str], root: Path, *, batch_size: int,
+                     workers: int) -> np.ndarray:
+    entry = FeatureStore(root).extract(extractor, paths, view="clip", batch_size=batch_size,
+                                       num_workers=workers, progress=False)
+    return np.asarray(entry.features)
+
+
+def build(model: str) -> Extractor:
+    extractor = random_architecture(model, seed=0)
+    extractor.forward(torch.zeros(1, extractor.sample_rate))  # warm-up: first-call costs out of timings
+    return extractor
+
+
+def timed(fn, *args, **kwargs) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return time.perf_counter() - start, result
+
+
+def speed(model: str, paths: list[str], work: Path, args: argparse.Namespace) -> dict[str, float]:
+    extractor = build(model)
+    # warm-up of both paths (imports, worker start-up code, allocator) on one track, untimed
+    naive_extract(extractor, paths[:1], extractor.context_s)
+    mirprobe_extract(extractor, paths[:1], work / f"warm-{model}", batch_size=args.batch_size,
+                     workers=args.workers)
+    t_naive, naive = timed(naive_extract, extractor, paths, extractor.context_s)
+    t_ours, ours = timed(mirprobe_extract, extractor, paths, work / f"features-{model}",
+                         batch_size=args.batch_size, workers=args.workers)
+    naive_rows = np.concatenate(naive)
+    scale = float(np.abs(naive_rows).max())
+    diff = float(np.abs(ours.astype(np.float32) - naive_rows).max()) / scale if ours.shape == naive_rows.shape else float("nan")
+    return {"naive_s": t_naive, "mirprobe_s": t_ours, "ratio": t_naive / t_ours, "rel_diff": diff,
+            "windows": len(naive_rows)}
+
+
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def memory_child(model: str, path: str, root: str) -> None:
+    """Run in a fresh process: resident memory after loading, and its peak while extracting one track."""
+    extractor = build(model)
+    extractor.forward(torch.zeros(2, int(extractor.context_s * extractor.sample_rate)))
+    base = _status_mb("VmRSS:")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+    FeatureStore(Path(root)).extract(extractor, [path], view="clip", batch_size=8, num_workers=0,
+                                     progress=False)
+    print(json.dumps({"before_mb": base, "after_mb": _status_mb("VmHWM:")}))
+
+
+def memory(model: str, path: str, work: Path) -> dict[str, float]:
+    cmd = [sys.executable, __file__, "--memory-child", model, path, str(work / f"mem-{Path(path).stem}")]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="*", default=["tiny", "mert-v1-95m"])
+    p.add_argument("--tracks", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    p.add_argument("--memory-model", default="tiny")
+    p.add_argument("--long-minutes", type=float, default=10.0)
+    p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_child:
+        memory_child(*args.memory_child)
+        return
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}; {args.tracks} tracks x {args.seconds:g} s "
+          f"(44.1 kHz stereo WAV), batch {args.batch_size}, {args.workers} workers")
+    with tempfile.TemporaryDirectory(prefix="mirprobe-bench-") as tmp:
+        work = Path(tmp)
+        paths = [make_track(work / f"t{i}.wav", args.seconds, i) for i in range(args.tracks)]
+        print(f"{'model':<14} {'naive (s)':>10} {'mirprobe (s)':>13} {'speed-up':>9} {'windows':>8} {'max rel diff':>13}")
+        for model in args.models:
+            r = speed(model, paths, work, args)
+            print(f"{model:<14} {r['naive_s']:>10.2f} {r['mirprobe_s']:>13.2f} {r['ratio']:>8.2f}x "
+                  f"{r['windows']:>8d} {r['rel_diff']:>13.1e}")
+        if args.skip_memory:
+            return
+        short = make_track(work / "short.wav", 10.0, 100)
+        long = make_track(work / "long.wav", args.long_minutes * 60, 101)
+        print(f"\nresident memory, {args.memory_model}, clip view, batch 8, fresh process per track (MB):")
+        for label, path in (("10 s", short), (f"{args.long_minutes:g} min", long)):
+            m = memory(args.memory_model, path, work)
+            print(f"  {label:>7}: model loaded {m['before_mb']:.0f}, peak while extracting {m['after_mb']:.0f} "
+                  f"(+{m['after_mb'] - m['before_mb']:.0f})")
+
+
+if __name__ == "__main__":
+    main()
