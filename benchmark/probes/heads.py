@@ -165,22 +165,23 @@ class StackedAdam:
 
     @torch.no_grad()
     def step(self) -> None:
-        b1, b2 = self.betas
+        """One Adam step of every head: torch's fused (single-pass) Adam kernel on per-head
+        views, one call per distinct (lr, weight decay)."""
         self.t += 1
-        bc1, bc2_sqrt = 1 - b1**self.t, math.sqrt(1 - b2**self.t)
-        decay = bool((self.wd != 0).any())
-        for k, p in self.bank.params.items():
-            g = p.grad
-            if g is None:
-                continue
-            view = (-1,) + (1,) * (p.dim() - 1)
-            if decay:
-                g = g + self.wd.view(view) * p
-            m, v = self.m[k], self.v[k]
-            m.mul_(b1).add_(g, alpha=1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
-            p.addcdiv_(m * (self.lr / bc1).view(view), denom, value=-1.0)
+        names = [k for k, p in self.bank.params.items() if p.grad is not None]
+        step = torch.tensor(float(self.t))
+        hyper: dict[tuple[float, float], list[int]] = {}
+        for h, key in enumerate(zip(self.lr.tolist(), self.wd.tolist(), strict=True)):
+            hyper.setdefault(key, []).append(h)
+        for (lr, wd), heads in hyper.items():
+            views = [(self.bank.params[k], self.m[k], self.v[k]) for k in names]
+            params = [p[h] for p, _, _ in views for h in heads]
+            torch._fused_adam_(
+                params, [p.grad[h] for p, _, _ in views for h in heads],
+                [m[h] for _, m, _ in views for h in heads],
+                [v[h] for _, _, v in views for h in heads], [], [step] * len(params),
+                lr=lr, beta1=self.betas[0], beta2=self.betas[1], weight_decay=wd,
+                eps=self.eps, amsgrad=False, maximize=False)
 
     def select(self, bank: HeadBank, keep: torch.Tensor) -> StackedAdam:
         """The optimiser of the compacted ``bank`` (state of heads ``keep`` carried over)."""

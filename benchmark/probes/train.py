@@ -49,10 +49,11 @@ class Group:
 def make_groups(specs: list[HeadSpec], cfg, run_seed: int, num_layers: int, dim: int, out: int,  # noqa: ANN001
                 device: torch.device) -> list[Group]:
     groups = []
-    for kind in dict.fromkeys(s.kind for s in specs):
-        # Single-layer heads first (the bank's layout), grid order otherwise.
-        index = np.array(sorted((i for i, s in enumerate(specs) if s.kind == kind),
-                                key=lambda i: specs[i].layer == WEIGHTED))
+    # Weighted-sum heads get banks of their own: their input needs a gradient (for the layer
+    # weights), and in a shared bank autograd would compute it for every head.
+    for kind, weighted in dict.fromkeys((s.kind, s.layer == WEIGHTED) for s in specs):
+        index = np.array([i for i, s in enumerate(specs)
+                          if s.kind == kind and (s.layer == WEIGHTED) == weighted])
         gspecs = [specs[i] for i in index]
         bank = HeadBank.create(gspecs, run_seed, num_layers, dim, out, cfg.hidden, device)
         h = len(gspecs)
