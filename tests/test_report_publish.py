@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_report_fixtures import toy_tasks, write_suite  # noqa: F401 - fixture
+from test_report_fixtures import TOYS, toy_tasks, write_suite  # noqa: F401 - fixture
 
+import tasks
 from benchmark.cli import main
 from benchmark.report.publish import publish
 
@@ -51,10 +52,15 @@ class _Rows(HTMLParser):
             self.rows[-1][-1] += data
 
 
-@pytest.fixture
-def published(tmp_path, toy_tasks):  # noqa: F811
-    store, records = write_suite(tmp_path / "records")
-    paths = publish(records, tmp_path / "out", records_dir=store.root, n_boot=200, seed=0)
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """One published suite shared by the tests of this module (toy tasks registered)."""
+    tmp = tmp_path_factory.mktemp("published")
+    with pytest.MonkeyPatch.context() as mp:
+        for name, cls in TOYS.items():
+            mp.setitem(tasks.BUILTIN, name, f"test_report_fixtures:{cls.__name__}")
+        store, records = write_suite(tmp / "records")
+        paths = publish(records, tmp / "out", records_dir=store.root, n_boot=200, seed=0)
     return paths, records
 
 
