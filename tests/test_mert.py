@@ -167,6 +167,40 @@ def test_absent_weights_say_where_and_how(tmp_path: Path, monkeypatch: pytest.Mo
         load_mert("x", checkpoint=str(folder))
 
 
+def test_hub_blob_digest_is_the_file_sha256(tmp_path: Path) -> None:
+    """In the hub cache a weight file links to a blob named by its SHA-256, used without reading."""
+    import hashlib
+
+    from benchmark.models.hub import weight_files, weights_digest
+
+    folder = write_checkpoint(tmp_path / "plain", "postln16")
+    data = (folder / "pytorch_model.bin").read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    (blobs / sha).write_bytes(data)
+    snap = write_checkpoint(tmp_path / "snap", "postln16")
+    (snap / "pytorch_model.bin").unlink()
+    (snap / "pytorch_model.bin").symlink_to(blobs / sha)
+    assert weights_digest(weight_files(folder)) == sha == weights_digest(weight_files(snap))
+    assert load_mert("a", checkpoint=str(folder)).fingerprint() == load_mert("b", checkpoint=str(snap)).fingerprint()
+
+
+def test_safetensors_and_corrupt_weights(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    folder = write_checkpoint(tmp_path / "st", "postln16")
+    _, sd = read_checkpoint(folder)
+    save_file({k: v.contiguous() for k, v in sd.items()}, folder / "model.safetensors")
+    (folder / "pytorch_model.bin").write_bytes(b"not a checkpoint")
+    waves = torch.randn(1, 8000, generator=torch.Generator().manual_seed(8))
+    ref = reference_hidden_states(tiny_config("postln16"), sd, waves)
+    torch.testing.assert_close(load_mert("st", checkpoint=str(folder)).forward(waves), ref, **TOL)
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(UserError, match=r"pytorch_model\.bin: cannot read the weights"):
+        load_mert("st", checkpoint=str(folder))
+
+
 def test_identity_follows_weights(tmp_path: Path) -> None:
     a = write_checkpoint(tmp_path / "a", "postln24", seed=0)
     b = write_checkpoint(tmp_path / "b", "postln24", seed=0)

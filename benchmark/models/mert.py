@@ -115,10 +115,7 @@ def read_state_dict(files: list[Path]) -> dict[str, torch.Tensor]:
     state: dict[str, torch.Tensor] = {}
     for f in files:
         try:
-            if f.suffix == ".safetensors":
-                part = load_file(str(f))
-            else:
-                part = torch.load(f, map_location="cpu", weights_only=True)
+            part = load_file(str(f)) if f.suffix == ".safetensors" else _torch_load(f)
         except Exception as e:  # corrupt download, pickled objects that weights_only refuses, …
             raise UserError(f"{f}: cannot read the weights ({str(e).splitlines()[0]}); "
                             "re-download the checkpoint") from e
@@ -126,6 +123,16 @@ def read_state_dict(files: list[Path]) -> dict[str, torch.Tensor]:
             raise UserError(f"{f}: not a state dict; re-download the checkpoint")
         state.update(part)
     return state
+
+
+def _torch_load(path: Path) -> Any:
+    """``torch.load`` with ``weights_only``; memory-mapped when the file is in the zip format."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as e:
+        if "mmap" not in str(e):  # only the legacy (pre-zip) format cannot be memory-mapped
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def normalize_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
