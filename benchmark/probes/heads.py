@@ -63,6 +63,19 @@ def init_seed(run_seed: int, spec: HeadSpec) -> int:
     return int(ss.generate_state(1)[0])
 
 
+def dropout_generator(run_seed: int, spec: HeadSpec, device: torch.device) -> torch.Generator:
+    """Each head draws its dropout masks from its own stream, so that a head trains the same
+    whatever else is in the grid (and like the one-at-a-time reference loop)."""
+    return torch.Generator(device=device).manual_seed(init_seed(run_seed, spec) ^ 0x5EED)
+
+
+def dropout_mask(gen: torch.Generator, batch: int, hidden: int, p: float,
+                 device: torch.device) -> torch.Tensor:
+    """Inverted-dropout multiplier ``[batch, hidden]``: 0 or ``1 / (1 - p)``."""
+    keep = torch.rand((batch, hidden), generator=gen, device=device) < 1 - p
+    return keep / (1 - p)
+
+
 def _uniform(gen: torch.Generator, shape: tuple[int, ...], fan_in: int) -> torch.Tensor:
     # torch.nn.Linear's default initialisation (weights and biases).
     bound = 1.0 / math.sqrt(fan_in)
@@ -89,8 +102,9 @@ class HeadBank:
     """Heads of one kind, stacked. Single-layer heads first, weighted-sum heads last."""
 
     def __init__(self, kind: str, params: dict[str, torch.Tensor], layer: torch.Tensor,
-                 dropout: torch.Tensor) -> None:
+                 dropout: torch.Tensor, gens: list[torch.Generator] | None = None) -> None:
         self.kind = kind
+        self.gens = gens  # per-head dropout streams (training only)
         self.params = {k: v.requires_grad_(True) for k, v in params.items()}
         self.layer = layer  # [H] int64, WEIGHTED for weighted-sum heads
         self.dropout = dropout  # [H] float32
@@ -103,7 +117,8 @@ class HeadBank:
         params = {k: torch.stack([h[k] for h in heads]).to(device) for k in heads[0]}
         layer = torch.tensor([s.layer for s in specs], dtype=torch.int64, device=device)
         dropout = torch.tensor([s.dropout for s in specs], dtype=torch.float32, device=device)
-        return cls(specs[0].kind, params, layer, dropout)
+        gens = [dropout_generator(run_seed, s, device) for s in specs]
+        return cls(specs[0].kind, params, layer, dropout, gens)
 
     @property
     def num_heads(self) -> int:
@@ -119,22 +134,23 @@ class HeadBank:
             parts.append(torch.einsum("hl,bld->hbd", w, x))
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-    def forward(self, x: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
-        """Logits ``[H, B, out]``; dropout is applied when a generator is given (training)."""
+    def forward(self, x: torch.Tensor, train: bool = False) -> torch.Tensor:
+        """Logits ``[H, B, out]``; with ``train``, dropout from each head's own stream."""
         h = self.inputs(x)
         p = self.params
         if self.kind == "mlp":
             h = torch.relu(torch.baddbmm(p["b1"].unsqueeze(1), h, p["w1"]))
-            if gen is not None and bool((self.dropout > 0).any()):
-                keep = (1 - self.dropout).view(-1, 1, 1)
-                mask = torch.rand(h.shape, generator=gen, device=h.device) < keep
-                h = h * mask / keep
+            if train and self.gens is not None and bool((self.dropout > 0).any()):
+                _, b, hidden = h.shape
+                h = h * torch.stack([dropout_mask(g, b, hidden, q, h.device)
+                                     for g, q in zip(self.gens, self.dropout.tolist(), strict=True)])
         return torch.baddbmm(p["b2"].unsqueeze(1), h, p["w2"])
 
     def select(self, keep: torch.Tensor) -> HeadBank:
         """A bank holding only the heads ``keep`` (sorted indices), sharing nothing."""
         params = {k: v.detach()[keep].clone() for k, v in self.params.items()}
-        return HeadBank(self.kind, params, self.layer[keep], self.dropout[keep])
+        gens = None if self.gens is None else [self.gens[i] for i in keep.tolist()]
+        return HeadBank(self.kind, params, self.layer[keep], self.dropout[keep], gens)
 
     def state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach() for k, v in self.params.items()}

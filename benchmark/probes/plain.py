@@ -19,15 +19,24 @@ import torch
 from torch import nn
 
 from benchmark.probes import ProbeConfig, SplitData
-from benchmark.probes.heads import WEIGHTED, HeadSpec, build_grid, init_head, init_seed
+from benchmark.probes.heads import (
+    WEIGHTED,
+    HeadSpec,
+    build_grid,
+    dropout_generator,
+    dropout_mask,
+    init_head,
+)
 from benchmark.probes.train import MIN_DELTA
 
 
 class PlainHead(nn.Module):
     """One probe: a layer (or the softmax-weighted sum of layers) into a linear or MLP head."""
 
-    def __init__(self, spec: HeadSpec, params: dict[str, torch.Tensor]) -> None:
+    def __init__(self, spec: HeadSpec, params: dict[str, torch.Tensor],
+                 gen: torch.Generator) -> None:
         super().__init__()
+        self.p, self.gen = spec.dropout, gen
         self.weighted = spec.layer == WEIGHTED
         self.alpha = nn.Parameter(params["alpha"].clone()) if self.weighted else None
         w2 = params["w2"]
@@ -36,14 +45,19 @@ class PlainHead(nn.Module):
         if spec.kind == "mlp":
             first = nn.Linear(*params["w1"].shape)
             first.weight.data, first.bias.data = params["w1"].T.clone(), params["b1"].clone()
-            self.net = nn.Sequential(first, nn.ReLU(), nn.Dropout(spec.dropout), last)
+            self.first = first
         else:
-            self.net = last
+            self.first = None
+        self.last = last
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.weighted:
             x = torch.einsum("l,bld->bd", torch.softmax(self.alpha, 0), x)
-        return self.net(x)
+        if self.first is not None:
+            x = torch.relu(self.first(x))
+            if self.training:  # dropout, drawn like the batched heads draw it
+                x = x * dropout_mask(self.gen, x.shape[0], x.shape[1], self.p, x.device)
+        return self.last(x)
 
 
 def _split_arrays(task, entry, split: SplitData, mean, std) -> dict[str, Any]:  # noqa: ANN001
@@ -89,12 +103,12 @@ def train_one(task, spec: HeadSpec, data: dict[str, dict], cfg: ProbeConfig, run
     """Train one probe to early stopping; returns it with its best validation weights."""
     train, val = data["train"], data["val"]
     model = PlainHead(spec, init_head(spec, run_seed, train["x"].shape[1], train["x"].shape[2],
-                                      out, cfg.hidden))
+                                      out, cfg.hidden),
+                      dropout_generator(run_seed, spec, torch.device("cpu")))
     opt = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="max", factor=0.5, patience=cfg.lr_patience, threshold=MIN_DELTA,
         threshold_mode="abs")
-    torch.manual_seed(init_seed(run_seed, spec))  # dropout masks
     shuffle = torch.Generator().manual_seed(run_seed)
     x_train, x_val = _layer_input(train, spec.layer), _layer_input(val, spec.layer)
     y_train = train["targets"][train["track"]]

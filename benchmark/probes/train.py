@@ -102,12 +102,11 @@ def _targets(split: SplitRows, pos: torch.Tensor) -> torch.Tensor:
     return split.track_targets[split.row_track[pos]]
 
 
-def train_step(task, groups: list[Group], x: torch.Tensor, y: torch.Tensor,  # noqa: ANN001
-               gen: torch.Generator) -> None:
+def train_step(task, groups: list[Group], x: torch.Tensor, y: torch.Tensor) -> None:  # noqa: ANN001
     for g in groups:
         if g.bank.num_heads == 0:
             continue
-        loss = task.loss(g.bank.forward(x, gen), y).sum()
+        loss = task.loss(g.bank.forward(x, train=True), y).sum()
         g.opt.zero_grad()
         loss.backward()
         g.opt.step()
@@ -146,7 +145,6 @@ def fit_heads(task, specs: list[HeadSpec], source: FeatureSource, train: SplitRo
     """Train every head; returns the groups with their best weights and epoch counts."""
     groups = make_groups(specs, cfg, run_seed, source.num_layers, source.dim, out, device)
     shuffle = torch.Generator().manual_seed(run_seed)
-    drop = torch.Generator(device=device).manual_seed(run_seed + 1)
     bar = tqdm(range(cfg.max_epochs), desc=f"probe {task.name}", unit="epoch",
                disable=not progress, leave=False)
     for _ in bar:
@@ -155,7 +153,7 @@ def fit_heads(task, specs: list[HeadSpec], source: FeatureSource, train: SplitRo
             break
         bar.set_postfix(heads=f"{live}/{len(specs)}")
         for pos, x in source.train_batches(train.rows, cfg.batch_size, shuffle):
-            train_step(task, groups, x, _targets(train, pos), drop)
+            train_step(task, groups, x, _targets(train, pos))
         for g in groups:
             end_epoch(task, g, source, val, cfg)
     bar.close()
