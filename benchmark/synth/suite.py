@@ -58,6 +58,8 @@ def generate_suite(out_dir: Path, size: str = "quick", seed: int = 0, progress: 
     """Generate (or reuse) the suite of ``size`` and ``seed`` in ``out_dir``; returns ``out_dir``.
 
     ``workers``: processes rendering audio (default: one per CPU for pools over 100 tracks).
+    They are started with ``spawn`` (safe next to torch), so a script that calls this at import
+    time needs the usual ``if __name__ == "__main__":`` guard, or ``workers=1``.
     """
     if size not in SIZES:
         raise UserError(f"unknown synthetic suite size {size!r}; use one of: {', '.join(SIZES)}")
