@@ -335,9 +335,11 @@ def test_emomusic_split_and_zscored_targets(tmp_path: Path) -> None:
         np.testing.assert_allclose(got[sid][1], (np.array(raw_target) - mean) / std, rtol=1e-9)
 
 
-def test_unknown_dataset_suggests_a_name(tmp_path: Path) -> None:
+def test_unknown_dataset_or_option_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="did you mean 'gtzan'"):
         prepare("gtzn", tmp_path, tmp_path / "out")
+    with pytest.raises(UserError, match="'emomusic' takes no --splits"):
+        prepare("emomusic", tmp_path, tmp_path / "out", splits=tmp_path)
 
 
 def test_cli_prepare(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

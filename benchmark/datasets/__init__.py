@@ -29,17 +29,22 @@ class DatasetSpec:
     prefix: str
     task: str  # configs/tasks/<task>.yaml
     summary: str
+    options: tuple[str, ...] = ()  # keyword options its preparer takes
 
 
 DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
     DatasetSpec("mtt", "mtt", "data/MTT", "MTT", "mtt",
-                "MagnaTagATune: annotations_final.csv + mp3 folders 0-f (top-50 tags)"),
+                "MagnaTagATune: annotations_final.csv + mp3 folders 0-f (top-50 tags)",
+                ("drop_untagged", "keep_corrupt")),
     DatasetSpec("gtzan", "gtzan", "data/GTZAN", "GTZANGenre", "gtzan-genre",
-                "GTZAN genre: <genre>/<genre>.NNNNN.wav (+ --splits DIR with the filtered lists)"),
+                "GTZAN genre: <genre>/<genre>.NNNNN.wav (+ --splits DIR with the filtered lists)",
+                ("splits", "seed")),
     DatasetSpec("gtzan-rhythm", "gtzan_rhythm", "data/GTZAN", "GTZANBeatTracking", "gtzan-beat",
-                "GTZAN-Rhythm beats: GTZAN audio + --annotations DIR of *.wav.jams"),
+                "GTZAN-Rhythm beats: GTZAN audio + --annotations DIR of *.wav.jams",
+                ("annotations", "splits", "seed")),
     DatasetSpec("giantsteps", "giantsteps", "data/GS", "GS", "giantsteps-key",
-                "GiantSteps key: the two annotation repos + <ID>.LOFI.mp3 (cut to 30 s clips)"),
+                "GiantSteps key: the two annotation repos + <ID>.LOFI.mp3 (cut to 30 s clips)",
+                ("audio", "workers", "clip_s")),
     DatasetSpec("emomusic", "emomusic", "data/EMO", "EMO", "emomusic",
                 "Emomusic: clips_45seconds/*.mp3 + songs_info.csv, static_annotations.csv"),
 )}
@@ -60,8 +65,17 @@ def get_spec(name: str) -> DatasetSpec:
 def prepare(name: str, raw: Path, out: Path, **options: Any) -> PrepareResult:
     """Read the raw download of dataset ``name`` in ``raw``; write MARBLE JSONL under ``out``."""
     spec = get_spec(name)
+    unused = sorted(set(options) - set(spec.options))
+    if unused:
+        raise UserError(f"dataset {spec.name!r} takes no {', '.join(map(_flag, unused))}; "
+                        f"it takes: {', '.join(map(_flag, spec.options)) or 'no options'}")
     module = importlib.import_module(f"benchmark.datasets.{spec.module}")
     return module.prepare(Path(raw), Path(out), **options)
+
+
+def _flag(option: str) -> str:
+    """The command-line flag of a preparer option."""
+    return "--clip-seconds" if option == "clip_s" else "--" + option.replace("_", "-")
 
 
 __all__ = ["DATASETS", "DatasetSpec", "PrepareResult", "get_spec", "prepare"]
