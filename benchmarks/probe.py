@@ -4,12 +4,17 @@
     PYTHONPATH=. python benchmarks/probe.py --tasks genre,tagging,emotion --max-epochs 30
     PYTHONPATH=. python benchmarks/probe.py --entry ~/.cache/mirprobe/features/<id> \\
         --task genre --jsonl data/GTZAN/GTZAN      # real features: <jsonl>.{train,val,test}.jsonl
+    PYTHONPATH=. python benchmarks/probe.py --vs-sklearn --entry ... --task key --jsonl ...
 
 Features are random with a planted linear signal of the stated size (stronger in the middle
 layers), or a real feature entry. Both methods train the same grid (every layer + the weighted
 sum × the learning rates, MLP heads by default) with the same hyper-parameters, initial weights
 and batch order; the script prints both wall times, their ratio, and the validation-selected
 test score of each layer side by side.
+
+``--vs-sklearn`` checks linear probes instead (multiclass tasks): batched linear heads against
+scikit-learn's LogisticRegression on the same standardised features, C tuned on validation, per
+layer; track probabilities are averaged per song for tasks that group clips by ``ori_uid``.
 """
 
 from __future__ import annotations
@@ -104,6 +109,66 @@ def compare(name: str, task, entry, splits, cfg: ProbeConfig) -> dict:  # noqa: 
     return row
 
 
+def vs_sklearn(name: str, task, entry, splits, cfg: ProbeConfig) -> dict:  # noqa: ANN001
+    """Per layer: batched linear probe vs LogisticRegression (C on validation), test metric."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    lin = ProbeConfig(heads=["linear"], lr=cfg.lr, max_epochs=cfg.max_epochs, weighted_sum=False)
+    res = run_probe(task, entry, splits, lin, progress=False)
+    metric = task.selection_metric
+    print(f"\n== {name}: linear probes vs LogisticRegression ({metric}, test) ==")
+    diffs = []
+    for p in res.per_layer:
+        k = p["index"]
+        data = {s: _tracks(task, entry, splits[s], k) for s in splits}
+        scaler = StandardScaler().fit(data["train"][0])
+        fits = [LogisticRegression(C=c, max_iter=3000).fit(scaler.transform(data["train"][0]),
+                                                           data["train"][1])
+                for c in (1e-3, 1e-2, 1e-1, 1.0, 10.0)]
+        scored = [{s: _sk_eval(task, m, scaler, data[s], splits[s]) for s in ("val", "test")}
+                  for m in fits]
+        best = max(scored, key=lambda d: d["val"][metric])
+        d = 100 * (p["test"][metric] - best["test"][metric])
+        diffs.append(d)
+        print(f"{p['layer']:>10} batched {100 * p['test'][metric]:6.2f}  "
+              f"sklearn {100 * best['test'][metric]:6.2f}  diff {d:+6.2f}")
+    row = {"task": name, "mean_abs_diff": float(np.mean(np.abs(diffs))),
+           "worst": float(np.min(diffs))}
+    print(f"mean |diff| {row['mean_abs_diff']:.2f} points; worst layer {row['worst']:+.2f}")
+    return row
+
+
+def _tracks(task, entry, split: SplitData, layer: int):  # noqa: ANN001, ANN202
+    """Window rows of one layer with their tracks' targets, and each row's track."""
+    rows, track = [], []
+    for t, i in enumerate(split.items):
+        sl = entry.rows(int(i))
+        rows.append(np.arange(sl.start, sl.stop))
+        track += [t] * (sl.stop - sl.start)
+    rows = np.concatenate(rows)
+    y = np.array([int(task.encode(lab)) for lab in split.labels])
+    return np.asarray(entry.features[rows, layer], dtype=np.float64), y[track], np.array(track)
+
+
+def _sk_eval(task, model, scaler, data, split: SplitData) -> dict:  # noqa: ANN001
+    """Mean log-probability per track, then per song (``ori_uid``) when the task groups."""
+    x, _, track = data
+    logp = np.full((len(x), task.output_dim), -30.0)
+    logp[:, model.classes_] = model.predict_log_proba(scaler.transform(x))
+    units = [str(u) for u in split.uids] if task.group_by_uid else list(range(len(split.items)))
+    index = {u: n for n, u in enumerate(dict.fromkeys(units))}
+    unit_of_row = np.array([index[units[t]] for t in track])
+    out = np.zeros((len(index), task.output_dim))
+    np.add.at(out, unit_of_row, logp)
+    out /= np.bincount(unit_of_row)[:, None]
+    first = {}
+    for t, u in enumerate(units):
+        first.setdefault(index[u], t)
+    labels = [split.labels[first[n]] for n in range(len(index))]
+    return task.evaluate(task.predictions(out), labels)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--tasks", default="genre", help="planted clip tasks: genre,tagging,emotion")
@@ -115,6 +180,8 @@ def main() -> None:
     ap.add_argument("--max-epochs", type=int, default=100)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (both methods)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--vs-sklearn", action="store_true",
+                    help="linear probes against LogisticRegression instead of the plain loop")
     ap.add_argument("--entry", help="a feature entry folder (real features)")
     ap.add_argument("--task", help="task plugin for --entry")
     ap.add_argument("--jsonl", help="JSONL prefix for --entry: <prefix>.{train,val,test}.jsonl")
@@ -124,7 +191,8 @@ def main() -> None:
     cfg = ProbeConfig(heads=args.heads.split(","), max_epochs=args.max_epochs)
     jobs = ([(args.task, *real_job(args))] if args.entry else
             [(k, *planted_job(k, args)) for k in args.tasks.split(",")])
-    rows = [compare(name, task, entry, splits, cfg) for name, task, entry, splits in jobs]
+    run = vs_sklearn if args.vs_sklearn else compare
+    rows = [run(name, task, entry, splits, cfg) for name, task, entry, splits in jobs]
     print("\n" + "\n".join(json.dumps(r) for r in rows))
 
 
