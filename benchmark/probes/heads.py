@@ -185,7 +185,7 @@ class StackedAdam:
         views, one call per distinct (lr, weight decay)."""
         self.t += 1
         names = [k for k, p in self.bank.params.items() if p.grad is not None]
-        step = torch.tensor(float(self.t))
+        step = torch.tensor(float(self.t), device=self.lr.device)
         hyper: dict[tuple[float, float], list[int]] = {}
         for h, key in enumerate(zip(self.lr.tolist(), self.wd.tolist(), strict=True)):
             hyper.setdefault(key, []).append(h)
