@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,34 +71,46 @@ def split_files(folder: Path, prefix: str) -> dict[str, Path]:
     return files
 
 
-def resolve_audio(raw: str, source: Path, audio_root: Path | None) -> Path:
-    """Resolve a row's ``audio_path`` (see module docstring); unresolvable → the JSONL-relative path."""
+def resolve_audio(raw: str, source: Path, audio_root: Path | None,
+                  bases: dict[str, Path] | None = None) -> Path:
+    """Resolve a row's ``audio_path`` (see module docstring); unresolvable → the JSONL-relative path.
+
+    ``bases`` caches, per first path component, the ancestor that worked, so a large JSONL costs
+    one ancestor search per top folder instead of one per row.
+    """
     p = Path(raw).expanduser()
     if p.is_absolute():
         return p
     if audio_root is not None:
-        return (Path(audio_root).expanduser() / p).resolve()
-    folder = source.resolve().parent
+        return Path(os.path.abspath(Path(audio_root).expanduser() / p))
+    folder = Path(os.path.abspath(source)).parent
+    top = p.parts[0] if p.parts else ""
+    if bases is not None and top in bases and (bases[top] / p).exists():
+        return Path(os.path.abspath(bases[top] / p))
     for base in (folder, *folder.parents):
         if (base / p).exists():
-            return (base / p).resolve()
-    return (folder / p).resolve()
+            if bases is not None:
+                bases[top] = base
+            return Path(os.path.abspath(base / p))
+    return Path(os.path.abspath(folder / p))
 
 
 def read_jsonl(path: Path, split: str, audio_root: Path | None = None) -> tuple[list[Item], list[Problem]]:
     """Parse one JSONL file into items and problems (bad JSON, missing keys)."""
     items: list[Item] = []
     problems: list[Problem] = []
+    bases: dict[str, Path] = {}
     with open(path, encoding="utf-8") as f:
         for n, text in enumerate(f, start=1):
             if not text.strip():
                 continue
-            item = _parse_row(text, path, n, split, audio_root)
+            item = _parse_row(text, path, n, split, audio_root, bases)
             (problems if isinstance(item, Problem) else items).append(item)
     return items, problems
 
 
-def _parse_row(text: str, path: Path, n: int, split: str, audio_root: Path | None) -> Item | Problem:
+def _parse_row(text: str, path: Path, n: int, split: str, audio_root: Path | None,
+               bases: dict[str, Path]) -> Item | Problem:
     try:
         row = json.loads(text)
     except json.JSONDecodeError as e:
@@ -107,7 +120,7 @@ def _parse_row(text: str, path: Path, n: int, split: str, audio_root: Path | Non
     for key in ("audio_path", "label"):
         if key not in row or row[key] is None:
             return Problem(str(path), n, f"row has no {key!r}; row skipped", row.get("audio_path"))
-    audio = resolve_audio(str(row["audio_path"]), path, audio_root)
+    audio = resolve_audio(str(row["audio_path"]), path, audio_root, bases)
     uid = row.get("ori_uid")
     duration = row.get("duration")
     return Item(audio, row["label"], split, path, n, str(uid) if uid is not None else str(audio),

@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark import config as C
-from benchmark.data import SPLITS, Dataset, Problem, load_dataset
+from benchmark.data import SPLITS, Dataset, Item, Problem, load_dataset
 from benchmark.errors import UserError
 from benchmark.features import FeatureEntry, FeatureStore, entry_id, entry_identity
 from benchmark.models import load_model, model_options
@@ -187,7 +187,7 @@ class Runner:
         assert entry is not None
         dataset = self.dataset(spec)
         task = spec.make()
-        splits, excluded = self.splits(task, entry, dataset)
+        splits, excluded = self.splits(spec, task, entry, dataset)
         with self.timer.stage("probe"):
             started = time.perf_counter()
             result = run_probe(task, entry, splits, ProbeConfig(**job.identity["probe"]),
@@ -233,7 +233,27 @@ class Runner:
                 barrier=d.barrier if d.world_size > 1 else None,
                 label=f"{extractor.name} × {spec.name}")
 
-    def splits(self, task: Task, entry: FeatureEntry,
+    @staticmethod
+    def fit_task(spec: TaskSpec, task: Task, train: list[Item],
+                 excluded: list[dict[str, Any]]) -> list[Item]:
+        """Fit the label space on the training labels; a label that cannot be fitted alone is
+        excluded (named by file and line) and the task is fitted on the rest."""
+        try:
+            task.fit([it.label for it in train])
+            return train
+        except ValueError:
+            pass
+        keep = []
+        for it in train:
+            try:
+                spec.make().fit([it.label])
+                keep.append(it)
+            except ValueError as e:
+                excluded.append(Problem(str(it.source), it.line, f"{e}; item skipped", it.key).to_dict())
+        task.fit([it.label for it in keep])
+        return keep
+
+    def splits(self, spec: TaskSpec, task: Task, entry: FeatureEntry,
                dataset: Dataset) -> tuple[dict[str, SplitData], dict[str, list[dict[str, Any]]]]:
         """Usable tracks per split; everything else goes to ``excluded`` with its reason."""
         index = entry.index()
@@ -247,7 +267,7 @@ class Runner:
             for it in dataset.splits[s]:
                 if it.key in failed:
                     excluded[s].append(Problem(str(it.source), it.line, failed[it.key], it.key).to_dict())
-        task.fit([it.label for it in usable["train"]])
+        usable["train"] = self.fit_task(spec, task, usable["train"], excluded["train"])
         out = {}
         for s in SPLITS:
             keep = []

@@ -104,3 +104,21 @@ def test_unknown_names_fail_before_any_work(tmp_path: Path, override: str) -> No
     with pytest.raises(UserError, match="nosuch"):
         _run(tmp_path, override)
     assert not (tmp_path / "features").exists()
+
+
+def test_bad_labels_are_excluded_with_file_and_line(tmp_path: Path) -> None:
+    from tests.conftest import write_jsonl, write_tone
+
+    keys = ["C major", "A minor", "G major", "E minor"]
+    for split, n in (("train", 12), ("val", 4), ("test", 4)):
+        rows = [{"audio_path": str(write_tone(tmp_path / "a" / f"{split}{i}.wav", 1.0, freq=220 + 30 * i)),
+                 "label": keys[i % 4]} for i in range(n)]
+        if split in ("train", "test"):
+            rows.append({"audio_path": rows[0]["audio_path"], "label": "H major"})
+        write_jsonl(tmp_path / f"K.{split}.jsonl", rows)
+    task = f"{{name: k, plugin: key, data: {tmp_path}, jsonl: K}}"
+    [rec] = _run(tmp_path / "w", "models=[handcrafted]", f"tasks=[{task}]")
+    bad = {split: [(p["line"], p["reason"]) for p in rec["excluded"][split]] for split in ("train", "test")}
+    assert [line for line, _ in bad["train"]] == [13] and [line for line, _ in bad["test"]] == [5]
+    assert all("H major" in reason for split in bad for _, reason in bad[split])
+    assert rec["counts"] == {"train": 12, "val": 4, "test": 4}
