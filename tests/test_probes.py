@@ -150,7 +150,7 @@ def test_informative_layer_is_chosen():
 
 
 def test_batched_matches_plain_loop():
-    entry, splits = planted(n=500, strength=0.5, windows=2)
+    entry, splits = planted(n=400, strength=0.5, windows=2)
     cfg = ProbeConfig(**FAST)
     batched = run_probe(Classes(), entry, splits, cfg, progress=False)
     plain = run_plain(Classes(), entry, splits, cfg)
@@ -315,7 +315,7 @@ def test_streamed_features_train_like_resident(tmp_path):
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
 def test_streaming_peak_memory_stays_in_budget(tmp_path):
-    """A 128 MB feature file, a 16 MB budget: the process peak grows by less than the budget
+    """A 64 MB feature file, a 16 MB budget: the process peak grows by less than the budget
     plus a fixed margin (and far less than the file)."""
     script = textwrap.dedent(f"""
         import json, numpy as np, torch
@@ -323,7 +323,7 @@ def test_streaming_peak_memory_stays_in_budget(tmp_path):
         from benchmark.features import FeatureEntry
         from benchmark.probes import ProbeConfig, SplitData, run_probe
         from tests.test_probes import Classes
-        rows, layers, dim = 32_000, 8, 256
+        rows, layers, dim = 16_000, 8, 256
         f = np.lib.format.open_memmap({str(tmp_path / "f.npy")!r}, mode="w+", dtype=np.float16,
                                       shape=(rows, layers, dim))
         rng = np.random.default_rng(0)
@@ -337,8 +337,8 @@ def test_streaming_peak_memory_stays_in_budget(tmp_path):
         entry = FeatureEntry(x, np.arange(rows + 1), {{"view": "clip", "frame_rate": 1.0,
                              "layer_names": [f"l{{i}}" for i in range(layers)], "id": "m"}})
         labels = [f"c{{k}}" for k in y]
-        cut = {{"train": np.arange(0, 26000), "val": np.arange(26000, 29000),
-               "test": np.arange(29000, rows)}}
+        cut = {{"train": np.arange(0, 13000), "val": np.arange(13000, 14500),
+               "test": np.arange(14500, rows)}}
         splits = {{s: SplitData(i, [labels[k] for k in i], [str(k) for k in i]) for s, i in cut.items()}}
         cfg = ProbeConfig(heads=["linear"], lr=[1e-2], max_epochs=2, batch_size=256,
                           weighted_sum=False, layers=[2, 3], memory_budget_gb=16 / 1024)
