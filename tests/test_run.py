@@ -122,3 +122,5 @@ def test_bad_labels_are_excluded_with_file_and_line(tmp_path: Path) -> None:
     assert [line for line, _ in bad["train"]] == [13] and [line for line, _ in bad["test"]] == [5]
     assert all("H major" in reason for split in bad for _, reason in bad[split])
     assert rec["counts"] == {"train": 12, "val": 4, "test": 4}
+    board = (tmp_path / "w" / "runs" / "quickstart" / "leaderboard.md").read_text()
+    assert "Excluded from scoring: handcrafted × k: 1 test item(s) excluded (key label 'H major'" in board

@@ -46,12 +46,7 @@ def _check_resamples(ns: argparse.Namespace) -> None:
 
 
 def cmd_leaderboard(ns: argparse.Namespace) -> int:
-    from benchmark.report.render import (
-        CI_CAPTION,
-        LEADERBOARD_CAPTION,
-        leaderboard_display,
-        text_table,
-    )
+    from benchmark.report.render import leaderboard_caption, leaderboard_display, text_table
     from benchmark.report.tables import leaderboard
 
     _check_resamples(ns)
@@ -60,7 +55,7 @@ def cmd_leaderboard(ns: argparse.Namespace) -> int:
     board = leaderboard(records, ci=ci, records_dir=root, metric=ns.metric,
                         all_metrics=ns.all_metrics, n_boot=ns.resamples, seed=ns.seed)
     print(text_table(leaderboard_display(board)))
-    print(LEADERBOARD_CAPTION + (CI_CAPTION.format(n_boot=ns.resamples, seed=ns.seed) if ci else ""))
+    print(leaderboard_caption(records, ci=ci, n_boot=ns.resamples, seed=ns.seed))
     return 0
 
 

@@ -21,11 +21,10 @@ from benchmark.report import html, latex, plots
 from benchmark.report.records import model_name, models_and_tasks, task_name
 from benchmark.report.render import (
     AGG_COLUMN,
-    CI_CAPTION,
     LAYERS_CAPTION,
-    LEADERBOARD_CAPTION,
     layers_csv,
     layers_display,
+    leaderboard_caption,
     leaderboard_csv,
     leaderboard_display,
     markdown_table,
@@ -77,7 +76,7 @@ def publish(records: Sequence[dict[str, Any]], out_dir: Path, *, records_dir: Pa
                         n_boot=n_boot, seed=seed)
     shown = leaderboard_display(board)
     best = best_mask(board, shown)
-    caption = LEADERBOARD_CAPTION + (CI_CAPTION.format(n_boot=n_boot, seed=seed) if ci else "")
+    caption = leaderboard_caption(records, ci=ci, n_boot=n_boot, seed=seed)
     layer_tables = [layer_table(records, m) for m in models_and_tasks(records)[0]]
     prov = provenance(records)
     figures = plots.layer_curves(records, out / "plots")

@@ -30,6 +30,24 @@ LAYERS_CAPTION = (
     "layer selected on validation (w = learned weighted sum of layers).")
 
 
+def excluded_note(records: Sequence[dict[str, Any]]) -> str:
+    """One sentence per model × task whose test split lost items, with the first reason."""
+    notes = []
+    for rec in records:
+        test = rec.get("excluded", {}).get("test", [])
+        if test:
+            reasons = sorted({p["reason"] for p in test})
+            notes.append(f"{rec['model']} × {rec['task']}: {len(test)} test item(s) excluded "
+                         f"({reasons[0]}{'; …' if len(reasons) > 1 else ''})")
+    return (" Excluded from scoring: " + "; ".join(notes) + ".") if notes else ""
+
+
+def leaderboard_caption(records: Sequence[dict[str, Any]], *, ci: bool, n_boot: int, seed: int) -> str:
+    """The leaderboard's caption: how to read it, the interval method, and any excluded test items."""
+    return (LEADERBOARD_CAPTION + (CI_CAPTION.format(n_boot=n_boot, seed=seed) if ci else "")
+            + excluded_note(records))
+
+
 def _has_ci(board: pd.DataFrame) -> bool:
     return "ci_low" in board.columns.get_level_values(1)
 
@@ -156,7 +174,7 @@ def print_and_write(records: Sequence[dict[str, Any]], out_dir: Path, *, console
     """Print the leaderboard and per-layer tables; write ``leaderboard.{md,csv}`` and
     ``layers.{md,csv}`` into ``out_dir``. Returns the leaderboard frame."""
     board = leaderboard(records, ci=ci, records_dir=records_dir, n_boot=n_boot, seed=seed)
-    caption = LEADERBOARD_CAPTION + (CI_CAPTION.format(n_boot=n_boot, seed=seed) if ci else "")
+    caption = leaderboard_caption(records, ci=ci, n_boot=n_boot, seed=seed)
     shown = leaderboard_display(board)
     layer_tables = [layer_table(records, m) for m in models_and_tasks(records)[0]]
     out_dir = Path(out_dir)
