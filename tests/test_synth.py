@@ -197,3 +197,11 @@ def test_tags_list_the_instruments_that_sound():
 
     assert power_centroid(bass) < 200 < power_centroid(lead)
     assert percussive_share(drums) > 0.4 > 0.1 > max(percussive_share(bass), percussive_share(lead))
+
+
+def test_task_configs_list_the_suite_classes() -> None:
+    from benchmark.config import named_section
+    from benchmark.synth import GENRES, TAGS
+
+    assert named_section("tagging", "tasks")[1]["classes"] == list(TAGS)
+    assert named_section("genre", "tasks")[1]["classes"] == list(GENRES)
