@@ -110,19 +110,20 @@ def _status_mb(field: str) -> float:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def memory_child(model: str, path: str, root: str) -> None:
+def memory_child(model: str, path: str, root: str, batch_size: str) -> None:
     """Run in a fresh process: resident memory after loading, and its peak while extracting one track."""
     extractor = build(model)
     extractor.forward(torch.zeros(2, int(extractor.context_s * extractor.sample_rate)))
     base = _status_mb("VmRSS:")
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
-    FeatureStore(Path(root)).extract(extractor, [path], view="clip", batch_size=8, num_workers=0,
-                                     progress=False)
+    FeatureStore(Path(root)).extract(extractor, [path], view="clip", batch_size=int(batch_size),
+                                     num_workers=0, progress=False)
     print(json.dumps({"before_mb": base, "after_mb": _status_mb("VmHWM:")}))
 
 
-def memory(model: str, path: str, work: Path) -> dict[str, float]:
-    cmd = [sys.executable, __file__, "--memory-child", model, path, str(work / f"mem-{Path(path).stem}")]
+def memory(model: str, path: str, work: Path, batch_size: int) -> dict[str, float]:
+    cmd = [sys.executable, __file__, "--memory-child", model, path, str(work / f"mem-{Path(path).stem}"),
+           str(batch_size)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -138,7 +139,9 @@ def main() -> None:
     p.add_argument("--memory-model", default="tiny")
     p.add_argument("--long-minutes", type=float, default=10.0)
     p.add_argument("--skip-memory", action="store_true")
-    p.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
+    p.add_argument("--memory-batch", type=int, default=2,
+                   help="windows per batch when measuring memory (2: a 10 s track fills a batch)")
+    p.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -160,9 +163,10 @@ def main() -> None:
             return
         short = make_track(work / "short.wav", 10.0, 100)
         long = make_track(work / "long.wav", args.long_minutes * 60, 101)
-        print(f"\nresident memory, {args.memory_model}, clip view, batch 8, fresh process per track (MB):")
+        print(f"\nresident memory, {args.memory_model}, clip view, batch {args.memory_batch}, "
+              "fresh process per track (MB):")
         for label, path in (("10 s", short), (f"{args.long_minutes:g} min", long)):
-            m = memory(args.memory_model, path, work)
+            m = memory(args.memory_model, path, work, args.memory_batch)
             print(f"  {label:>7}: model loaded {m['before_mb']:.0f}, peak while extracting {m['after_mb']:.0f} "
                   f"(+{m['after_mb'] - m['before_mb']:.0f})")
 
