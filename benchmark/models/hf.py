@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ class TransformersExtractor(Extractor):
         self.normalize = bool(normalize)
         self.context_s = float(context_s)
         self.dtype = dtype
-        self.stride = int(torch.tensor(list(config.conv_stride)).prod())
+        self.stride = math.prod(config.conv_stride)
         self.frame_rate = self.sample_rate / self.stride
         total = config.num_hidden_layers + 1
         self.layers = _check_layers(layers, total, name)
