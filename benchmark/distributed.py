@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -150,6 +151,8 @@ def launch(devices: Any = 1, num_nodes: Any = 1, accelerator: str = "auto", *,
     fabric.launch()
     if fabric.device.type == "cpu":
         _share_cpu_threads(fabric.world_size // max(1, p.num_nodes))
+    print(f"mirprobe: rank {fabric.global_rank} of {fabric.world_size} on {fabric.device} "
+          f"({p.environment})", file=sys.stderr, flush=True)
     return Dist(rank=fabric.global_rank, world_size=fabric.world_size, device=fabric.device,
                 barrier=fabric.barrier)
 
