@@ -117,7 +117,7 @@ def plan(devices: Any = 1, num_nodes: Any = 1, accelerator: str = "auto",
 
 def _quiet_lightning() -> None:
     """Fabric logs a banner per rank; the run's own output is what users read."""
-    for name in ("lightning.fabric", "lightning_fabric"):
+    for name in ("lightning.fabric", "lightning_fabric", "lightning.pytorch.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
