@@ -285,7 +285,7 @@ def _doc_commands(path: Path) -> list[str]:
     text = path.read_text()
     lines = [ln.strip() for block in re.findall(r"```(?:bash|sh)?\n(.*?)```", text, flags=re.S)
              for ln in block.splitlines()] if path.suffix == ".md" else text.splitlines()
-    return [ln for ln in (ln.strip() for ln in lines) if re.match(r"(srun .*)?(mirprobe|torchrun) ", ln)]
+    return [ln for ln in (ln.strip() for ln in lines) if re.match(r"(srun .*)?(mirprobe|torchrun|sbatch) ", ln)]
 
 
 def _as_local(command: str, work: Path, overrides: list[str] | None = None) -> list[str]:
@@ -333,3 +333,32 @@ def test_sbatch_command_runs_as_two_slurm_tasks(tmp_path: Path, suite: Path) -> 
     assert "tables written to" in outs[0][0] and "tables written to" not in outs[1][0]
     assert "rank 1 of 2" in outs[1][1] and "(slurm)" in outs[1][1]
     assert len(list((work / "records").glob("*.json"))) == 2
+
+
+@pytest.mark.skipif(not CLI_HAS_LAUNCH, reason="the run config has no `launch` section yet")
+def test_every_documented_command_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dry run of the commands that need GPUs or nodes: launcher arguments, CLI, config, plan."""
+    from torch.distributed.run import get_args_parser
+
+    from benchmark.cli import _split, build_parser
+    from benchmark.config import load_run_config
+
+    for key in SLURM_KEYS + TORCHRUN_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    commands = _doc_commands(README_SECTION) + _doc_commands(SBATCH)
+    assert len(commands) >= 5, commands
+    for command in commands:
+        words = shlex.split(command)
+        if words[0] == "torchrun":
+            launcher = get_args_parser().parse_args(words[1:])
+            assert launcher.module and launcher.training_script == "benchmark.cli", command
+            words = ["mirprobe", *launcher.training_script_args]
+        elif words[0] == "sbatch":
+            assert (ROOT / words[1]).resolve() == SBATCH.resolve(), command
+            words = ["mirprobe", "run", *words[2:]]
+        words = [w for w in words[words.index("mirprobe") + 1:] if not w.startswith("$")]
+        ns = build_parser().parse_args(words)
+        cfg = load_run_config(*_split(ns.args))
+        launch = plan(cfg.launch.devices, cfg.launch.num_nodes, str(cfg.device))
+        assert (launch.devices, launch.num_nodes) == (cfg.launch.devices, 1), command
+    subprocess.run(["bash", "-n", str(SBATCH)], check=True)
