@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from benchmark.audio import load_audio, window_bounds
-from benchmark.errors import DataError
+from benchmark.errors import DataError, UserError
 
 F16_MAX = float(np.finfo(np.float16).max)
 
@@ -64,6 +64,8 @@ def min_window_samples(extractor: Any) -> int:
     """Fewest samples for which the extractor returns at least one frame."""
     n = 1
     while extractor.num_frames(n) < 1:
+        if n > 60 * extractor.sample_rate:  # a broken extractor: let its own checks report it
+            return n
         n *= 2
     lo, hi = n // 2, n
     while lo + 1 < hi:
@@ -72,11 +74,22 @@ def min_window_samples(extractor: Any) -> int:
     return hi
 
 
+def precision(device: torch.device, dtype: str) -> str:
+    """The compute precision ``extract.dtype`` means on ``device``: ``auto`` is bfloat16 on CUDA
+    and float32 elsewhere; ``bfloat16`` also runs on CPUs (fast where they have bf16 units)."""
+    if dtype == "auto":
+        return "bfloat16" if device.type == "cuda" else "float32"
+    if dtype == "float16" and device.type != "cuda":
+        raise UserError("extract.dtype=float16 needs a CUDA GPU; use bfloat16 or float32 on CPU")
+    return dtype
+
+
 def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
-    """bf16/fp16 autocast on GPU; CPU runs in float32."""
-    if device.type != "cuda" or dtype == "float32":
+    """Autocast to the :func:`precision` of ``dtype`` on ``device`` (nothing for float32)."""
+    name = precision(device, dtype)
+    if name == "float32":
         return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.float16 if dtype == "float16" else torch.bfloat16)
+    return torch.autocast(device.type, dtype=getattr(torch, name))
 
 
 class _Batcher:

@@ -98,8 +98,10 @@ class FeatureEntry:
 VIEWS = ("clip", "frame")
 
 
-def entry_identity(extractor: Any, keys: list[str], view: str, window_s: float) -> dict[str, Any]:
-    """What determines an entry: the model, the items (path, size, mtime), the view, the window."""
+def entry_identity(extractor: Any, keys: list[str], view: str, window_s: float,
+                   precision: str = "float32") -> dict[str, Any]:
+    """What determines an entry: the model, the items (path, size, mtime), the view, the window
+    and the compute precision."""
     import os
 
     stats = []
@@ -109,8 +111,11 @@ def entry_identity(extractor: Any, keys: list[str], view: str, window_s: float) 
             stats.append([key, st.st_size, st.st_mtime_ns])
         except OSError:
             stats.append([key, None, None])
-    return {"model": extractor.identity(), "view": view, "window_s": float(window_s),
-            "items": stats, "format": 1}
+    identity = {"model": extractor.identity(), "view": view, "window_s": float(window_s),
+                "items": stats, "format": 1}
+    if precision != "float32":  # float32 entries keep the ids they had before precision counted
+        identity["precision"] = precision
+    return identity
 
 
 def entry_id(identity: dict[str, Any]) -> str:
@@ -148,12 +153,12 @@ class FeatureStore:
         publishes the entry once all ranks are done and every rank returns it; without one,
         ranks return None after their own share (publish later with :meth:`finalize`).
         """
-        from benchmark.extraction import run_chunks
+        from benchmark.extraction import precision, run_chunks
 
         if view not in VIEWS:
             raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
         window_s = float(window_s or extractor.context_s)
-        identity = entry_identity(extractor, keys, view, window_s)
+        identity = entry_identity(extractor, keys, view, window_s, precision(extractor.device, dtype))
         eid = entry_id(identity)
         found = self.get(eid)
         if found is not None:  # the same answer on every rank: no collective needed

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark import config as C
 from benchmark.data import SPLITS, Dataset, Item, Problem, load_dataset
 from benchmark.errors import UserError
+from benchmark.extraction import precision
 from benchmark.features import FeatureEntry, FeatureStore, entry_id, entry_identity
 from benchmark.models import load_model, model_options
 from benchmark.models.base import Extractor
@@ -221,7 +222,8 @@ class Runner:
         with self.timer.stage("extract"):
             if not extract:
                 window = float(task.window_s or extractor.context_s)
-                found = self.features.get(entry_id(entry_identity(extractor, keys, task.view, window)))
+                found = self.features.get(entry_id(entry_identity(
+                    extractor, keys, task.view, window, precision(self.device, x.dtype))))
                 if found is None and self.dist.is_main:
                     print(f"no features yet for {extractor.name} × {spec.name}; run `mirprobe extract` first")
                 return found

@@ -13,7 +13,7 @@ def test_quickstart_loads_with_overrides() -> None:
     cfg = load_run_config("quickstart", ["tasks=[key,genre]", "probe.lr=[0.001]"])
     assert list(cfg.tasks) == ["key", "genre"]
     assert list(cfg.probe.lr) == [0.001]
-    assert cfg.probe.hidden == 256  # from quickstart.yaml, over the schema default 512
+    assert cfg.probe.hidden == 128  # from quickstart.yaml, over the schema default 512
 
 
 @pytest.mark.parametrize(("overrides", "fragment"), [

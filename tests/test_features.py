@@ -112,3 +112,17 @@ def test_unusable_items_are_listed_not_dropped(tmp_path: Path, tracks: list[str]
     for i in range(len(tracks), len(keys)):
         assert entry.rows(i).stop == entry.rows(i).start
     assert len(entry.items) == len(keys)
+
+
+def test_precision_is_part_of_the_entry(tmp_path: Path, tracks: list[str]) -> None:
+    from benchmark.errors import UserError
+
+    store = FeatureStore(tmp_path / "f")
+    fp32 = store.extract(SmallRandomExtractor(), tracks, progress=False)
+    bf16 = store.extract(SmallRandomExtractor(), tracks, dtype="bfloat16", progress=False)
+    assert fp32.id != bf16.id
+    a, b = np.asarray(fp32.features, np.float32), np.asarray(bf16.features, np.float32)
+    assert 0 < np.abs(a - b).max() < 0.1 * np.abs(a).max(), "bf16 autocast ran, and stays close"
+    assert store.extract(SmallRandomExtractor(), tracks, dtype="auto", progress=False).id == fp32.id
+    with pytest.raises(UserError, match="float16 needs a CUDA GPU"):
+        store.extract(SmallRandomExtractor(), tracks, dtype="float16", progress=False)

@@ -81,11 +81,12 @@ class Extractor(ABC):
     def embed(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
         """All hidden states of one clip, ``[layers, frames, dim]`` (resampled, windowed, normalised)."""
         from benchmark.audio import resample, window_bounds
+        from benchmark.extraction import min_window_samples
 
         wave = resample(np.asarray(waveform, dtype=np.float32), sample_rate, self.sample_rate)
         window = int(round(self.context_s * self.sample_rate))
         parts = []
-        for start, stop in window_bounds(len(wave), window):
+        for start, stop in window_bounds(len(wave), window, min_window_samples(self)):
             chunk = torch.from_numpy(self.prepare(wave[start:stop]))[None].to(self.device)
             parts.append(self.forward(chunk)[:, 0].float().cpu().numpy())
         if not parts:

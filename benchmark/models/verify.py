@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmark.extraction import min_window_samples
 from benchmark.models.base import Extractor
 
 DEFAULT_LENGTHS = (0.3, 1.07, 4.99, 5.01, 61.0)
@@ -55,27 +56,13 @@ def probe_signal(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
     return (0.2 * tone * envelope + 0.01 * rng.standard_normal(n)).astype(np.float32)
 
 
-def min_samples(extractor: Extractor) -> int:
-    """Fewest samples giving one frame (a shorter tail window is dropped, as in extraction)."""
-    n = 1
-    while extractor.num_frames(n) < 1:
-        if n > 10 * extractor.sample_rate:
-            return n
-        n *= 2
-    lo, hi = n // 2, n
-    while lo + 1 < hi:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if extractor.num_frames(mid) >= 1 else (mid, hi)
-    return hi
-
-
 @torch.inference_mode()
 def embed_windows(extractor: Extractor, wave: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """``[layers, frames, dim]`` of a clip at the extractor's rate, window by window."""
     from benchmark.audio import window_bounds
 
     window = int(round(extractor.context_s * extractor.sample_rate))
-    bounds = window_bounds(len(wave), window, min_samples(extractor))
+    bounds = window_bounds(len(wave), window, min_window_samples(extractor))
     parts = []
     for a, b in bounds:
         chunk = torch.from_numpy(np.ascontiguousarray(extractor.prepare(wave[a:b]), dtype=np.float32))

@@ -50,7 +50,7 @@ def run_probe(task, entry, splits: dict[str, SplitData], cfg: ProbeConfig, *,  #
     t1 = time.perf_counter()
 
     groups = fit_heads(task, specs, source, data["train"], data["val"], cfg, seed,
-                       task.output_dim, dev, progress)
+                       task.output_dim, dev, progress, batch_rows=batch_rows(cfg, entry, frame))
     t2 = time.perf_counter()
 
     hows = ensembles(task.kind, group and data["val"].num_units < data["val"].num_tracks)
@@ -67,6 +67,15 @@ def run_probe(task, entry, splits: dict[str, SplitData], cfg: ProbeConfig, *,  #
                       "resident": float(source.resident),
                       "epochs_max": float(max(epochs.values(), default=0))}
     return result
+
+
+def batch_rows(cfg: ProbeConfig, entry, frame: bool) -> int:  # noqa: ANN001
+    """Rows per training step. Clip view: ``batch_size`` windows. Frame view: the frames of
+    ``batch_size`` windows (MARBLE batches beat tracking by sequences, not single frames)."""
+    if not frame:
+        return cfg.batch_size
+    window_s = float(entry.meta.get("window_s") or 5.0)
+    return max(cfg.batch_size, round(cfg.batch_size * entry.frame_rate * window_s))
 
 
 def _validate(task, entry, splits, cfg: ProbeConfig) -> None:  # noqa: ANN001

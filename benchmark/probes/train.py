@@ -141,8 +141,10 @@ def end_epoch(task, g: Group, source: FeatureSource, val: SplitRows, cfg) -> Non
 
 def fit_heads(task, specs: list[HeadSpec], source: FeatureSource, train: SplitRows,  # noqa: ANN001
               val: SplitRows, cfg, run_seed: int, out: int, device: torch.device,  # noqa: ANN001
-              progress: bool = True) -> list[Group]:
-    """Train every head; returns the groups with their best weights and epoch counts."""
+              progress: bool = True, batch_rows: int | None = None) -> list[Group]:
+    """Train every head; returns the groups with their best weights and epoch counts.
+
+    ``batch_rows`` is the number of feature rows per step (default ``cfg.batch_size``)."""
     groups = make_groups(specs, cfg, run_seed, source.num_layers, source.dim, out, device)
     shuffle = torch.Generator().manual_seed(run_seed)
     bar = tqdm(range(cfg.max_epochs), desc=f"probe {task.name}", unit="epoch",
@@ -152,7 +154,7 @@ def fit_heads(task, specs: list[HeadSpec], source: FeatureSource, train: SplitRo
         if live == 0:
             break
         bar.set_postfix(heads=f"{live}/{len(specs)}")
-        for pos, x in source.train_batches(train.rows, cfg.batch_size, shuffle):
+        for pos, x in source.train_batches(train.rows, batch_rows or cfg.batch_size, shuffle):
             train_step(task, groups, x, _targets(train, pos))
         for g in groups:
             end_epoch(task, g, source, val, cfg)
