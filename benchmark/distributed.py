@@ -146,8 +146,9 @@ def launch(devices: Any = 1, num_nodes: Any = 1, accelerator: str = "auto", *,
         fabric = Fabric(accelerator=p.accelerator, devices=p.devices, num_nodes=p.num_nodes,
                         strategy=DDPStrategy(timeout=BARRIER_TIMEOUT))
     except (ValueError, RuntimeError) as e:  # e.g. devices=4 with 2 GPUs visible
-        raise UserError(f"cannot launch {p.devices} process(es) per node on {p.accelerator}: "
-                        f"{str(e).splitlines()[0]}") from e
+        raise UserError(f"cannot launch {p.devices} process(es) per node on {p.accelerator} "
+                        f"({str(e).splitlines()[0]}); set launch.devices to at most the number of "
+                        f"GPUs (or auto), or device=cpu") from e
     fabric.launch()
     if fabric.device.type == "cpu":
         _share_cpu_threads(fabric.world_size // max(1, p.num_nodes))

@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from benchmark.config import RunConfig
-from benchmark.distributed import detect_environment, plan
+from benchmark.distributed import detect_environment, launch, plan
 from benchmark.errors import UserError
 from benchmark.features import FeatureStore, entry_id, entry_identity
 from benchmark.models.random import SmallRandomExtractor
@@ -173,6 +173,9 @@ def test_plan_local_and_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
         plan(1, 2, "cpu")
     with pytest.raises(UserError, match="'device'"):
         plan(1, 1, "tpu")
+    if not torch.cuda.is_available():  # Fabric's refusal becomes a one-line error with the fix
+        with pytest.raises(UserError, match="launch.devices"):
+            launch(2, 1, "cuda")
 
 
 # --------------------------------------------------------------------------- same cache
