@@ -39,10 +39,10 @@ def _split(args: Sequence[str]) -> tuple[str | None, list[str]]:
 
 def cmd_run(ns: argparse.Namespace, stages: tuple[str, ...]) -> int:
     from benchmark.config import load_run_config
-    from benchmark.pipeline import run
+    from benchmark.distributed import run
 
     cfg = load_run_config(*_split(ns.args))
-    run(cfg, stages=stages)
+    run(cfg, stages=stages)  # one process, or several (launch.devices, torchrun, srun)
     return 0
 
 

@@ -36,8 +36,16 @@ class SyntheticConfig:
 class ExtractConfig:
     batch_size: int = 16  # windows per forward pass
     num_workers: int = 0  # decode/resample worker processes
-    dtype: str = "auto"  # autocast dtype on GPU; CPU always runs float32
+    dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU; or float32|bfloat16|float16
     chunk_items: int = 64  # items per resumable chunk of a cache entry
+    batch_seconds: Any = None  # audio seconds per forward pass (overrides batch_size); null: off
+    compile: bool = False  # torch.compile the network (transformers-based models)
+
+
+@dataclass
+class LaunchConfig:
+    devices: Any = 1  # processes per node (one per GPU); auto: every GPU, or what torchrun/srun started
+    num_nodes: Any = 1  # nodes (under torchrun/srun: what they started)
 
 
 @dataclass
@@ -72,10 +80,11 @@ class RunConfig:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     probe: ProbeSection = field(default_factory=ProbeSection)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
 
 
 SECTIONS: dict[str, type] = {"synthetic": SyntheticConfig, "extract": ExtractConfig,
-                             "probe": ProbeSection}
+                             "probe": ProbeSection, "launch": LaunchConfig}
 
 
 def find_config(name_or_path: str, kind: str = "runs") -> Path:
@@ -163,6 +172,8 @@ def validate(cfg: DictConfig) -> None:
             raise UserError(f"config key 'probe.{key}' must be at least 1 (got {cfg.probe[key]})")
     if cfg.extract.batch_size < 1:
         raise UserError("config key 'extract.batch_size' must be at least 1")
+    if cfg.extract.batch_seconds is not None and not float(cfg.extract.batch_seconds) > 0:
+        raise UserError("config key 'extract.batch_seconds' must be positive (or null to use batch_size)")
     for key in ("models", "tasks"):
         if not isinstance(cfg[key], ListConfig) or len(cfg[key]) == 0:
             raise UserError(f"config key {key!r} must be a non-empty list, e.g. {key}=[a,b]")

@@ -114,7 +114,10 @@ class _Batcher:
     def _run(self, length: int) -> None:
         group = self.groups.pop(length)
         ex = self.extractor
-        waves = torch.from_numpy(np.stack([g[2] for g in group])).to(ex.device, non_blocking=True)
+        waves = torch.from_numpy(np.stack([g[2] for g in group]))
+        if ex.device.type == "cuda":  # page-locked: the copy to the GPU runs asynchronously
+            waves = waves.pin_memory()
+        waves = waves.to(ex.device, non_blocking=True)
         with autocast(ex.device, self.dtype):
             hidden = ex.forward(waves)  # [L, B, F, D]
         out = ex.pool(hidden) if self.view == "clip" else hidden.float()
@@ -189,7 +192,12 @@ def run_chunks(extractor: Any, keys: list[str], chunks: list[list[int]], todo: l
         for i in [i for i, n in expected.items() if len(batcher.outputs.get(i, ())) == n]:
             finish(i)
 
+    current = None
     for i, windows, error in loader:
+        if chunk_of[i] != current:  # batches never span chunks: a chunk's rows do not depend on
+            batcher.flush()  # which other chunks this process runs (ranks, resumed runs)
+            settle()
+            current = chunk_of[i]
         if error is not None:
             errors[i] = error
             finish(i)

@@ -228,9 +228,11 @@ class Runner:
                     print(f"no features yet for {extractor.name} × {spec.name}; run `mirprobe extract` first")
                 return found
             d = self.dist
+            window = float(task.window_s or extractor.context_s)
+            batch = max(1, int(float(x.batch_seconds) // window)) if x.batch_seconds else x.batch_size
             return self.features.extract(
                 extractor.to(self.device), keys, view=task.view, window_s=task.window_s,
-                batch_size=x.batch_size, num_workers=x.num_workers, chunk_items=x.chunk_items,
+                batch_size=batch, num_workers=x.num_workers, chunk_items=x.chunk_items,
                 dtype=x.dtype, progress=self.progress, rank=d.rank, world_size=d.world_size,
                 barrier=d.barrier if d.world_size > 1 else None,
                 label=f"{extractor.name} × {spec.name}")
@@ -323,6 +325,10 @@ def run(cfg: DictConfig, *, stages: tuple[str, ...] = ("extract", "probe", "repo
     for name, options in model_specs(cfg):
         with runner.timer.stage("load model"):
             extractor = load_model(name, **options)
+            if cfg.extract.compile:
+                from benchmark.distributed import compile_extractor
+
+                extractor = compile_extractor(extractor)
         for spec in specs:
             job = runner.job(name, extractor, spec)
             jobs.append(job)

@@ -69,9 +69,9 @@ def naive_extract(extractor: Extractor, paths: list[str], window_s: float) -> li
 
 
 def mirprobe_extract(extractor: Extractor, paths: list[str], root: Path, *, batch_size: int,
-                     workers: int) -> np.ndarray:
+                     workers: int, dtype: str = "float32") -> np.ndarray:
     entry = FeatureStore(root).extract(extractor, paths, view="clip", batch_size=batch_size,
-                                       num_workers=workers, progress=False)
+                                       num_workers=workers, dtype=dtype, progress=False)
     return np.asarray(entry.features)
 
 
@@ -87,20 +87,25 @@ def timed(fn, *args, **kwargs) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def speed(model: str, paths: list[str], work: Path, args: argparse.Namespace) -> dict[str, float]:
+def speed(model: str, paths: list[str], work: Path, args: argparse.Namespace) -> list[dict]:
+    """The naive fp32 loop once, then mirprobe at each precision; deviation is from naive fp32."""
     extractor = build(model)
     # warm-up of both paths (imports, worker start-up code, allocator) on one track, untimed
     naive_extract(extractor, paths[:1], extractor.context_s)
-    mirprobe_extract(extractor, paths[:1], work / f"warm-{model}", batch_size=args.batch_size,
-                     workers=args.workers)
     t_naive, naive = timed(naive_extract, extractor, paths, extractor.context_s)
-    t_ours, ours = timed(mirprobe_extract, extractor, paths, work / f"features-{model}",
-                         batch_size=args.batch_size, workers=args.workers)
     naive_rows = np.concatenate(naive)
     scale = float(np.abs(naive_rows).max())
-    diff = float(np.abs(ours.astype(np.float32) - naive_rows).max()) / scale if ours.shape == naive_rows.shape else float("nan")
-    return {"naive_s": t_naive, "mirprobe_s": t_ours, "ratio": t_naive / t_ours, "rel_diff": diff,
-            "windows": len(naive_rows)}
+    rows = []
+    for dtype in args.dtypes:
+        mirprobe_extract(extractor, paths[:1], work / f"warm-{model}-{dtype}",
+                         batch_size=args.batch_size, workers=args.workers, dtype=dtype)
+        t_ours, ours = timed(mirprobe_extract, extractor, paths, work / f"features-{model}-{dtype}",
+                             batch_size=args.batch_size, workers=args.workers, dtype=dtype)
+        diff = (float(np.abs(ours.astype(np.float32) - naive_rows).max()) / scale
+                if ours.shape == naive_rows.shape else float("nan"))
+        rows.append({"dtype": dtype, "naive_s": t_naive, "mirprobe_s": t_ours,
+                     "ratio": t_naive / t_ours, "rel_diff": diff, "windows": len(naive_rows)})
+    return rows
 
 
 def _status_mb(field: str) -> float:
@@ -136,6 +141,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    p.add_argument("--dtypes", nargs="*", default=["float32", "bfloat16"],
+                   help="mirprobe's extract.dtype values to measure (the naive loop is float32)")
     p.add_argument("--memory-model", default="tiny")
     p.add_argument("--long-minutes", type=float, default=10.0)
     p.add_argument("--skip-memory", action="store_true")
@@ -154,11 +161,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mirprobe-bench-") as tmp:
         work = Path(tmp)
         paths = [make_track(work / f"t{i}.wav", args.seconds, i) for i in range(args.tracks)]
-        print(f"{'model':<14} {'naive (s)':>10} {'mirprobe (s)':>13} {'speed-up':>9} {'windows':>8} {'max rel diff':>13}")
+        print(f"{'model':<14} {'precision':<9} {'naive fp32 (s)':>14} {'mirprobe (s)':>13} "
+              f"{'speed-up':>9} {'windows':>8} {'max rel dev from fp32':>22}")
         for model in args.models:
-            r = speed(model, paths, work, args)
-            print(f"{model:<14} {r['naive_s']:>10.2f} {r['mirprobe_s']:>13.2f} {r['ratio']:>8.2f}x "
-                  f"{r['windows']:>8d} {r['rel_diff']:>13.1e}")
+            for r in speed(model, paths, work, args):
+                print(f"{model:<14} {r['dtype']:<9} {r['naive_s']:>14.2f} {r['mirprobe_s']:>13.2f} "
+                      f"{r['ratio']:>8.2f}x {r['windows']:>8d} {r['rel_diff']:>22.1e}")
         if args.skip_memory:
             return
         short = make_track(work / "short.wav", 10.0, 100)

@@ -43,7 +43,7 @@ PREFIXES = {"key": "Key", "genre": "Genre", "tagging": "Tagging", "emotion": "Em
 #: One dict per size: pool size, clip length (s), tracks listed for Beat, split fractions.
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"tracks": 48, "duration": 3.0, "beat_tracks": 24, "split": (0.6, 0.2, 0.2)},
-    "quick": {"tracks": 720, "duration": 8.0, "beat_tracks": 240, "split": (0.6, 0.2, 0.2)},
+    "quick": {"tracks": 720, "duration": 8.0, "beat_tracks": 120, "split": (0.6, 0.2, 0.2)},
     "large": {"tracks": 2500, "duration": 6.0, "beat_tracks": 500, "split": (0.6, 0.2, 0.2)},
 }
 
