@@ -7,7 +7,6 @@ one-process reference too: CPU float results depend on the thread count, not on 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -23,32 +22,20 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.config import RunConfig
 from benchmark.distributed import detect_environment, launch, plan
 from benchmark.errors import UserError
 from benchmark.features import FeatureStore, entry_id, entry_identity
+from benchmark.models.base import Extractor
 from benchmark.models.random import SmallRandomExtractor
 from tests.conftest import write_tone
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["synthetic.size=tiny", "progress=false", "device=cpu", "models=[random]", "probe.hidden=16",
         "probe.lr=[1e-2]", "probe.max_epochs=2", "probe.heads=[linear]", "extract.chunk_items=4"]
-CLI_HAS_LAUNCH = "launch" in {f.name for f in dataclasses.fields(RunConfig)}
 SLURM_KEYS = ("SLURM_NTASKS", "SLURM_NTASKS_PER_NODE", "SLURM_NNODES", "SLURM_JOB_NAME", "SLURM_PROCID",
               "SLURM_LOCALID", "SLURM_NODEID", "SLURM_NODELIST", "SLURM_JOB_ID")
 TORCHRUN_KEYS = ("TORCHELASTIC_RUN_ID", "LOCAL_WORLD_SIZE", "WORLD_SIZE", "RANK", "LOCAL_RANK",
                  "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT")
-
-# Runs the pipeline on `devices` processes started by Fabric (what the CLI does with launch.devices).
-RUN_DRIVER = """
-import sys
-from benchmark.config import load_run_config
-from benchmark.distributed import launch
-from benchmark.pipeline import run
-devices, stages, *overrides = sys.argv[1:]
-dist = launch(int(devices), 1, "cpu")
-run(load_run_config("quickstart", overrides), stages=tuple(stages.split(",")), dist=dist)
-"""
 
 # Extracts one entry under whatever launcher started it; rank 1 can be slowed down to be killed.
 EXTRACT_DRIVER = """
@@ -56,6 +43,7 @@ import json, os, sys, time
 from pathlib import Path
 from benchmark.distributed import launch
 from benchmark.features import FeatureStore
+from benchmark.models.base import Extractor
 from benchmark.models.random import SmallRandomExtractor
 keys_file, root, note, delay = sys.argv[1:]
 dist = launch("auto", "auto", "cpu")
@@ -194,20 +182,15 @@ def _one_thread_run(overrides: list[str]) -> None:
 
 
 def test_two_processes_give_the_cache_and_records_of_one(tmp_path: Path, suite: Path) -> None:
-    """The one-process reference runs here; the two processes are the README's command (Fabric
-    as the launcher) once the CLI has the `launch` keys, else a script calling `launch(2)`."""
+    """The one-process reference runs here; the two processes are the README's command, with
+    Fabric as the launcher (mirprobe starts the second process itself)."""
     work = _work(tmp_path, suite)
     overrides = [*TINY, "tasks=[genre,beat]", f"work_dir={work}"]
     _one_thread_run(overrides)
     for name in ("features", "records"):
         (work / name).rename(work / f"{name}.one")
-    if CLI_HAS_LAUNCH:
-        (command,) = [c for c in _doc_commands(README_SECTION) if "launch.devices=2" in c]
-        argv = _as_local(command, work, overrides)
-    else:
-        driver = _script(tmp_path, "run_driver.py", RUN_DRIVER)
-        argv = [sys.executable, str(driver), "2", "extract,probe,report", *overrides]
-    proc = subprocess.run(argv, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    (command,) = [c for c in _doc_commands(README_SECTION) if "launch.devices=2" in c]
+    proc = subprocess.run(_as_local(command, work, overrides), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
     _check(proc)
     assert proc.stdout.count("tables written to") == 1, "rank 0 alone prints the tables"
     assert "rank 1 of 2" in proc.stdout + proc.stderr, "a second process ran"
@@ -305,7 +288,6 @@ README_SECTION = ROOT / "benchmark" / "DISTRIBUTED_README_SECTION.md"
 SBATCH = ROOT / "examples" / "slurm" / "mirprobe.sbatch"
 
 
-@pytest.mark.skipif(not CLI_HAS_LAUNCH, reason="the run config has no `launch` section yet")
 def test_readme_torchrun_command_runs_on_two_cpu_processes(tmp_path: Path, suite: Path) -> None:
     """(The README's Fabric-launched command runs in the cache-identity test above.)"""
     (command,) = [c for c in _doc_commands(README_SECTION) if "nproc_per_node 2" in c]
@@ -318,7 +300,6 @@ def test_readme_torchrun_command_runs_on_two_cpu_processes(tmp_path: Path, suite
     assert sorted(r["task"] for r in records) == ["genre", "key"]
 
 
-@pytest.mark.skipif(not CLI_HAS_LAUNCH, reason="the run config has no `launch` section yet")
 def test_sbatch_command_runs_as_two_slurm_tasks(tmp_path: Path, suite: Path) -> None:
     """The srun line of the example script, as the two tasks srun would start on one node."""
     (command,) = [c for c in _doc_commands(SBATCH) if c.startswith("srun ")]
@@ -338,7 +319,6 @@ def test_sbatch_command_runs_as_two_slurm_tasks(tmp_path: Path, suite: Path) -> 
     assert len(list((work / "records").glob("*.json"))) == 2
 
 
-@pytest.mark.skipif(not CLI_HAS_LAUNCH, reason="the run config has no `launch` section yet")
 def test_every_documented_command_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     """Dry run of the commands that need GPUs or nodes: launcher arguments, CLI, config, plan."""
     from torch.distributed.run import get_args_parser
@@ -365,3 +345,35 @@ def test_every_documented_command_is_valid(monkeypatch: pytest.MonkeyPatch) -> N
         launch = plan(cfg.launch.devices, cfg.launch.num_nodes, str(cfg.device))
         assert (launch.devices, launch.num_nodes) == (cfg.launch.devices, 1), command
     subprocess.run(["bash", "-n", str(SBATCH)], check=True)
+
+
+class BatchMixing(Extractor):
+    """Each window's output mixes in its batch's mean: an exaggerated batch-shape-dependent kernel."""
+
+    sample_rate, frame_rate, num_layers, dim, context_s = 8000, 10.0, 1, 2, 1.0
+
+    def __init__(self) -> None:
+        super().__init__("batch-mixing")
+
+    def identity(self) -> dict:
+        return {"kind": "batch-mixing"}
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        out = torch.empty(1, len(waves), self.num_frames(waves.shape[1]), 2)
+        out[..., 0] = waves.abs().mean(dim=1)[None, :, None]
+        out[..., 1] = waves.abs().mean()
+        return out
+
+
+def test_chunk_rows_do_not_depend_on_the_other_chunks_of_a_process(tmp_path: Path) -> None:
+    """Ranks 0 and 1 of 2 (each its own chunks) give the rows of one process running them all."""
+    keys = [str(write_tone(tmp_path / "audio" / f"t{i}.wav", 2.5, sr=8000, freq=100 + 90 * i, seed=i))
+            for i in range(6)]  # windows of 1 s, 1 s, 0.5 s; chunks of 2 items; batches of 4
+    options = {"batch_size": 4, "chunk_items": 2, "progress": False}
+    one = FeatureStore(tmp_path / "one").extract(BatchMixing(), keys, **options)
+    two = FeatureStore(tmp_path / "two")
+    for rank in (0, 1):
+        assert two.extract(BatchMixing(), keys, rank=rank, world_size=2, **options) is None
+    joined = two.extract(BatchMixing(), keys, **options)  # every chunk on disk: only publishes
+    assert one is not None and joined is not None
+    assert _same_entries(tmp_path / "one", tmp_path / "two") == 1
