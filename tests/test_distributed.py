@@ -227,7 +227,7 @@ def test_killed_rank_resumes_without_redoing_finished_chunks(tmp_path: Path) -> 
     eid = entry_id(entry_identity(SmallRandomExtractor(), keys, "clip", 5.0))
     partial = FeatureStore(root).partial_path(eid)
 
-    proc = subprocess.Popen(_torchrun(str(driver), str(keys_file), str(root), str(notes), "0.5"),
+    proc = subprocess.Popen(_torchrun(str(driver), str(keys_file), str(root), str(notes), "1.0"),
                             cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 120
     odd = []
