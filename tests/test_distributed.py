@@ -267,8 +267,11 @@ def test_killed_rank_resumes_without_redoing_finished_chunks(tmp_path: Path) -> 
 
 
 def _doc_commands(path: Path) -> list[str]:
-    """Command lines of a doc (``mirprobe …``/``torchrun …`` lines in code blocks, ``srun …`` lines)."""
+    """Command lines of a doc (``mirprobe …``/``torchrun …`` lines in code blocks, ``srun …`` lines);
+    of the README, only its "Running on a cluster" section."""
     text = path.read_text()
+    if path.name == "README.md":
+        text = text.split("\n## Running on a cluster\n", 1)[1].split("\n## ", 1)[0]
     lines = [ln.strip() for block in re.findall(r"```(?:bash|sh)?\n(.*?)```", text, flags=re.S)
              for ln in block.splitlines()] if path.suffix == ".md" else text.splitlines()
     return [ln for ln in (ln.strip() for ln in lines) if re.match(r"(srun .*)?(mirprobe|torchrun|sbatch) ", ln)]
@@ -284,7 +287,7 @@ def _as_local(command: str, work: Path, overrides: list[str] | None = None) -> l
     return [*head, *words[1:], *(overrides or [*TINY, "tasks=[genre,key]", f"work_dir={work}"])]
 
 
-README_SECTION = ROOT / "benchmark" / "DISTRIBUTED_README_SECTION.md"
+README_SECTION = ROOT / "README.md"
 SBATCH = ROOT / "examples" / "slurm" / "mirprobe.sbatch"
 
 
