@@ -361,3 +361,16 @@ def test_streaming_peak_memory_stays_in_budget(tmp_path):
     assert got["resident"] == 0.0
     assert got["acc"] > 0.8
     assert got["peak"] < (16 + 16) * 2**20, got
+
+
+def test_frame_view_batches_hold_whole_windows() -> None:
+    from benchmark.probes.engine import batch_rows
+
+    cfg = ProbeConfig(batch_size=8)
+    clip = FeatureEntry.from_arrays(np.zeros((4, 2, 3), np.float16), [0, 4], frame_rate=50.0)
+    frame = FeatureEntry.from_arrays(np.zeros((4, 2, 3), np.float16), [0, 4], frame_rate=50.0,
+                                     view="frame")
+    assert batch_rows(cfg, clip, frame=False) == 8
+    assert batch_rows(cfg, frame, frame=True) == 8  # no window recorded: rows are the unit
+    frame.meta["window_s"] = 5.0
+    assert batch_rows(cfg, frame, frame=True) == 8 * 250  # 8 windows of 250 frames

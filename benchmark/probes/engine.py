@@ -72,10 +72,10 @@ def run_probe(task, entry, splits: dict[str, SplitData], cfg: ProbeConfig, *,  #
 def batch_rows(cfg: ProbeConfig, entry, frame: bool) -> int:  # noqa: ANN001
     """Rows per training step. Clip view: ``batch_size`` windows. Frame view: the frames of
     ``batch_size`` windows (MARBLE batches beat tracking by sequences, not single frames)."""
-    if not frame:
+    window_s = entry.meta.get("window_s")  # entries built in memory may not record one
+    if not frame or not window_s:
         return cfg.batch_size
-    window_s = float(entry.meta.get("window_s") or 5.0)
-    return max(cfg.batch_size, round(cfg.batch_size * entry.frame_rate * window_s))
+    return max(cfg.batch_size, round(cfg.batch_size * entry.frame_rate * float(window_s)))
 
 
 def _validate(task, entry, splits, cfg: ProbeConfig) -> None:  # noqa: ANN001
