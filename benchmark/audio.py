@@ -6,6 +6,7 @@ a run over a dataset can report the item and carry on.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,46 @@ def window_bounds(num_samples: int, window: int, min_samples: int = 1) -> list[t
     """
     bounds = [(s, min(s + window, num_samples)) for s in range(0, num_samples, window)]
     return [(a, b) for a, b in bounds if b - a >= min_samples]
+
+
+def stream_windows(path: str | Path, sample_rate: int, window: int, min_samples: int = 1,
+                   block_s: float = 10.0) -> Iterator[np.ndarray]:
+    """Mono windows of ``window`` samples at ``sample_rate``, as :func:`window_bounds` cuts them,
+    decoded and resampled block by block (soxr's stream resampler), so memory stays flat in the
+    track's length. Raises :class:`DataError` naming the file, possibly after some windows."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: audio file not found; check the path or audio_root")
+    try:
+        f = sf.SoundFile(str(path))
+    except Exception as e:
+        raise DataError(f"{path}: cannot decode audio ({e}); re-encode or remove the file") from e
+    with f:
+        stream = (soxr.ResampleStream(f.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
+                  if f.samplerate != sample_rate else None)
+        block, total, buf = max(1, int(block_s * f.samplerate)), 0, np.zeros(0, np.float32)
+        while True:
+            try:
+                data = f.read(block, dtype="float32", always_2d=True)
+            except Exception as e:
+                raise DataError(f"{path}: cannot decode audio after {total / f.samplerate:.1f} s "
+                                f"({e}); re-encode or remove the file") from e
+            last = len(data) < block
+            mono = data.mean(axis=1)
+            if not np.isfinite(mono).all():
+                raise DataError(f"{path}: audio holds NaN or Inf samples; re-encode or remove the file")
+            total += len(mono)
+            out = stream.resample_chunk(mono, last=last) if stream is not None else mono
+            buf = np.concatenate([buf, out.astype(np.float32, copy=False)])
+            while len(buf) >= window:
+                yield buf[:window]
+                buf = buf[window:]
+            if last:
+                break
+    if total == 0:
+        raise DataError(f"{path}: audio file holds no samples; re-encode or remove the file")
+    if len(buf) >= min_samples:
+        yield buf
 
 
 def audio_info(path: str | Path) -> sf._SoundFileInfo:

@@ -13,15 +13,16 @@ import json
 import os
 import tempfile
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
-from benchmark.audio import load_audio, window_bounds
+from benchmark.audio import stream_windows
 from benchmark.errors import DataError, UserError
 
 F16_MAX = float(np.finfo(np.float16).max)
@@ -32,32 +33,37 @@ def normalize_wave(wave: np.ndarray) -> np.ndarray:
     return ((wave - wave.mean()) / np.sqrt(wave.var() + 1e-7)).astype(np.float32)
 
 
-class WindowedTracks(Dataset):
-    """Item ``j`` → ``(index, [windows], error)`` for the items to extract, decoded in workers."""
+class WindowStream(IterableDataset):
+    """Yields ``(item, window index, wave, error, done)`` for every window of the chunks to extract,
+    decoded and resampled in worker processes. Each worker takes whole chunks, items in order, so a
+    chunk's windows arrive in the same order whatever the number of workers or ranks; an item ends
+    with a ``done`` element carrying its window count (or its error)."""
 
-    def __init__(self, keys: list[str], indices: list[int], sample_rate: int, window: int,
+    def __init__(self, keys: list[str], chunks: list[list[int]], sample_rate: int, window: int,
                  min_samples: int, normalize: bool) -> None:
-        self.keys, self.indices = keys, indices
+        self.keys, self.chunks = keys, chunks
         self.sample_rate, self.window, self.min_samples = sample_rate, window, min_samples
         self.normalize = normalize
 
-    def __len__(self) -> int:
-        return len(self.indices)
+    def __iter__(self) -> Iterator[tuple[int, int, np.ndarray | None, str | None, bool]]:
+        info = get_worker_info()
+        mine = self.chunks[info.id::info.num_workers] if info else self.chunks
+        for chunk in mine:
+            for i in chunk:
+                yield from self._item(i)
 
-    def __getitem__(self, j: int) -> tuple[int, list[np.ndarray] | None, str | None]:
-        i = self.indices[j]
+    def _item(self, i: int) -> Iterator[tuple[int, int, np.ndarray | None, str | None, bool]]:
+        n = 0
         try:
-            wave = load_audio(self.keys[i], self.sample_rate)
+            for wave in stream_windows(self.keys[i], self.sample_rate, self.window, self.min_samples):
+                yield i, n, normalize_wave(wave) if self.normalize else np.ascontiguousarray(wave), None, False
+                n += 1
         except DataError as e:
-            return i, None, str(e)
-        bounds = window_bounds(len(wave), self.window, self.min_samples)
-        if not bounds:
-            return i, None, (f"{self.keys[i]}: {len(wave) / self.sample_rate:.3f} s of audio is "
-                             f"shorter than one feature frame; item skipped")
-        windows = [wave[a:b] for a, b in bounds]
-        if self.normalize:
-            windows = [normalize_wave(w) for w in windows]
-        return i, windows, None
+            yield i, n, None, str(e), True
+            return
+        error = None if n else (f"{self.keys[i]}: shorter than one feature frame of the model; "
+                                f"item skipped")
+        yield i, n, None, error, True
 
 
 def min_window_samples(extractor: Any) -> int:
@@ -93,26 +99,36 @@ def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextMana
 
 
 class _Batcher:
-    """Groups windows by length; a full group (or a flush) runs one forward pass."""
+    """Groups windows by chunk and length; a full group (or its chunk's end) runs one forward
+    pass. Batches never span chunks, so a chunk's rows do not depend on which other chunks a
+    process runs (ranks, resumed runs)."""
 
     def __init__(self, extractor: Any, view: str, batch_size: int, dtype: str) -> None:
         self.extractor, self.view, self.batch_size, self.dtype = extractor, view, batch_size, dtype
-        self.groups: dict[int, list[tuple[int, int, np.ndarray]]] = defaultdict(list)
+        self.groups: dict[tuple[int, int], list[tuple[int, int, np.ndarray]]] = defaultdict(list)
         self.outputs: dict[int, dict[int, np.ndarray]] = defaultdict(dict)
 
-    def add(self, i: int, w: int, wave: np.ndarray) -> None:
-        group = self.groups[len(wave)]
-        group.append((i, w, wave))
-        if len(group) >= self.batch_size:
-            self._run(len(wave))
+    def add(self, chunk: int, i: int, w: int, wave: np.ndarray) -> None:
+        key = (chunk, len(wave))
+        self.groups[key].append((i, w, wave))
+        if len(self.groups[key]) >= self.batch_size:
+            self._run(key)
 
-    def flush(self) -> None:
-        for length in list(self.groups):
-            self._run(length)
+    def flush(self, chunk: int) -> None:
+        for key in [key for key in self.groups if key[0] == chunk]:
+            self._run(key)
+
+    def drop(self, i: int) -> None:
+        """Forget an item that failed part-way (its windows already queued or computed)."""
+        for key in list(self.groups):
+            self.groups[key] = [g for g in self.groups[key] if g[0] != i]
+            if not self.groups[key]:
+                del self.groups[key]
+        self.outputs.pop(i, None)
 
     @torch.inference_mode()
-    def _run(self, length: int) -> None:
-        group = self.groups.pop(length)
+    def _run(self, key: tuple[int, int]) -> None:
+        group = self.groups.pop(key)
         ex = self.extractor
         waves = torch.from_numpy(np.stack([g[2] for g in group]))
         if ex.device.type == "cuda":  # page-locked: the copy to the GPU runs asynchronously
@@ -154,61 +170,52 @@ def run_chunks(extractor: Any, keys: list[str], chunks: list[list[int]], todo: l
     """Extract the chunks ``todo`` (lists of item indices) into ``partial/chunkNNNNN.npz``."""
     if not todo:
         return
-    indices = [i for k in todo for i in chunks[k]]
     window = int(round(window_s * extractor.sample_rate))
-    dataset = WindowedTracks(keys, indices, extractor.sample_rate, window,
-                             min_window_samples(extractor), bool(getattr(extractor, "normalize", False)))
-    loader = DataLoader(dataset, batch_size=None, num_workers=num_workers,
-                        prefetch_factor=4 if num_workers else None, persistent_workers=False)
+    dataset = WindowStream(keys, [chunks[k] for k in todo], extractor.sample_rate, window,
+                           min_window_samples(extractor), bool(getattr(extractor, "normalize", False)))
+    workers = min(num_workers, len(todo))
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers,
+                        prefetch_factor=4 if workers else None, persistent_workers=False)
     batcher = _Batcher(extractor, view, batch_size, dtype)
     chunk_of = {i: k for k in todo for i in chunks[k]}
-    remaining = {k: len(chunks[k]) for k in todo}
-    expected: dict[int, int] = {}  # windows of each item still in flight
+    arriving = {k: len(chunks[k]) for k in todo}  # items whose windows are still arriving
+    finishing = {k: len(chunks[k]) for k in todo}  # items not yet finished
+    expected: dict[int, int] = {}  # window count of items whose windows have all arrived
     errors: dict[int, str] = {}
-    bar = tqdm(total=len(indices), desc=f"extract {label}".strip(), unit="track", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(total=sum(arriving.values()), desc=f"extract {label}".strip(), unit="track",
+               disable=not progress, dynamic_ncols=True)
 
-    def finish(i: int) -> None:
-        expected.pop(i, None)
-        bar.update(1)
-        k = chunk_of[i]
-        remaining[k] -= 1
-        if remaining[k] == 0:
-            _finish_chunk(k)
+    def settle() -> None:
+        for i in [i for i, n in expected.items() if i in errors or len(batcher.outputs[i]) == n]:
+            del expected[i]
+            bar.update(1)
+            k = chunk_of[i]
+            finishing[k] -= 1
+            if finishing[k] == 0:
+                _write_chunk(partial / f"chunk{k:05d}.npz", *_chunk_rows(k))
 
-    def _finish_chunk(k: int) -> None:
+    def _chunk_rows(k: int) -> tuple[list[np.ndarray], list[int], list[dict]]:
         rows, counts, failed = [], [], []
         for i in chunks[k]:
             if i in errors:
                 counts.append(0)
                 failed.append({"index": i, "path": keys[i], "reason": errors[i]})
             else:
-                r = _rows(batcher.outputs.pop(i), view)
-                rows.append(r)
-                counts.append(len(r))
-        _write_chunk(partial / f"chunk{k:05d}.npz", rows, counts, failed)
+                rows.append(_rows(batcher.outputs.pop(i), view))
+                counts.append(len(rows[-1]))
+        return rows, counts, failed
 
-    def settle() -> None:
-        for i in [i for i, n in expected.items() if len(batcher.outputs.get(i, ())) == n]:
-            finish(i)
-
-    current = None
-    for i, windows, error in loader:
-        if chunk_of[i] != current:  # batches never span chunks: a chunk's rows do not depend on
-            batcher.flush()  # which other chunks this process runs (ranks, resumed runs)
-            settle()
-            current = chunk_of[i]
+    for i, n, wave, error, done in loader:
+        k = chunk_of[i]
+        if wave is not None:
+            batcher.add(k, i, n, wave)
         if error is not None:
             errors[i] = error
-            finish(i)
-            continue
-        expected[i] = len(windows)
-        for w, wave in enumerate(windows):
-            batcher.add(i, w, wave)
+            batcher.drop(i)
+        if done:
+            expected[i] = n
+            arriving[k] -= 1
+            if arriving[k] == 0:
+                batcher.flush(k)
         settle()
-        if len(batcher.groups) > 0 and sum(len(g) for g in batcher.groups.values()) > 4 * batch_size:
-            batcher.flush()  # many odd-length tails pending: run them rather than hold them
-            settle()
-    batcher.flush()
-    settle()
     bar.close()
