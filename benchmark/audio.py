@@ -27,10 +27,18 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
         raise DataError(f"{path}: cannot decode audio ({e}); re-encode or remove the file") from e
     if data.shape[0] == 0:
         raise DataError(f"{path}: audio file holds no samples; re-encode or remove the file")
-    wave = data.mean(axis=1)
+    wave = to_mono(data)
     if not np.isfinite(wave).all():
         raise DataError(f"{path}: audio holds NaN or Inf samples; re-encode or remove the file")
     return resample(wave, sr, sample_rate)
+
+
+def to_mono(data: np.ndarray) -> np.ndarray:
+    """``[samples, channels]`` → ``[samples]``, the mean of the channels (a BLAS matrix-vector
+    product: several times faster than a strided ``mean(axis=1)``)."""
+    if data.shape[1] == 1:
+        return data[:, 0]
+    return data @ np.full(data.shape[1], 1.0 / data.shape[1], dtype=data.dtype)
 
 
 def resample(wave: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -74,7 +82,7 @@ def stream_windows(path: str | Path, sample_rate: int, window: int, min_samples:
                 raise DataError(f"{path}: cannot decode audio after {total / f.samplerate:.1f} s "
                                 f"({e}); re-encode or remove the file") from e
             last = len(data) < block
-            mono = data.mean(axis=1)
+            mono = to_mono(data)
             if not np.isfinite(mono).all():
                 raise DataError(f"{path}: audio holds NaN or Inf samples; re-encode or remove the file")
             total += len(mono)

@@ -212,8 +212,9 @@ class FeatureStore:
         for k in range(num_chunks):
             with np.load(_chunk_file(partial, k), allow_pickle=False) as z:
                 part = z["features"]
-                out[row: row + len(part)] = part
-                row += len(part)
+                if len(part):  # a chunk whose items all failed holds no rows (and no shape)
+                    out[row: row + len(part)] = part
+                    row += len(part)
         out.flush()
         del out
         np.save(partial / "offsets.npy", offsets)

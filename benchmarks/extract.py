@@ -139,7 +139,8 @@ def main() -> None:
     p.add_argument("--tracks", type=int, default=8)
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=0,
+                   help="decode workers (0, mirprobe's default, is fastest on a 2-core CPU)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     p.add_argument("--dtypes", nargs="*", default=["float32", "bfloat16"],
                    help="mirprobe's extract.dtype values to measure (the naive loop is float32)")

@@ -126,3 +126,27 @@ def test_precision_is_part_of_the_entry(tmp_path: Path, tracks: list[str]) -> No
     assert store.extract(SmallRandomExtractor(), tracks, dtype="auto", progress=False).id == fp32.id
     with pytest.raises(UserError, match="float16 needs a CUDA GPU"):
         store.extract(SmallRandomExtractor(), tracks, dtype="float16", progress=False)
+
+
+def test_worker_processes_give_the_same_entry(tmp_path: Path, tracks: list[str]) -> None:
+    bad = tmp_path / "audio" / "corrupt.wav"
+    bad.write_bytes(b"RIFFxxxxWAVE")
+    keys = [*tracks, str(bad)]
+    kwargs = {"window_s": 2.0, "batch_size": 3, "chunk_items": 2, "progress": False}
+    alone = FeatureStore(tmp_path / "a").extract(SmallRandomExtractor(), keys, num_workers=0, **kwargs)
+    workers = FeatureStore(tmp_path / "b").extract(SmallRandomExtractor(), keys, num_workers=2, **kwargs)
+    np.testing.assert_array_equal(np.asarray(alone.features), np.asarray(workers.features))
+    np.testing.assert_array_equal(alone.offsets, workers.offsets)
+    assert [f["path"] for f in workers.failed] == [str(bad)]
+
+
+def test_streamed_windows_match_whole_track_decoding(tmp_path: Path) -> None:
+    from benchmark.audio import load_audio, stream_windows, window_bounds
+
+    path = write_tone(tmp_path / "long.wav", 23.3, sr=44100, channels=2)
+    whole = load_audio(path, 24000)
+    windows = list(stream_windows(path, 24000, 24000 * 5, min_samples=400, block_s=3.0))
+    bounds = window_bounds(len(whole), 24000 * 5, 400)
+    assert [len(w) for w in windows] == [b - a for a, b in bounds]
+    for w, (a, b) in zip(windows, bounds, strict=True):
+        np.testing.assert_allclose(w, whole[a:b], atol=1e-4)
