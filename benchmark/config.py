@@ -18,6 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from benchmark.errors import UserError
+from benchmark.probes import ProbeConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_RUN = "quickstart"
@@ -49,23 +50,6 @@ class LaunchConfig:
 
 
 @dataclass
-class ProbeSection:
-    heads: list[str] = field(default_factory=lambda: ["mlp"])
-    hidden: int = 512
-    dropout: list[float] = field(default_factory=lambda: [0.2])
-    lr: list[float] = field(default_factory=lambda: [5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2])
-    weight_decay: list[float] = field(default_factory=lambda: [0.0])
-    seeds: int = 1
-    batch_size: int = 64
-    max_epochs: int = 100
-    patience: int = 10
-    lr_patience: int = 5
-    layers: Any = None  # null (all) or a list of layer indices
-    weighted_sum: bool = True
-    memory_budget_gb: Any = None
-
-
-@dataclass
 class RunConfig:
     name: str = DEFAULT_RUN
     work_dir: Any = None  # null: $MIRPROBE_HOME, else ~/.cache/mirprobe
@@ -79,12 +63,12 @@ class RunConfig:
     tasks: list[Any] = field(default_factory=lambda: ["key", "genre", "tagging", "emotion", "beat"])
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
-    probe: ProbeSection = field(default_factory=ProbeSection)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
 
 
 SECTIONS: dict[str, type] = {"synthetic": SyntheticConfig, "extract": ExtractConfig,
-                             "probe": ProbeSection, "launch": LaunchConfig}
+                             "probe": ProbeConfig, "launch": LaunchConfig}
 
 
 def find_config(name_or_path: str, kind: str = "runs") -> Path:

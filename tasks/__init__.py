@@ -3,11 +3,10 @@ another installed package can add its own the same way."""
 
 from __future__ import annotations
 
-import importlib
-from importlib.metadata import entry_points
 from typing import Any
 
 from benchmark.errors import UserError
+from benchmark.plugins import load, registry
 from tasks.base import Task
 
 # Fallback when the package metadata is not installed (running from a source tree).
@@ -25,19 +24,15 @@ BUILTIN = {
 
 def available_tasks() -> dict[str, str]:
     """Plugin name → ``module:attr`` for every registered task."""
-    found = dict(BUILTIN)
-    found.update({ep.name: ep.value for ep in entry_points(group="mirprobe.tasks")})
-    return found
+    return registry("mirprobe.tasks", BUILTIN)
 
 
 def get_task(plugin: str, **options: Any) -> Task:
     """Instantiate the task plugin ``plugin`` (lazy import)."""
-    registry = available_tasks()
-    if plugin not in registry:
-        raise UserError(f"unknown task plugin {plugin!r}; available: {', '.join(sorted(registry))}")
-    module, attr = registry[plugin].split(":")
-    cls = getattr(importlib.import_module(module), attr)
-    return cls(**options)
+    known = available_tasks()
+    if plugin not in known:
+        raise UserError(f"unknown task plugin {plugin!r}; available: {', '.join(sorted(known))}")
+    return load(known[plugin])(**options)
 
 
 __all__ = ["Task", "available_tasks", "get_task"]

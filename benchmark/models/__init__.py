@@ -7,13 +7,12 @@ kind, resolved offline. Kinds register through the entry-point group ``mirprobe.
 
 from __future__ import annotations
 
-import importlib
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from benchmark.errors import UserError
 from benchmark.models.base import Extractor
+from benchmark.plugins import load, registry
 
 BUILTIN_KINDS = {
     "handcrafted": "benchmark.models.handcrafted:HandcraftedExtractor",
@@ -25,9 +24,7 @@ BUILTIN_KINDS = {
 
 
 def available_kinds() -> dict[str, str]:
-    found = dict(BUILTIN_KINDS)
-    found.update({ep.name: ep.value for ep in entry_points(group="mirprobe.models")})
-    return found
+    return registry("mirprobe.models", BUILTIN_KINDS)
 
 
 def model_options(name_or_path: str) -> dict[str, Any]:
@@ -50,8 +47,7 @@ def load_model(name_or_path: str, **options: Any) -> Extractor:
     kinds = available_kinds()
     if kind not in kinds:
         raise UserError(f"model {name_or_path!r}: unknown kind {kind!r}; use one of {', '.join(sorted(kinds))}")
-    module, attr = kinds[kind].split(":")
-    factory = getattr(importlib.import_module(module), attr)
+    factory = load(kinds[kind])
     name = Path(name_or_path).name if Path(name_or_path).is_dir() else name_or_path
     try:
         return factory(name=name, **merged)
