@@ -112,7 +112,7 @@ def entry_identity(extractor: Any, keys: list[str], view: str, window_s: float,
         except OSError:
             stats.append([key, None, None])
     identity = {"model": extractor.identity(), "view": view, "window_s": float(window_s),
-                "items": stats, "format": 1}
+                "items": stats, "format": 2}  # 2: streamed decoding
     if precision != "float32":  # float32 entries keep the ids they had before precision counted
         identity["precision"] = precision
     return identity
