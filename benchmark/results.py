@@ -122,7 +122,9 @@ class RecordStore:
     def all(self) -> list[dict[str, Any]]:
         if not self.root.exists():
             return []
-        return [json.loads(p.read_text()) for p in sorted(self.root.glob("*.json"))]
+        # in the order they were written: a run's models and tasks in its config's order
+        paths = sorted(self.root.glob("*.json"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+        return [json.loads(p.read_text()) for p in paths]
 
     def predictions_path(self, record: dict[str, Any]) -> Path:
         return self.root / record["predictions"]
