@@ -141,7 +141,7 @@ def _one_of(key: str, value: Any, allowed: tuple[str, ...] | list[str]) -> None:
 
 
 def validate(cfg: DictConfig) -> None:
-    from benchmark.synth_sizes import SIZES
+    from benchmark.synth import SIZES
 
     _one_of("device", cfg.device, DEVICES)
     _one_of("extract.dtype", cfg.extract.dtype, DTYPES)

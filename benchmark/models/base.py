@@ -73,9 +73,9 @@ class Extractor(ABC):
 
     def prepare(self, wave: np.ndarray) -> np.ndarray:
         """Per-window waveform preprocessing (normalisation) before batching."""
-        if not self.normalize:
-            return wave
-        return (wave - wave.mean()) / np.sqrt(wave.var() + 1e-7)
+        from benchmark.extraction import normalize_wave
+
+        return normalize_wave(wave) if self.normalize else wave
 
     @torch.inference_mode()
     def embed(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
