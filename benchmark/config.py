@@ -35,7 +35,7 @@ class SyntheticConfig:
 
 @dataclass
 class ExtractConfig:
-    batch_size: int = 16  # windows per forward pass
+    batch_size: Any = "auto"  # windows per forward pass; auto: 16 on a GPU, 2 on CPU
     num_workers: int = 0  # decode/resample worker processes
     dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU; or float32|bfloat16|float16
     chunk_items: int = 64  # items per resumable chunk of a cache entry
@@ -154,8 +154,10 @@ def validate(cfg: DictConfig) -> None:
     for key in ("seeds", "batch_size", "max_epochs", "hidden"):
         if cfg.probe[key] < 1:
             raise UserError(f"config key 'probe.{key}' must be at least 1 (got {cfg.probe[key]})")
-    if cfg.extract.batch_size < 1:
-        raise UserError("config key 'extract.batch_size' must be at least 1")
+    size = cfg.extract.batch_size
+    if size != "auto" and not (isinstance(size, int) and not isinstance(size, bool) and size >= 1):
+        raise UserError(f"config key 'extract.batch_size' must be 'auto' or a whole number of at "
+                        f"least 1 (got {size!r})")
     if cfg.extract.batch_seconds is not None and not float(cfg.extract.batch_seconds) > 0:
         raise UserError("config key 'extract.batch_seconds' must be positive (or null to use batch_size)")
     for key in ("models", "tasks"):

@@ -80,6 +80,16 @@ def min_window_samples(extractor: Any) -> int:
     return hi
 
 
+def batch_windows(batch_size: int | str, device: torch.device) -> int:
+    """Windows per forward pass for ``extract.batch_size``. ``auto``: 16 on a GPU; 2 on CPU, where
+    the forward pass is compute-bound at any batch size and a conv front end's activations stay in
+    cache only for a window or two (measured: the small random model extracts 2× faster at batch
+    2 than at 16; see benchmarks/README.md)."""
+    if batch_size == "auto":
+        return 2 if device.type == "cpu" else 16
+    return int(batch_size)
+
+
 def precision(device: torch.device, dtype: str) -> str:
     """The compute precision ``extract.dtype`` means on ``device``: ``auto`` is bfloat16 on CUDA
     and float32 elsewhere; ``bfloat16`` also runs on CPUs (fast where they have bf16 units)."""

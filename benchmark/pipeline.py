@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark import config as C
 from benchmark.data import SPLITS, Dataset, Item, Problem, load_dataset
 from benchmark.errors import UserError
-from benchmark.extraction import precision
+from benchmark.extraction import batch_windows, precision
 from benchmark.features import FeatureEntry, FeatureStore, entry_id, entry_identity
 from benchmark.models import load_model, model_options
 from benchmark.models.base import Extractor
@@ -229,7 +229,8 @@ class Runner:
                 return found
             d = self.dist
             window = float(task.window_s or extractor.context_s)
-            batch = max(1, int(float(x.batch_seconds) // window)) if x.batch_seconds else x.batch_size
+            batch = (max(1, int(float(x.batch_seconds) // window)) if x.batch_seconds
+                     else batch_windows(x.batch_size, self.device))
             return self.features.extract(
                 extractor.to(self.device), keys, view=task.view, window_s=task.window_s,
                 batch_size=batch, num_workers=x.num_workers, chunk_items=x.chunk_items,

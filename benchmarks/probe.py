@@ -106,7 +106,42 @@ def compare(name: str, task, entry, splits, cfg: ProbeConfig) -> dict:  # noqa: 
           f"[{batched.best['layer']}] vs plain {row['best_plain']:.2f}")
     print(f"wall time: batched {t_batched:.1f} s, plain {plain['seconds']:.1f} s, "
           f"ratio {row['ratio']:.1f}x")
+    if "mlp" in cfg.heads:
+        row.update(ceiling(plain, t_batched, cfg, entry.dim))
     return row
+
+
+def ceiling(plain: dict, batched_s: float, cfg: ProbeConfig, dim: int) -> dict:
+    """The most any engine could gain over the plain loop on this machine, with the same steps.
+
+    Every head-step of an MLP head needs at least the two large products of its first layer:
+    the forward ``x @ W1`` and the weight gradient ``x.T @ dH`` (``[batch, dim] x [dim, hidden]``
+    each). Timed here with bare ``torch.mm``, their sum is a floor no batching can go under; the
+    plain loop's time per head-step over that floor bounds the achievable ratio."""
+    x = torch.randn(cfg.batch_size, dim)
+    w = torch.randn(dim, cfg.hidden)
+    g = torch.randn(cfg.batch_size, cfg.hidden)
+
+    def products() -> None:
+        torch.mm(x, w)
+        torch.mm(x.T, g)
+
+    for _ in range(20):
+        products()
+    n = 200
+    t = time.perf_counter()
+    for _ in range(n):
+        products()
+    floor_ms = 1000 * (time.perf_counter() - t) / n
+    plain_ms = 1000 * plain["seconds"] / max(1, plain["steps"])
+    batched_ms = 1000 * batched_s / max(1, plain["steps"])  # both train the same steps
+    print(f"head-steps {plain['steps']}: plain {plain_ms:.2f} ms each, batched {batched_ms:.2f} ms; "
+          f"the first layer's two "
+          f"products alone take {floor_ms:.2f} ms ({2 * 2 * cfg.batch_size * dim * cfg.hidden / floor_ms / 1e6:.0f} "
+          f"GFLOP/s), so no engine can beat the plain loop by more than {plain_ms / floor_ms:.1f}x "
+          f"here with the same steps")
+    return {"head_steps": plain["steps"], "plain_ms_per_head_step": plain_ms,
+            "floor_ms_per_head_step": floor_ms, "ceiling": plain_ms / floor_ms}
 
 
 def vs_sklearn(name: str, task, entry, splits, cfg: ProbeConfig) -> dict:  # noqa: ANN001
@@ -114,7 +149,8 @@ def vs_sklearn(name: str, task, entry, splits, cfg: ProbeConfig) -> dict:  # noq
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    lin = ProbeConfig(heads=["linear"], lr=cfg.lr, max_epochs=cfg.max_epochs, weighted_sum=False)
+    lin = ProbeConfig(heads=["linear"], lr=cfg.lr, weight_decay=cfg.weight_decay,
+                      max_epochs=cfg.max_epochs, weighted_sum=False)
     res = run_probe(task, entry, splits, lin, progress=False)
     metric = task.selection_metric
     print(f"\n== {name}: linear probes vs LogisticRegression ({metric}, test) ==")
@@ -178,6 +214,8 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=1, help="windows (rows) per track")
     ap.add_argument("--heads", default="mlp")
     ap.add_argument("--max-epochs", type=int, default=100)
+    ap.add_argument("--weight-decay", default="0",
+                    help="L2 grid, comma-separated (with --vs-sklearn: as C is tuned for sklearn)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (both methods)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vs-sklearn", action="store_true",
@@ -188,7 +226,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = ProbeConfig(heads=args.heads.split(","), max_epochs=args.max_epochs)
+    cfg = ProbeConfig(heads=args.heads.split(","), max_epochs=args.max_epochs,
+                      weight_decay=[float(w) for w in args.weight_decay.split(",")])
     jobs = ([(args.task, *real_job(args))] if args.entry else
             [(k, *planted_job(k, args)) for k in args.tasks.split(",")])
     run = vs_sklearn if args.vs_sklearn else compare

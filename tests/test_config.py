@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from benchmark.cli import main
 from benchmark.config import load_run_config, named_section
 from benchmark.errors import UserError
+from benchmark.extraction import batch_windows
 
 
 def test_quickstart_loads_with_overrides() -> None:
@@ -24,6 +26,8 @@ def test_quickstart_loads_with_overrides() -> None:
     (["probe.max_epochs=0"], "'probe.max_epochs' must be at least 1"),
     (["synthetic.size=huge"], "'synthetic.size': 'huge' is not allowed"),
     (["probe.batch_size=abc"], "probe.batch_size"),
+    (["extract.batch_size=0"], "'extract.batch_size' must be 'auto' or a whole number of at least 1"),
+    (["extract.batch_size=big"], "'extract.batch_size' must be 'auto' or a whole number"),
 ])
 def test_bad_values_name_the_key(overrides: list[str], fragment: str) -> None:
     with pytest.raises(UserError) as err:
@@ -61,3 +65,10 @@ def test_missing_dataset_folder_is_one_line(tmp_path, capsys: pytest.CaptureFixt
     assert code == 2
     assert f"dataset folder {tmp_path}/nowhere does not exist" in err
     assert err.count("\n") == 1
+
+
+def test_auto_extract_batch_depends_on_the_device() -> None:
+    assert load_run_config("quickstart", []).extract.batch_size == "auto"
+    assert batch_windows("auto", torch.device("cpu")) == 2
+    assert batch_windows("auto", torch.device("cuda")) == 16
+    assert batch_windows(5, torch.device("cpu")) == 5

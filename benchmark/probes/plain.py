@@ -99,8 +99,9 @@ def _layer_input(d: dict[str, Any], layer: int) -> torch.Tensor:
 
 
 def train_one(task, spec: HeadSpec, data: dict[str, dict], cfg: ProbeConfig, run_seed: int,  # noqa: ANN001
-              out: int) -> nn.Module:
-    """Train one probe to early stopping; returns it with its best validation weights."""
+              out: int) -> tuple[nn.Module, int]:
+    """Train one probe to early stopping; returns it with its best validation weights, and the
+    number of optimiser steps taken."""
     train, val = data["train"], data["val"]
     model = PlainHead(spec, init_head(spec, run_seed, train["x"].shape[1], train["x"].shape[2],
                                       out, cfg.hidden),
@@ -112,7 +113,7 @@ def train_one(task, spec: HeadSpec, data: dict[str, dict], cfg: ProbeConfig, run
     shuffle = torch.Generator().manual_seed(run_seed)
     x_train, x_val = _layer_input(train, spec.layer), _layer_input(val, spec.layer)
     y_train = train["targets"][train["track"]]
-    best, best_state, bad = -float("inf"), copy.deepcopy(model.state_dict()), 0
+    best, best_state, bad, steps = -float("inf"), copy.deepcopy(model.state_dict()), 0, 0
     for _ in range(cfg.max_epochs):
         model.train()
         for idx in torch.randperm(len(x_train), generator=shuffle).split(cfg.batch_size):
@@ -120,6 +121,7 @@ def train_one(task, spec: HeadSpec, data: dict[str, dict], cfg: ProbeConfig, run
             opt.zero_grad()
             loss.backward()
             opt.step()
+            steps += 1
         model.eval()
         with torch.no_grad():
             score = float(task.score(_units(model(x_val), val).unsqueeze(0), val["unit_targets"])[0])
@@ -131,13 +133,14 @@ def train_one(task, spec: HeadSpec, data: dict[str, dict], cfg: ProbeConfig, run
             if bad >= cfg.patience:
                 break
     model.load_state_dict(best_state)
-    return model.eval()
+    return model.eval(), steps
 
 
 def run_plain(task, entry, splits: dict[str, SplitData], cfg: ProbeConfig, *,  # noqa: ANN001
               seed: int = 0) -> dict[str, Any]:
     """The whole grid one configuration at a time; per layer the validation-selected config
-    with its val and test metrics (means over seeds): ``{"per_layer": {layer: {...}}, ...}``."""
+    with its val and test metrics (means over seeds): ``{"per_layer": {layer: {...}},
+    "seconds": wall time, "steps": optimiser steps summed over heads}``."""
     t0 = time.perf_counter()
     task.fit(list(splits["train"].labels))
     train_rows = np.concatenate([np.arange(entry.rows(int(i)).start, entry.rows(int(i)).stop)
@@ -147,8 +150,10 @@ def run_plain(task, entry, splits: dict[str, SplitData], cfg: ProbeConfig, *,  #
     std = np.maximum(sample.std(0), 1e-6).astype(np.float32)
     data = {s: _split_arrays(task, entry, splits[s], mean, std) for s in ("train", "val", "test")}
     runs: dict[tuple, list[tuple[dict, dict]]] = defaultdict(list)
+    steps = 0
     for spec in build_grid(cfg, entry.num_layers):
-        model = train_one(task, spec, data, cfg, seed, task.output_dim)
+        model, n = train_one(task, spec, data, cfg, seed, task.output_dim)
+        steps += n
         metrics = {}
         with torch.no_grad():
             for s in ("val", "test"):
@@ -165,4 +170,4 @@ def run_plain(task, entry, splits: dict[str, SplitData], cfg: ProbeConfig, *,  #
         layer = key[0]
         if layer not in per_layer or sign * val[metric] > sign * per_layer[layer]["val"][metric]:
             per_layer[layer] = {"config": key[1:], "val": val, "test": test}
-    return {"per_layer": per_layer, "seconds": time.perf_counter() - t0}
+    return {"per_layer": per_layer, "seconds": time.perf_counter() - t0, "steps": steps}
