@@ -8,7 +8,7 @@ hidden states pooled over frames) of the same model on the same audio on the sam
 one run. Peak memory is measured in a fresh process per track for a 10 s and a 10 min track.
 
     PYTHONPATH=. python benchmarks/extract.py                       # tiny + random MERT-v1-95M
-    PYTHONPATH=. python benchmarks/extract.py --models tiny --tracks 8 --seconds 20
+    PYTHONPATH=. python benchmarks/extract.py --models tiny --tracks 8 --seconds 20 --batch-size 16
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import soundfile as sf
 import torch
 from scipy.signal import resample_poly
 
+from benchmark.extraction import batch_windows
 from benchmark.features import FeatureStore
 from benchmark.models.base import Extractor
 from benchmark.models.mert import random_architecture
@@ -153,7 +154,8 @@ def main() -> None:
     p.add_argument("--models", nargs="*", default=["tiny", "mert-v1-95m"])
     p.add_argument("--tracks", type=int, default=8)
     p.add_argument("--seconds", type=float, default=30.0)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=batch_windows("auto", torch.device("cpu")),
+                   help="windows per forward pass (default: extract.batch_size=auto on CPU)")
     p.add_argument("--workers", type=int, default=0,
                    help="decode workers (0, mirprobe's default, is fastest on a 2-core CPU)")
     p.add_argument("--repeat", type=int, default=3, help="rounds; the fastest of each path counts")

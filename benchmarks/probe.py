@@ -20,6 +20,7 @@ layer; track probabilities are averaged per song for tasks that group clips by `
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -149,8 +150,7 @@ def vs_sklearn(name: str, task, entry, splits, cfg: ProbeConfig) -> dict:  # noq
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    lin = ProbeConfig(heads=["linear"], lr=cfg.lr, weight_decay=cfg.weight_decay,
-                      max_epochs=cfg.max_epochs, weighted_sum=False)
+    lin = dataclasses.replace(cfg, heads=["linear"], weighted_sum=False)
     res = run_probe(task, entry, splits, lin, progress=False)
     metric = task.selection_metric
     print(f"\n== {name}: linear probes vs LogisticRegression ({metric}, test) ==")
@@ -214,6 +214,7 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=1, help="windows (rows) per track")
     ap.add_argument("--heads", default="mlp")
     ap.add_argument("--max-epochs", type=int, default=100)
+    ap.add_argument("--patience", type=int, default=10, help="early-stopping patience (epochs)")
     ap.add_argument("--weight-decay", default="0",
                     help="L2 grid, comma-separated (with --vs-sklearn: as C is tuned for sklearn)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (both methods)")
@@ -227,6 +228,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = ProbeConfig(heads=args.heads.split(","), max_epochs=args.max_epochs,
+                      patience=args.patience, lr_patience=max(1, args.patience // 2),
                       weight_decay=[float(w) for w in args.weight_decay.split(",")])
     jobs = ([(args.task, *real_job(args))] if args.entry else
             [(k, *planted_job(k, args)) for k in args.tasks.split(",")])
