@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
+from scale import flops_per_audio_second  # benchmarks/scale.py, beside this script
 from scipy.signal import resample_poly
 
 from benchmark.extraction import batch_windows
@@ -124,6 +125,31 @@ def speed(model: str, paths: list[str], work: Path, args: argparse.Namespace) ->
             for d in args.dtypes]
 
 
+def matmul_peak(dtype: torch.dtype, n: int = 2048) -> float:
+    """This machine's dense matmul rate (FLOP/s) at ``dtype``: the best of a few large products."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+def ceiling(model: str, rows: list[dict], window_s: float) -> None:
+    """Print the naive loop's arithmetic rate against this CPU's matmul peak per precision: the
+    most any implementation of the same forward passes could gain (decoding not counted)."""
+    flops = flops_per_audio_second(build(model)) * window_s * rows[0]["windows"]
+    rate = flops / rows[0]["naive_s"]
+    for r in rows:
+        dtype = getattr(torch, r["dtype"])
+        peak = matmul_peak(dtype)
+        print(f"  {model} {r['dtype']}: naive fp32 runs at {rate / 1e9:.0f} GFLOP/s; {r['dtype']} "
+              f"matmul peak {peak / 1e9:.0f} GFLOP/s -> at most {peak / rate:.1f}x faster "
+              f"(measured {r['ratio']:.2f}x)")
+
+
 def _status_mb(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field):
@@ -182,11 +208,17 @@ def main() -> None:
         paths = [make_track(work / f"t{i}.wav", args.seconds, i) for i in range(args.tracks)]
         print(f"{'model':<14} {'precision':<9} {'naive fp32 (s)':>14} {'mirprobe (s)':>13} "
               f"{'speed-up':>9} {'windows':>8} {'max rel dev: naive fp32':>24} {'mirprobe fp32':>14}")
+        bounds = []
         for model in args.models:
-            for r in speed(model, paths, work, args):
+            rows = speed(model, paths, work, args)
+            bounds.append((model, rows))
+            for r in rows:
                 print(f"{model:<14} {r['dtype']:<9} {r['naive_s']:>14.2f} {r['mirprobe_s']:>13.2f} "
                       f"{r['ratio']:>8.2f}x {r['windows']:>8d} {r['dev_naive']:>24.1e} "
                       f"{r['dev_fp32']:>14.1e}")
+        print("\nceiling: the naive loop's arithmetic rate against this CPU's matmul peak")
+        for model, rows in bounds:
+            ceiling(model, rows, float(build(model).context_s))
         if args.skip_memory:
             return
         short = make_track(work / "short.wav", 10.0, 100)
