@@ -89,12 +89,12 @@ def timed(fn, *args, **kwargs) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def speed(model: str, paths: list[str], work: Path, args: argparse.Namespace) -> list[dict]:
+def speed(extractor: Extractor, model: str, paths: list[str], work: Path,
+          args: argparse.Namespace) -> list[dict]:
     """The naive fp32 loop and mirprobe at each precision, ``--repeat`` rounds side by side (the
     fastest round of each counts: the machine is shared). Deviations are relative to the largest
     magnitude: from the naive fp32 features (includes the different resamplers) and from
     mirprobe's own fp32 features (the precision alone)."""
-    extractor = build(model)
     # warm-up of both paths (imports, allocator) on one track, untimed
     naive_extract(extractor, paths[:1], extractor.context_s)
     for dtype in args.dtypes:
@@ -137,14 +137,12 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048) -> float:
     return 2 * n**3 / best
 
 
-def ceiling(model: str, rows: list[dict], window_s: float) -> None:
+def ceiling(model: str, rows: list[dict], window_flops: float, peaks: dict[str, float]) -> None:
     """Print the naive loop's arithmetic rate against this CPU's matmul peak per precision: the
     most any implementation of the same forward passes could gain (decoding not counted)."""
-    flops = flops_per_audio_second(build(model)) * window_s * rows[0]["windows"]
-    rate = flops / rows[0]["naive_s"]
+    rate = window_flops * rows[0]["windows"] / rows[0]["naive_s"]
     for r in rows:
-        dtype = getattr(torch, r["dtype"])
-        peak = matmul_peak(dtype)
+        peak = peaks[r["dtype"]]
         print(f"  {model} {r['dtype']}: naive fp32 runs at {rate / 1e9:.0f} GFLOP/s; {r['dtype']} "
               f"matmul peak {peak / 1e9:.0f} GFLOP/s -> at most {peak / rate:.1f}x faster "
               f"(measured {r['ratio']:.2f}x)")
@@ -210,15 +208,17 @@ def main() -> None:
               f"{'speed-up':>9} {'windows':>8} {'max rel dev: naive fp32':>24} {'mirprobe fp32':>14}")
         bounds = []
         for model in args.models:
-            rows = speed(model, paths, work, args)
-            bounds.append((model, rows))
+            extractor = build(model)
+            rows = speed(extractor, model, paths, work, args)
+            bounds.append((model, rows, flops_per_audio_second(extractor) * extractor.context_s))
             for r in rows:
                 print(f"{model:<14} {r['dtype']:<9} {r['naive_s']:>14.2f} {r['mirprobe_s']:>13.2f} "
                       f"{r['ratio']:>8.2f}x {r['windows']:>8d} {r['dev_naive']:>24.1e} "
                       f"{r['dev_fp32']:>14.1e}")
         print("\nceiling: the naive loop's arithmetic rate against this CPU's matmul peak")
-        for model, rows in bounds:
-            ceiling(model, rows, float(build(model).context_s))
+        peaks = {d: matmul_peak(getattr(torch, d)) for d in args.dtypes}
+        for model, rows, window_flops in bounds:
+            ceiling(model, rows, window_flops, peaks)
         if args.skip_memory:
             return
         short = make_track(work / "short.wav", 10.0, 100)
