@@ -13,7 +13,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from benchmark.errors import DataError
+from mirprobe.errors import DataError
 
 
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:

@@ -8,10 +8,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from benchmark.errors import UserError
+from mirprobe.errors import UserError
 
 # Areas that add their own subcommands through a ``register(subparsers)`` function.
-COMMAND_MODULES = ("benchmark.models.cli", "benchmark.report.cli", "benchmark.datasets.cli")
+COMMAND_MODULES = ("mirprobe.models.cli", "mirprobe.report.cli", "mirprobe.datasets.cli")
 
 RUN_HELP = """\
 CONFIG is a run config name under configs/runs/ (default: quickstart) or a YAML path.
@@ -38,8 +38,8 @@ def _split(args: Sequence[str]) -> tuple[str | None, list[str]]:
 
 
 def cmd_run(ns: argparse.Namespace, stages: tuple[str, ...]) -> int:
-    from benchmark.config import load_run_config
-    from benchmark.distributed import run
+    from mirprobe.config import load_run_config
+    from mirprobe.distributed import run
 
     cfg = load_run_config(*_split(ns.args))
     run(cfg, stages=stages)  # one process, or several (launch.devices, torchrun, srun)
@@ -49,7 +49,7 @@ def cmd_run(ns: argparse.Namespace, stages: tuple[str, ...]) -> int:
 def cmd_config(ns: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
-    from benchmark.config import load_run_config
+    from mirprobe.config import load_run_config
 
     print(OmegaConf.to_yaml(load_run_config(*_split(ns.args))), end="")
     return 0
@@ -58,7 +58,7 @@ def cmd_config(ns: argparse.Namespace) -> int:
 def cmd_synth(ns: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from benchmark.synth import generate_suite
+    from mirprobe.synth import generate_suite
 
     path = generate_suite(Path(ns.out), size=ns.size, seed=ns.seed, progress=True)
     print(f"synthetic suite ({ns.size}, seed {ns.seed}) in {path}")

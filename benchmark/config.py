@@ -3,7 +3,7 @@
 A run config (``configs/runs/*.yaml``) names the models and tasks to evaluate; each name refers
 to ``configs/models/<name>.yaml`` / ``configs/tasks/<name>.yaml`` or is given inline as a mapping.
 Everything is validated up front: an unknown key or a bad value raises a one-line
-:class:`~benchmark.errors.UserError` naming the key and listing what is allowed.
+:class:`~mirprobe.errors.UserError` naming the key and listing what is allowed.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from benchmark.errors import UserError
-from benchmark.probes import ProbeConfig
+import mirprobe.configs
+from mirprobe.errors import UserError
+from mirprobe.probes import ProbeConfig
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# configs/ ships as the package data of mirprobe.configs: found the same way from a wheel and a checkout
+CONFIG_DIR = Path(mirprobe.configs.__file__).resolve().parent
 DEFAULT_RUN = "quickstart"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -141,7 +143,7 @@ def _one_of(key: str, value: Any, allowed: tuple[str, ...] | list[str]) -> None:
 
 
 def validate(cfg: DictConfig) -> None:
-    from benchmark.synth import SIZES
+    from mirprobe.synth import SIZES
 
     _one_of("device", cfg.device, DEVICES)
     _one_of("extract.dtype", cfg.extract.dtype, DTYPES)

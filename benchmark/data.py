@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import UserError
+from mirprobe.errors import UserError
 
 SPLITS = ("train", "val", "test")
 

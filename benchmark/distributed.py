@@ -1,6 +1,6 @@
 """Several processes for one run: Lightning Fabric launches them, the pipeline shares the work.
 
-``launch(...)`` returns the :class:`~benchmark.pipeline.Dist` of this process. With one device
+``launch(...)`` returns the :class:`~mirprobe.pipeline.Dist` of this process. With one device
 and no cluster launcher around, it is the plain single-process ``Dist()`` (no process group, no
 Fabric). Otherwise Fabric's DDP strategy sets up the process group (gloo on CPU, NCCL on GPU):
 
@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 
-from benchmark.errors import UserError
-from benchmark.pipeline import Dist
+from mirprobe.errors import UserError
+from mirprobe.pipeline import Dist
 
 # Probe jobs differ in length (a tagging job can take far longer than a key job) and the slowest
 # rank holds the others at the closing barrier: wait for hours, not torch's default 30 minutes.
@@ -165,8 +165,8 @@ def launch_from_config(cfg: Any) -> Dist:
 
 
 def run(cfg: Any, stages: tuple[str, ...] = ("extract", "probe", "report")) -> list[dict[str, Any]]:
-    """``benchmark.pipeline.run`` across the processes the config (or the launcher) asks for."""
-    from benchmark.pipeline import run as run_pipeline
+    """``mirprobe.pipeline.run`` across the processes the config (or the launcher) asks for."""
+    from mirprobe.pipeline import run as run_pipeline
 
     return run_pipeline(cfg, stages=stages, dist=launch_from_config(cfg))
 

@@ -22,8 +22,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
-from benchmark.audio import stream_windows
-from benchmark.errors import DataError, UserError
+from mirprobe.audio import stream_windows
+from mirprobe.errors import DataError, UserError
 
 F16_MAX = float(np.finfo(np.float16).max)
 
@@ -84,7 +84,7 @@ def batch_windows(batch_size: int | str, device: torch.device) -> int:
     """Windows per forward pass for ``extract.batch_size``. ``auto``: 16 on a GPU; 2 on CPU, where
     the forward pass is compute-bound at any batch size and a conv front end's activations stay in
     cache only for a window or two (measured: the small random model extracts 2× faster at batch
-    2 than at 16; see benchmarks/README.md)."""
+    2 than at 16; see perf/README.md)."""
     if batch_size == "auto":
         return 2 if device.type == "cpu" else 16
     return int(batch_size)

@@ -153,7 +153,7 @@ class FeatureStore:
         publishes the entry once all ranks are done and every rank returns it; without one,
         ranks return None after their own share (publish later with :meth:`finalize`).
         """
-        from benchmark.extraction import precision, run_chunks
+        from mirprobe.extraction import precision, run_chunks
 
         if view not in VIEWS:
             raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
@@ -185,7 +185,7 @@ class FeatureStore:
         """Join the chunk files into one memory-mappable array and publish the entry atomically."""
         import os
 
-        from benchmark.results import atomic_write_json, versions
+        from mirprobe.results import atomic_write_json, versions
 
         final = self.final_path(eid)
         if (final / "meta.json").exists():

@@ -20,16 +20,16 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from benchmark import config as C
-from benchmark.data import SPLITS, Dataset, Item, Problem, load_dataset
-from benchmark.errors import UserError
-from benchmark.extraction import batch_windows, precision
-from benchmark.features import FeatureEntry, FeatureStore, entry_id, entry_identity
-from benchmark.models import load_model, model_options
-from benchmark.models.base import Extractor
-from benchmark.probes import ProbeConfig, SplitData, run_probe
-from benchmark.results import RecordStore, record_id, save_predictions, versions
-from tasks import Task, get_task
+from mirprobe import config as C
+from mirprobe.data import SPLITS, Dataset, Item, Problem, load_dataset
+from mirprobe.errors import UserError
+from mirprobe.extraction import batch_windows, precision
+from mirprobe.features import FeatureEntry, FeatureStore, entry_id, entry_identity
+from mirprobe.models import load_model, model_options
+from mirprobe.models.base import Extractor
+from mirprobe.probes import ProbeConfig, SplitData, run_probe
+from mirprobe.results import RecordStore, record_id, save_predictions, versions
+from mirprobe.tasks import Task, get_task
 
 TASK_KEYS = ("plugin", "data", "jsonl", "audio_root")
 
@@ -149,7 +149,7 @@ class Runner:
     # ---------------------------------------------------------------- data
     def dataset_folder(self, spec: TaskSpec) -> Path:
         if spec.data == "synthetic":
-            from benchmark.synth import generate_suite
+            from mirprobe.synth import generate_suite
 
             size, seed = self.cfg.synthetic.size, int(self.cfg.synthetic.seed)
             with self.timer.stage("synthesize"):
@@ -327,7 +327,7 @@ def run(cfg: DictConfig, *, stages: tuple[str, ...] = ("extract", "probe", "repo
         with runner.timer.stage("load model"):
             extractor = load_model(name, **options)
             if cfg.extract.compile:
-                from benchmark.distributed import compile_extractor
+                from mirprobe.distributed import compile_extractor
 
                 extractor = compile_extractor(extractor)
         for spec in specs:
@@ -349,7 +349,7 @@ def run(cfg: DictConfig, *, stages: tuple[str, ...] = ("extract", "probe", "repo
         return []
     records = [r for r in (runner.records.get(job.rid) for job in jobs) if r is not None]
     if "report" in stages and records:
-        from benchmark.report.render import print_and_write
+        from mirprobe.report.render import print_and_write
 
         out = Path(str(cfg.output)) if cfg.output else runner.work / "runs" / str(cfg.name)
         with runner.timer.stage("report"):

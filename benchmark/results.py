@@ -91,11 +91,11 @@ def versions() -> dict[str, str]:
     import sklearn
     import torch
 
-    import benchmark
+    import mirprobe
 
     return {"python": platform.python_version(), "torch": torch.__version__,
             "numpy": np.__version__, "sklearn": sklearn.__version__,
-            "mir_eval": mir_eval.__version__, "mirprobe": benchmark.__version__}
+            "mir_eval": mir_eval.__version__, "mirprobe": mirprobe.__version__}
 
 
 class RecordStore:

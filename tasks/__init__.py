@@ -5,20 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmark.errors import UserError
-from benchmark.plugins import load, registry
-from tasks.base import Task
+from mirprobe.errors import UserError
+from mirprobe.plugins import load, registry
+from mirprobe.tasks.base import Task
 
 # Fallback when the package metadata is not installed (running from a source tree).
 BUILTIN = {
-    "tagging": "tasks.tagging:TaggingTask",
-    "key": "tasks.key:KeyTask",
-    "genre": "tasks.genre:GenreTask",
-    "beat": "tasks.beat:BeatTask",
-    "emotion": "tasks.emotion:EmotionTask",
-    "multiclass": "tasks.generic:MulticlassTask",
-    "multilabel": "tasks.generic:MultilabelTask",
-    "regression": "tasks.generic:RegressionTask",
+    "tagging": "mirprobe.tasks.tagging:TaggingTask",
+    "key": "mirprobe.tasks.key:KeyTask",
+    "genre": "mirprobe.tasks.genre:GenreTask",
+    "beat": "mirprobe.tasks.beat:BeatTask",
+    "emotion": "mirprobe.tasks.emotion:EmotionTask",
+    "multiclass": "mirprobe.tasks.generic:MulticlassTask",
+    "multilabel": "mirprobe.tasks.generic:MultilabelTask",
+    "regression": "mirprobe.tasks.generic:RegressionTask",
 }
 
 

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tasks import metrics
-from tasks.base import Task
+from mirprobe.tasks import metrics
+from mirprobe.tasks.base import Task
 
 WINDOW_S = 0.07  # F-measure tolerance, mir_eval's default and MARBLE's
 CHANNELS = ("beat", "downbeat")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from tasks.generic import RegressionTask
+from mirprobe.tasks.generic import RegressionTask
 
 
 class EmotionTask(RegressionTask):

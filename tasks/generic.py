@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tasks import metrics
-from tasks.base import Task
+from mirprobe.tasks import metrics
+from mirprobe.tasks.base import Task
 
 
 def _check_predictions(predictions: Any, labels: Sequence[Any], width: int) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from tasks.generic import MulticlassTask
+from mirprobe.tasks.generic import MulticlassTask
 
 
 class GenreTask(MulticlassTask):

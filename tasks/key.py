@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from tasks.generic import MulticlassTask, _check_predictions
+from mirprobe.tasks.generic import MulticlassTask, _check_predictions
 
 TONICS = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 KEYS = tuple(f"{tonic} {mode}" for mode in ("major", "minor") for tonic in TONICS)

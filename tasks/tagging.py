@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from tasks.generic import MultilabelTask
+from mirprobe.tasks.generic import MultilabelTask
 
 
 class TaggingTask(MultilabelTask):

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import average_precision_score
 
-from tasks import get_task
-from tasks.beat import metronome
+from mirprobe.tasks import get_task
+from mirprobe.tasks.beat import metronome
 
 FRAME_RATE = 75.0
 RNG = np.random.default_rng(1)

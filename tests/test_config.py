@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.cli import main
-from benchmark.config import load_run_config, named_section
-from benchmark.errors import UserError
-from benchmark.extraction import batch_windows
+from mirprobe.cli import main
+from mirprobe.config import load_run_config, named_section
+from mirprobe.errors import UserError
+from mirprobe.extraction import batch_windows
 
 
 def test_quickstart_loads_with_overrides() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.audio import load_audio, window_bounds
-from benchmark.data import load_dataset, read_jsonl
-from benchmark.errors import DataError, UserError
+from mirprobe.audio import load_audio, window_bounds
+from mirprobe.data import load_dataset, read_jsonl
+from mirprobe.errors import DataError, UserError
 from tests.conftest import write_jsonl, write_tone
 
 

@@ -11,8 +11,8 @@ import pytest
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from benchmark.audio import load_audio
-from benchmark.datasets.common import read_header
+from mirprobe.audio import load_audio
+from mirprobe.datasets.common import read_header
 
 FORMATS = {".wav": ("WAV", "PCM_16", 1e-3), ".flac": ("FLAC", "PCM_16", 1e-3),
            ".ogg": ("OGG", "VORBIS", None), ".mp3": ("MP3", None, None)}

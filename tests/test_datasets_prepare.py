@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from benchmark.datasets import prepare
-from benchmark.datasets.gtzan import GENRES
-from benchmark.datasets.mtt import TAGS
-from benchmark.errors import UserError
+from mirprobe.datasets import prepare
+from mirprobe.datasets.gtzan import GENRES
+from mirprobe.datasets.mtt import TAGS
+from mirprobe.errors import UserError
 
 # Copies of the published lists beside the checkout, when present (never part of the project).
 SHARED_LISTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "gtzan_filtered"
@@ -343,7 +343,7 @@ def test_unknown_dataset_or_option_is_a_user_error(tmp_path: Path) -> None:
 
 
 def test_cli_prepare(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from benchmark.cli import main
+    from mirprobe.cli import main
 
     make_gtzan(tmp_path / "raw", per_genre=5, seconds=0.1, genres=("blues", "rock"))
     assert main(["datasets", "prepare", "gtzan", "--raw", str(tmp_path / "raw"),

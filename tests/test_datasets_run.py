@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.config import load_run_config
-from benchmark.datasets import prepare
-from benchmark.datasets.verify import verify
-from benchmark.errors import UserError
-from benchmark.pipeline import run
+from mirprobe.config import load_run_config
+from mirprobe.datasets import prepare
+from mirprobe.datasets.verify import verify
+from mirprobe.errors import UserError
+from mirprobe.pipeline import run
 from tests.test_datasets_prepare import (
     make_emomusic,
     make_giantsteps,

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from benchmark.cli import main
-from benchmark.datasets.verify import infer_plugin, verify, verify_files
-from benchmark.errors import UserError
+from mirprobe.cli import main
+from mirprobe.datasets.verify import infer_plugin, verify, verify_files
+from mirprobe.errors import UserError
 from tests.test_datasets_prepare import make_gtzan, write_audio
 
 
@@ -99,7 +99,7 @@ def test_cli_exit_status_and_json(tmp_path: Path, capsys: pytest.CaptureFixture)
     saved = json.loads(out.read_text())
     assert saved[0]["ok"] is False and len(saved[0]["problems"]) == len(problems)
     make_gtzan(tmp_path / "good", per_genre=5, seconds=0.5, genres=("blues", "rock"))
-    from benchmark.datasets import prepare
+    from mirprobe.datasets import prepare
 
     result = prepare("gtzan", tmp_path / "good", tmp_path / "out")
     # verify by dataset name relative to --data-root, reading the task config's classes

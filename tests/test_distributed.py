@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.distributed import detect_environment, launch, plan
-from benchmark.errors import UserError
-from benchmark.features import FeatureStore, entry_id, entry_identity
-from benchmark.models.base import Extractor
-from benchmark.models.random import SmallRandomExtractor
+from mirprobe.distributed import detect_environment, launch, plan
+from mirprobe.errors import UserError
+from mirprobe.features import FeatureStore, entry_id, entry_identity
+from mirprobe.models.base import Extractor
+from mirprobe.models.random import SmallRandomExtractor
 from tests.conftest import write_tone
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,10 +41,10 @@ TORCHRUN_KEYS = ("TORCHELASTIC_RUN_ID", "LOCAL_WORLD_SIZE", "WORLD_SIZE", "RANK"
 EXTRACT_DRIVER = """
 import json, os, sys, time
 from pathlib import Path
-from benchmark.distributed import launch
-from benchmark.features import FeatureStore
-from benchmark.models.base import Extractor
-from benchmark.models.random import SmallRandomExtractor
+from mirprobe.distributed import launch
+from mirprobe.features import FeatureStore
+from mirprobe.models.base import Extractor
+from mirprobe.models.random import SmallRandomExtractor
 keys_file, root, note, delay = sys.argv[1:]
 dist = launch("auto", "auto", "cpu")
 Path(note, f"rank{dist.rank}.pid").write_text(str(os.getpid()))
@@ -84,7 +84,7 @@ def _script(tmp_path: Path, name: str, text: str) -> Path:
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from benchmark.synth import generate_suite
+    from mirprobe.synth import generate_suite
 
     return generate_suite(tmp_path_factory.mktemp("suite") / "tiny-seed0", size="tiny", progress=False)
 
@@ -170,8 +170,8 @@ def test_plan_local_and_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _one_thread_run(overrides: list[str]) -> None:
-    from benchmark.config import load_run_config
-    from benchmark.pipeline import run
+    from mirprobe.config import load_run_config
+    from mirprobe.pipeline import run
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in each of the processes
@@ -282,7 +282,7 @@ def _as_local(command: str, work: Path, overrides: list[str] | None = None) -> l
     words = shlex.split(command)
     words = words[words.index("mirprobe") if "mirprobe" in words else words.index("torchrun"):]
     words = [w for w in words if not w.startswith("$")]  # "$@" and other variables of the script
-    head = {"mirprobe": [sys.executable, "-m", "benchmark.cli"],
+    head = {"mirprobe": [sys.executable, "-m", "mirprobe.cli"],
             "torchrun": [sys.executable, "-m", "torch.distributed.run"]}[words[0]]
     return [*head, *words[1:], *(overrides or [*TINY, "tasks=[genre,key]", f"work_dir={work}"])]
 
@@ -326,8 +326,8 @@ def test_every_documented_command_is_valid(monkeypatch: pytest.MonkeyPatch) -> N
     """Dry run of the commands that need GPUs or nodes: launcher arguments, CLI, config, plan."""
     from torch.distributed.run import get_args_parser
 
-    from benchmark.cli import _split, build_parser
-    from benchmark.config import load_run_config
+    from mirprobe.cli import _split, build_parser
+    from mirprobe.config import load_run_config
 
     for key in SLURM_KEYS + TORCHRUN_KEYS:
         monkeypatch.delenv(key, raising=False)
@@ -337,7 +337,7 @@ def test_every_documented_command_is_valid(monkeypatch: pytest.MonkeyPatch) -> N
         words = shlex.split(command)
         if words[0] == "torchrun":
             launcher = get_args_parser().parse_args(words[1:])
-            assert launcher.module and launcher.training_script == "benchmark.cli", command
+            assert launcher.module and launcher.training_script == "mirprobe.cli", command
             words = ["mirprobe", *launcher.training_script_args]
         elif words[0] == "sbatch":
             assert (ROOT / words[1]).resolve() == SBATCH.resolve(), command

@@ -10,9 +10,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from benchmark.features import FeatureStore, entry_id, entry_identity
-from benchmark.models.handcrafted import HandcraftedExtractor
-from benchmark.models.random import SmallRandomExtractor
+from mirprobe.features import FeatureStore, entry_id, entry_identity
+from mirprobe.models.handcrafted import HandcraftedExtractor
+from mirprobe.models.random import SmallRandomExtractor
 from tests.conftest import write_tone
 
 
@@ -115,7 +115,7 @@ def test_unusable_items_are_listed_not_dropped(tmp_path: Path, tracks: list[str]
 
 
 def test_precision_is_part_of_the_entry(tmp_path: Path, tracks: list[str]) -> None:
-    from benchmark.errors import UserError
+    from mirprobe.errors import UserError
 
     store = FeatureStore(tmp_path / "f")
     fp32 = store.extract(SmallRandomExtractor(), tracks, progress=False)
@@ -141,7 +141,7 @@ def test_worker_processes_give_the_same_entry(tmp_path: Path, tracks: list[str])
 
 
 def test_streamed_windows_match_whole_track_decoding(tmp_path: Path) -> None:
-    from benchmark.audio import load_audio, stream_windows, window_bounds
+    from mirprobe.audio import load_audio, stream_windows, window_bounds
 
     path = write_tone(tmp_path / "long.wav", 23.3, sr=44100, channels=2)
     whole = load_audio(path, 24000)

@@ -19,11 +19,11 @@ from fixtures_models import (
     write_hear_module,
 )
 
-from benchmark.errors import UserError
-from benchmark.models.hear import load_hear
-from benchmark.models.hf import load_hf
-from benchmark.models.hub import resolve_checkpoint
-from benchmark.models.mert import ARCHITECTURES, load_mert, random_architecture
+from mirprobe.errors import UserError
+from mirprobe.models.hear import load_hear
+from mirprobe.models.hf import load_hf
+from mirprobe.models.hub import resolve_checkpoint
+from mirprobe.models.mert import ARCHITECTURES, load_mert, random_architecture
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
@@ -171,7 +171,7 @@ def test_hub_blob_digest_is_the_file_sha256(tmp_path: Path) -> None:
     """In the hub cache a weight file links to a blob named by its SHA-256, used without reading."""
     import hashlib
 
-    from benchmark.models.hub import weight_files, weights_digest
+    from mirprobe.models.hub import weight_files, weights_digest
 
     folder = write_checkpoint(tmp_path / "plain", "postln16")
     data = (folder / "pytorch_model.bin").read_bytes()

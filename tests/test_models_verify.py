@@ -15,9 +15,9 @@ from fixtures_models import (
     write_checkpoint,
 )
 
-from benchmark.cli import main
-from benchmark.models.mert import load_mert
-from benchmark.models.verify import DEFAULT_LENGTHS, Check, embed_windows, probe_signal, verify
+from mirprobe.cli import main
+from mirprobe.models.mert import load_mert
+from mirprobe.models.verify import DEFAULT_LENGTHS, Check, embed_windows, probe_signal, verify
 
 
 def conv_frames(n: int) -> int:

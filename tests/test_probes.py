@@ -16,12 +16,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.features import FeatureEntry
-from benchmark.probes import ProbeConfig, SplitData, run_probe
-from benchmark.probes.aggregate import merge_units
-from benchmark.probes.heads import HeadBank, HeadSpec, StackedAdam
-from benchmark.probes.plain import run_plain
-from tasks.base import Task
+from mirprobe.features import FeatureEntry
+from mirprobe.probes import ProbeConfig, SplitData, run_probe
+from mirprobe.probes.aggregate import merge_units
+from mirprobe.probes.heads import HeadBank, HeadSpec, StackedAdam
+from mirprobe.probes.plain import run_plain
+from mirprobe.tasks.base import Task
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -320,8 +320,8 @@ def test_streaming_peak_memory_stays_in_budget(tmp_path):
     script = textwrap.dedent(f"""
         import json, numpy as np, torch
         torch.set_num_threads(1)
-        from benchmark.features import FeatureEntry
-        from benchmark.probes import ProbeConfig, SplitData, run_probe
+        from mirprobe.features import FeatureEntry
+        from mirprobe.probes import ProbeConfig, SplitData, run_probe
         from tests.test_probes import Classes
         rows, layers, dim = 16_000, 8, 256
         f = np.lib.format.open_memmap({str(tmp_path / "f.npy")!r}, mode="w+", dtype=np.float16,
@@ -364,7 +364,7 @@ def test_streaming_peak_memory_stays_in_budget(tmp_path):
 
 
 def test_frame_view_batches_hold_whole_windows() -> None:
-    from benchmark.probes.engine import batch_rows
+    from mirprobe.probes.engine import batch_rows
 
     cfg = ProbeConfig(batch_size=8)
     clip = FeatureEntry.from_arrays(np.zeros((4, 2, 3), np.float16), [0, 4], frame_rate=50.0)

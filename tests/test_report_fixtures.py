@@ -16,9 +16,9 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-import tasks
-from benchmark.results import RecordStore, save_predictions
-from tasks.base import Task
+from mirprobe import tasks
+from mirprobe.results import RecordStore, save_predictions
+from mirprobe.tasks.base import Task
 
 
 class ToyClassTask(Task):

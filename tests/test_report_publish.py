@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from test_report_fixtures import TOYS, toy_tasks, write_suite  # noqa: F401 - fixture
 
-import tasks
-from benchmark.cli import main
-from benchmark.report.publish import publish
+from mirprobe import tasks
+from mirprobe.cli import main
+from mirprobe.report.publish import publish
 
 NUM = re.compile(r"[-+]?\d+(?:\.\d+)?")
 

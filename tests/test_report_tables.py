@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from test_report_fixtures import write_suite
 
-from benchmark.errors import UserError
-from benchmark.report.render import print_and_write
-from benchmark.report.tables import aggregate, layer_table, leaderboard
+from mirprobe.errors import UserError
+from mirprobe.report.render import print_and_write
+from mirprobe.report.tables import aggregate, layer_table, leaderboard
 
 
 def test_leaderboard_picks_validation_layer(tmp_path):

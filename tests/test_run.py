@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.config import load_run_config
-from benchmark.features import FeatureStore, entry_id, entry_identity
-from benchmark.models.random import SmallRandomExtractor
-from benchmark.pipeline import run
-from benchmark.synth import generate_suite
+from mirprobe.config import load_run_config
+from mirprobe.features import FeatureStore, entry_id, entry_identity
+from mirprobe.models.random import SmallRandomExtractor
+from mirprobe.pipeline import run
+from mirprobe.synth import generate_suite
 
 TINY = ["synthetic.size=tiny", "progress=false", "probe.heads=[linear,mlp]", "probe.hidden=32",
         "probe.lr=[1e-3,1e-2]", "probe.max_epochs=4", "probe.patience=2"]
@@ -67,8 +67,8 @@ def test_killed_extraction_resumes_without_recomputing(tmp_path: Path) -> None:
     keys = sorted(str(p) for p in (suite / "audio").glob("*.wav")) * 3  # enough chunks to kill mid-way
     store = FeatureStore(tmp_path / "features")
     script = (
-        "import sys; from pathlib import Path; from benchmark.features import FeatureStore;"
-        "from benchmark.models.random import SmallRandomExtractor;"
+        "import sys; from pathlib import Path; from mirprobe.features import FeatureStore;"
+        "from mirprobe.models.random import SmallRandomExtractor;"
         f"FeatureStore(Path({str(store.root)!r})).extract(SmallRandomExtractor(), {keys!r}, "
         "batch_size=1, chunk_items=4, progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT,
@@ -99,7 +99,7 @@ def test_killed_extraction_resumes_without_recomputing(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("override", ["models=[nosuch]", "tasks=[nosuch]"])
 def test_unknown_names_fail_before_any_work(tmp_path: Path, override: str) -> None:
-    from benchmark.errors import UserError
+    from mirprobe.errors import UserError
 
     with pytest.raises(UserError, match="nosuch"):
         _run(tmp_path, override)

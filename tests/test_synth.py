@@ -15,12 +15,12 @@ import pytest
 import soundfile as sf
 from scipy import signal
 
-from benchmark.errors import UserError
-from benchmark.synth import GENRES, KEYS, SIZES, TAGS, generate_suite
-from benchmark.synth.labels import tags
-from benchmark.synth.render import render
-from benchmark.synth.spec import sample_spec
-from benchmark.synth.suite import PREFIXES, plan, split_counts
+from mirprobe.errors import UserError
+from mirprobe.synth import GENRES, KEYS, SIZES, TAGS, generate_suite
+from mirprobe.synth.labels import tags
+from mirprobe.synth.render import render
+from mirprobe.synth.spec import sample_spec
+from mirprobe.synth.suite import PREFIXES, plan, split_counts
 
 SR = 16000
 CLIP_TASKS = ("Key", "Genre", "Tagging", "Emotion")
@@ -41,7 +41,7 @@ def _digests(folder: Path) -> dict[str, str]:
 
 
 def test_sizes_match_the_names_the_config_accepts():
-    from benchmark.config import load_run_config
+    from mirprobe.config import load_run_config
 
     for size in SIZES:
         assert load_run_config("quickstart", [f"synthetic.size={size}"]).synthetic.size == size
@@ -202,8 +202,8 @@ def test_tags_list_the_instruments_that_sound():
 
 
 def test_task_configs_list_the_suite_classes() -> None:
-    from benchmark.config import named_section
-    from benchmark.synth import GENRES, TAGS
+    from mirprobe.config import named_section
+    from mirprobe.synth import GENRES, TAGS
 
     assert named_section("tagging", "tasks")[1]["classes"] == list(TAGS)
     assert named_section("genre", "tasks")[1]["classes"] == list(GENRES)

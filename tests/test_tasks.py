@@ -18,8 +18,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from tasks import available_tasks, get_task, metrics
-from tasks.key import KEYS, KeyTask
+from mirprobe.tasks import available_tasks, get_task, metrics
+from mirprobe.tasks.key import KEYS, KeyTask
 
 RNG = np.random.default_rng(0)
 

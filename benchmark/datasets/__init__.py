@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.datasets.common import PrepareResult
-from benchmark.errors import UserError
+from mirprobe.datasets.common import PrepareResult
+from mirprobe.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class DatasetSpec:
     """One preparable dataset: where its JSONL goes and which task config reads it."""
 
     name: str
-    module: str  # benchmark.datasets.<module>:prepare
+    module: str  # mirprobe.datasets.<module>:prepare
     folder: str  # relative to the MARBLE root
     prefix: str
     task: str  # configs/tasks/<task>.yaml
@@ -69,7 +69,7 @@ def prepare(name: str, raw: Path, out: Path, **options: Any) -> PrepareResult:
     if unused:
         raise UserError(f"dataset {spec.name!r} takes no {', '.join(map(_flag, unused))}; "
                         f"it takes: {', '.join(map(_flag, spec.options)) or 'no options'}")
-    module = importlib.import_module(f"benchmark.datasets.{spec.module}")
+    module = importlib.import_module(f"mirprobe.datasets.{spec.module}")
     return module.prepare(Path(raw), Path(out), **options)
 
 

@@ -20,13 +20,13 @@ found (warnings alone exit 0)."""
 
 
 def _dataset_lines() -> str:
-    from benchmark.datasets import DATASETS
+    from mirprobe.datasets import DATASETS
 
     return "\n".join(f"  {s.name:<13} {s.summary}" for s in DATASETS.values())
 
 
 def cmd_list(ns: argparse.Namespace) -> int:
-    from benchmark.datasets import DATASETS
+    from mirprobe.datasets import DATASETS
 
     for s in DATASETS.values():
         print(f"{s.name:<13} {s.folder}/{s.prefix}.{{train,val,test}}.jsonl  task config: {s.task}")
@@ -35,7 +35,7 @@ def cmd_list(ns: argparse.Namespace) -> int:
 
 
 def cmd_prepare(ns: argparse.Namespace) -> int:
-    from benchmark.datasets import get_spec, prepare
+    from mirprobe.datasets import get_spec, prepare
 
     spec = get_spec(ns.name)
     options = {k: getattr(ns, k) for k in ("splits", "annotations", "audio", "seed", "workers")
@@ -51,7 +51,7 @@ def cmd_prepare(ns: argparse.Namespace) -> int:
 
 
 def cmd_verify(ns: argparse.Namespace) -> int:
-    from benchmark.datasets.verify import verify
+    from mirprobe.datasets.verify import verify
 
     reports = []
     for target in ns.targets:
@@ -61,7 +61,7 @@ def cmd_verify(ns: argparse.Namespace) -> int:
             print(report.render(limit=ns.limit))
             reports.append(report)
     if ns.json:
-        from benchmark.results import atomic_write_json
+        from mirprobe.results import atomic_write_json
 
         atomic_write_json(Path(ns.json), [r.to_dict() for r in reports])
     bad = sum(not r.ok for r in reports)

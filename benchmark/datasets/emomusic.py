@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.datasets.common import DatasetWriter, PrepareResult, check_raw, find_file
-from benchmark.errors import UserError
+from mirprobe.datasets.common import DatasetWriter, PrepareResult, check_raw, find_file
+from mirprobe.errors import UserError
 
 FOLDER, PREFIX = "data/EMO", "EMO"
 

@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from benchmark.audio import resample
-from benchmark.datasets.common import AUDIO_SUFFIXES, DatasetWriter, PrepareResult, check_raw
-from benchmark.errors import UserError
+from mirprobe.audio import resample
+from mirprobe.datasets.common import AUDIO_SUFFIXES, DatasetWriter, PrepareResult, check_raw
+from mirprobe.errors import UserError
 
 FOLDER, PREFIX = "data/GS", "GS"
 CLIP_DIR = "giantsteps_clips/wav"

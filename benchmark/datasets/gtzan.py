@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.datasets.common import AUDIO_SUFFIXES, DatasetWriter, PrepareResult, check_raw
-from benchmark.errors import UserError
+from mirprobe.datasets.common import AUDIO_SUFFIXES, DatasetWriter, PrepareResult, check_raw
+from mirprobe.errors import UserError
 
 FOLDER, PREFIX = "data/GTZAN", "GTZANGenre"
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae",

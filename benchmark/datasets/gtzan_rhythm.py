@@ -15,9 +15,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmark.datasets.common import DatasetWriter, PrepareResult, check_raw
-from benchmark.datasets.gtzan import STEM, assign_splits, find_audio, split_options
-from benchmark.errors import UserError
+from mirprobe.datasets.common import DatasetWriter, PrepareResult, check_raw
+from mirprobe.datasets.gtzan import STEM, assign_splits, find_audio, split_options
+from mirprobe.errors import UserError
 
 FOLDER, PREFIX = "data/GTZAN", "GTZANBeatTracking"
 

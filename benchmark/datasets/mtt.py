@@ -20,8 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.datasets.common import DatasetWriter, PrepareResult, check_raw, find_file
-from benchmark.errors import UserError
+from mirprobe.datasets.common import DatasetWriter, PrepareResult, check_raw, find_file
+from mirprobe.errors import UserError
 
 FOLDER, PREFIX = "data/MTT", "MTT"
 #: MARBLE v2's class order of the top-50 tags.

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.data import SPLITS, Item, read_jsonl
-from benchmark.datasets.common import HEADER_WORKERS, Header, read_headers
-from benchmark.errors import DataError, UserError
+from mirprobe.data import SPLITS, Item, read_jsonl
+from mirprobe.datasets.common import HEADER_WORKERS, Header, read_headers
+from mirprobe.errors import DataError, UserError
 
 SPLIT_FILE = re.compile(r"^(?P<prefix>.+)\.(?P<split>train|val|test)\.jsonl$")
 MIN_SECONDS = 0.1  # below this no model yields a feature frame: the run skips the item
@@ -192,7 +192,7 @@ def header_findings(row: dict[str, Any], head: Header, window_s: float) -> tuple
 
 
 def _decode_error(path: Path, sample_rate: int) -> str | None:
-    from benchmark.audio import load_audio
+    from mirprobe.audio import load_audio
 
     try:
         load_audio(path, sample_rate)
@@ -293,7 +293,7 @@ def _check_labels(items: dict[str, list[Item]], report: VerifyReport, plugin: st
 def _fitted(plugin: str, options: dict[str, Any], labels: list[Any]) -> Any:
     """The task fitted on the training labels; labels it rejects are left out of the fit
     (each is reported by the per-row check)."""
-    from tasks import get_task
+    from mirprobe.tasks import get_task
 
     task = get_task(plugin, **options)
     try:
@@ -306,7 +306,7 @@ def _fitted(plugin: str, options: dict[str, Any], labels: list[Any]) -> Any:
 
 
 def _fits(plugin: str, options: dict[str, Any], label: Any) -> bool:
-    from tasks import get_task
+    from mirprobe.tasks import get_task
 
     try:
         get_task(plugin, **options).fit([label])
@@ -361,7 +361,7 @@ def resolve_target(target: str, data_root: Path | None = None) -> list[tuple[str
 def _known_task(path: Path) -> dict[str, Any]:
     """The task config of a MARBLE dataset recognised by its JSONL prefix (``GTZANGenre``), so
     that labels are checked against its fixed classes; nothing for other files."""
-    from benchmark.datasets import DATASETS
+    from mirprobe.datasets import DATASETS
 
     match = SPLIT_FILE.match(path.name)
     spec = next((s for s in DATASETS.values() if match and s.prefix == match["prefix"]), None)
@@ -369,8 +369,8 @@ def _known_task(path: Path) -> dict[str, Any]:
 
 
 def _from_task_config(name: str, data_root: Path | None) -> tuple[str, dict[str, Path], dict[str, Any]]:
-    from benchmark.config import available, named_section
-    from benchmark.datasets import ALIASES, DATASETS
+    from mirprobe.config import available, named_section
+    from mirprobe.datasets import ALIASES, DATASETS
 
     config = DATASETS[ALIASES.get(name, name)].task if ALIASES.get(name, name) in DATASETS else name
     if config not in available("tasks"):

@@ -10,16 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import UserError
-from benchmark.models.base import Extractor
-from benchmark.plugins import load, registry
+from mirprobe.errors import UserError
+from mirprobe.models.base import Extractor
+from mirprobe.plugins import load, registry
 
 BUILTIN_KINDS = {
-    "handcrafted": "benchmark.models.handcrafted:HandcraftedExtractor",
-    "random": "benchmark.models.random:RandomExtractor",
-    "mert": "benchmark.models.mert:load_mert",
-    "hf": "benchmark.models.hf:load_hf",
-    "hear": "benchmark.models.hear:load_hear",
+    "handcrafted": "mirprobe.models.handcrafted:HandcraftedExtractor",
+    "random": "mirprobe.models.random:RandomExtractor",
+    "mert": "mirprobe.models.mert:load_mert",
+    "hf": "mirprobe.models.hf:load_hf",
+    "hear": "mirprobe.models.hear:load_hear",
 }
 
 
@@ -29,7 +29,7 @@ def available_kinds() -> dict[str, str]:
 
 def model_options(name_or_path: str) -> dict[str, Any]:
     """Options of a named model config, or the options that load a checkpoint folder / hub name."""
-    from benchmark.config import available, named_section
+    from mirprobe.config import available, named_section
 
     if name_or_path in available("models"):
         return named_section(name_or_path, "models")[1]

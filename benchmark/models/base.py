@@ -3,7 +3,7 @@
 An extractor maps a batch of equal-length mono waveforms at its own sample rate to
 all hidden states ``[layers, batch, frames, dim]``. Layer 0 is the embedding output
 (for handcrafted features: the first feature group). Windowing, resampling and
-caching live elsewhere (``benchmark.audio``, ``benchmark.features``); an extractor
+caching live elsewhere (``mirprobe.audio``, ``mirprobe.features``); an extractor
 only runs its network.
 """
 
@@ -73,15 +73,15 @@ class Extractor(ABC):
 
     def prepare(self, wave: np.ndarray) -> np.ndarray:
         """Per-window waveform preprocessing (normalisation) before batching."""
-        from benchmark.extraction import normalize_wave
+        from mirprobe.extraction import normalize_wave
 
         return normalize_wave(wave) if self.normalize else wave
 
     @torch.inference_mode()
     def embed(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
         """All hidden states of one clip, ``[layers, frames, dim]`` (resampled, windowed, normalised)."""
-        from benchmark.audio import resample, window_bounds
-        from benchmark.extraction import min_window_samples
+        from mirprobe.audio import resample, window_bounds
+        from mirprobe.extraction import min_window_samples
 
         wave = resample(np.asarray(waveform, dtype=np.float32), sample_rate, self.sample_rate)
         window = int(round(self.context_s * self.sample_rate))

@@ -6,14 +6,14 @@ import argparse
 import sys
 from typing import Any
 
-from benchmark.errors import UserError
+from mirprobe.errors import UserError
 
 WEIGHTED_KINDS = ("mert", "hf")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``models`` command and its ``list`` / ``verify`` subcommands."""
-    from benchmark.models.verify import DEFAULT_LENGTHS
+    from mirprobe.models.verify import DEFAULT_LENGTHS
 
     p = subparsers.add_parser("models", help="list model configs; load and validate a model",
                               description="List model configs, or load a model and validate it.")
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _weights_status(options: dict[str, Any]) -> str:
-    from benchmark.models.hub import resolve_checkpoint, weight_files
+    from mirprobe.models.hub import resolve_checkpoint, weight_files
 
     if options.get("kind") not in WEIGHTED_KINDS:
         return "no weights needed"
@@ -54,9 +54,9 @@ def _row(name: str, options: dict[str, Any]) -> list[str]:
 
 
 def cmd_list(ns: argparse.Namespace) -> int:
-    from benchmark.config import available
-    from benchmark.models import model_options
-    from benchmark.models.mert import ARCHITECTURES
+    from mirprobe.config import available
+    from mirprobe.models import model_options
+    from mirprobe.models.mert import ARCHITECTURES
 
     header = ["name", "kind", "checkpoint/architecture", "rate", "fps", "layers", "dim", "window",
               "weights"]
@@ -70,11 +70,11 @@ def cmd_list(ns: argparse.Namespace) -> int:
 
 
 def _load(ns: argparse.Namespace) -> Any:
-    from benchmark.config import available
-    from benchmark.models import load_model
-    from benchmark.models.hf import read_json
-    from benchmark.models.hub import resolve_checkpoint
-    from benchmark.models.mert import DATA2VEC_TYPES, HUBERT_TYPES
+    from mirprobe.config import available
+    from mirprobe.models import load_model
+    from mirprobe.models.hf import read_json
+    from mirprobe.models.hub import resolve_checkpoint
+    from mirprobe.models.mert import DATA2VEC_TYPES, HUBERT_TYPES
 
     if ns.model in available("models"):
         return load_model(ns.model)
@@ -90,7 +90,7 @@ def _load(ns: argparse.Namespace) -> Any:
 
 
 def cmd_verify(ns: argparse.Namespace) -> int:
-    from benchmark.models.verify import describe, verify
+    from mirprobe.models.verify import describe, verify
 
     extractor = _load(ns).to(ns.device)
     info = describe(extractor)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark.models.base import Extractor
+from mirprobe.models.base import Extractor
 
 GROUPS = ("logmel", "chroma", "mfcc", "onset")
 WIDTHS = {"logmel": 64, "chroma": 12, "mfcc": 20, "onset": 2}

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark.errors import UserError
-from benchmark.models.base import Extractor
-from benchmark.models.hub import file_digest
+from mirprobe.errors import UserError
+from mirprobe.models.base import Extractor
+from mirprobe.models.hub import file_digest
 
 HEAR_FUNCTIONS = ("load_model", "get_timestamp_embeddings", "get_scene_embeddings")
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from benchmark.errors import UserError
-from benchmark.models.base import Extractor
-from benchmark.models.hub import resolve_checkpoint, weight_files, weights_digest
+from mirprobe.errors import UserError
+from mirprobe.models.base import Extractor
+from mirprobe.models.hub import resolve_checkpoint, weight_files, weights_digest
 
 #: model_type values the ``hf`` kind accepts (encoders with a conv front end and hidden states).
 HF_MODEL_TYPES = ("wav2vec2", "hubert", "data2vec-audio", "wavlm", "wav2vec2-conformer",

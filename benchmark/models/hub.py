@@ -20,7 +20,7 @@ import os
 import re
 from pathlib import Path
 
-from benchmark.errors import UserError
+from mirprobe.errors import UserError
 
 #: Weight files a checkpoint folder may hold, in order of preference.
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")

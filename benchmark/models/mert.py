@@ -21,15 +21,15 @@ from typing import Any
 
 import torch
 
-from benchmark.errors import UserError
-from benchmark.models.hf import (
+from mirprobe.errors import UserError
+from mirprobe.models.hf import (
     TransformersExtractor,
     check_expected,
     read_json,
     read_preprocessing,
     split_options,
 )
-from benchmark.models.hub import resolve_checkpoint, weight_files, weights_digest
+from mirprobe.models.hub import resolve_checkpoint, weight_files, weights_digest
 
 HUBERT_TYPES = ("mert_model", "hubert")
 DATA2VEC_TYPES = ("data2vec-audio",)

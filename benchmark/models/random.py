@@ -2,7 +2,7 @@
 
 ``architecture: small`` (the default, for the quickstart) is a 4-layer, 128-wide HuBERT with the
 real wav2vec2 conv strides at 16 kHz (50 Hz frames). Real architectures (``mert-v1-95m``,
-``mert-v1-330m``, ...) come from :func:`benchmark.models.mert.random_architecture`.
+``mert-v1-330m``, ...) come from :func:`mirprobe.models.mert.random_architecture`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from benchmark.models.base import Extractor
+from mirprobe.models.base import Extractor
 
 SMALL = {
     "hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 256,
@@ -66,7 +66,7 @@ def RandomExtractor(name: str = "random", architecture: str = "small", seed: int
     """Factory of the ``random`` kind (a function named like the class it returns)."""
     if architecture == "small":
         return SmallRandomExtractor(name, seed=seed, **options)
-    from benchmark.models.mert import random_architecture
+    from mirprobe.models.mert import random_architecture
 
     extractor = random_architecture(architecture, seed=seed, **options)
     extractor.name = name

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark.extraction import min_window_samples
-from benchmark.models.base import Extractor
+from mirprobe.extraction import min_window_samples
+from mirprobe.models.base import Extractor
 
 DEFAULT_LENGTHS = (0.3, 1.07, 4.99, 5.01, 61.0)
 
@@ -59,7 +59,7 @@ def probe_signal(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
 @torch.inference_mode()
 def embed_windows(extractor: Extractor, wave: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """``[layers, frames, dim]`` of a clip at the extractor's rate, window by window."""
-    from benchmark.audio import window_bounds
+    from mirprobe.audio import window_bounds
 
     window = int(round(extractor.context_s * extractor.sample_rate))
     bounds = window_bounds(len(wave), window, min_window_samples(extractor))

@@ -1,6 +1,6 @@
 """Probe engine: one batched job trains every layer × hyper-parameter × seed head.
 
-Contract used by the pipeline (``benchmark.pipeline``)::
+Contract used by the pipeline (``mirprobe.pipeline``)::
 
     result = run_probe(task, entry, splits, cfg, device="cpu", seed=0, progress=True)
 
@@ -49,7 +49,7 @@ class ProbeResult:
     """Everything a run record needs from one probe job."""
 
     layers: list[str]  # layer names probed; "weighted" last when weighted_sum
-    per_layer: list[dict[str, Any]]  # see benchmark.results (per_layer)
+    per_layer: list[dict[str, Any]]  # see mirprobe.results (per_layer)
     best: dict[str, Any]  # the validation-selected layer/config with its val and test metrics
     predictions: dict[int, Any]  # layer index → test predictions of its chosen head(s)
     test_labels: list[Any]  # labels of the scored test units (tracks, or songs)
@@ -59,7 +59,7 @@ class ProbeResult:
 
 
 def run_probe(task, entry, splits, cfg: ProbeConfig, **kwargs) -> ProbeResult:  # noqa: ANN001
-    from benchmark.probes.engine import run_probe as _run
+    from mirprobe.probes.engine import run_probe as _run
 
     return _run(task, entry, splits, cfg, **kwargs)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from benchmark.errors import UserError
+from mirprobe.errors import UserError
 
 STREAM_SHARE = 0.25  # budget share of one streamed chunk (a chunk, its shuffled copy, the carry)
 STEP_BYTES = 32 << 20  # float32 bytes of one evaluation / statistics sub-batch

@@ -1,8 +1,8 @@
 """``run_probe``: one batched job for one task and one feature entry.
 
 1. Rows and targets of each split; features standardised with train statistics; resident on
-   the device when they fit the memory budget, else streamed (``benchmark.probes.data``).
-2. Every head of the grid trained at once (``benchmark.probes.train``), each with its own early
+   the device when they fit the memory budget, else streamed (``mirprobe.probes.data``).
+2. Every head of the grid trained at once (``mirprobe.probes.train``), each with its own early
    stopping on the validation proxy ``task.score``.
 3. Every final head scored on validation with the task's own metrics (``task.evaluate``; beat
    outputs are decoded here); per layer, the configuration (head, lr, dropout, weight decay, and
@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark.errors import UserError
-from benchmark.probes import ProbeConfig, ProbeResult, SplitData
-from benchmark.probes.aggregate import ensembles
-from benchmark.probes.data import FeatureSource, SplitRows, build_split, default_budget
-from benchmark.probes.heads import WEIGHTED, HeadBank, HeadSpec, build_grid
-from benchmark.probes.train import Group, fit_heads, forward_rows, unit_outputs
+from mirprobe.errors import UserError
+from mirprobe.probes import ProbeConfig, ProbeResult, SplitData
+from mirprobe.probes.aggregate import ensembles
+from mirprobe.probes.data import FeatureSource, SplitRows, build_split, default_budget
+from mirprobe.probes.heads import WEIGHTED, HeadBank, HeadSpec, build_grid
+from mirprobe.probes.train import Group, fit_heads, forward_rows, unit_outputs
 
 SPLITS = ("train", "val", "test")
 

@@ -1,6 +1,6 @@
 """The reference protocol: one configuration at a time with a plain PyTorch loop (MARBLE's way).
 
-Used by ``benchmarks/probe.py`` and the tests to check the batched engine: same grid, same
+Used by ``perf/probe.py`` and the tests to check the batched engine: same grid, same
 standardisation (computed here independently with numpy), same initial weights, same batch
 order; ``torch.nn`` modules, ``torch.optim.Adam`` and ``ReduceLROnPlateau``; early stopping on
 ``task.score`` of the validation tracks; selection per layer on ``task.evaluate`` of
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.probes import ProbeConfig, SplitData
-from benchmark.probes.heads import (
+from mirprobe.probes import ProbeConfig, SplitData
+from mirprobe.probes.heads import (
     WEIGHTED,
     HeadSpec,
     build_grid,
@@ -27,7 +27,7 @@ from benchmark.probes.heads import (
     dropout_mask,
     init_head,
 )
-from benchmark.probes.train import MIN_DELTA
+from mirprobe.probes.train import MIN_DELTA
 
 
 class PlainHead(nn.Module):

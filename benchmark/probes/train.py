@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from benchmark.probes.aggregate import merge_units, track_mean
-from benchmark.probes.data import FeatureSource, SplitRows
-from benchmark.probes.heads import WEIGHTED, HeadBank, HeadSpec, StackedAdam
+from mirprobe.probes.aggregate import merge_units, track_mean
+from mirprobe.probes.data import FeatureSource, SplitRows
+from mirprobe.probes.heads import WEIGHTED, HeadBank, HeadSpec, StackedAdam
 
 EVAL_BYTES = 128 << 20  # float32 activations of one evaluation sub-batch across heads
 MIN_DELTA = 1e-6  # a validation score must beat the best by this much to count as better

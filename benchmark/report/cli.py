@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import UserError
-from benchmark.report.records import default_work_dir, model_name, task_name
-from benchmark.report.stats import N_BOOT, SEED
+from mirprobe.errors import UserError
+from mirprobe.report.records import default_work_dir, model_name, task_name
+from mirprobe.report.stats import N_BOOT, SEED
 
 
 def _common(p: argparse.ArgumentParser, *, ci: bool = True) -> None:
@@ -25,7 +25,7 @@ def _common(p: argparse.ArgumentParser, *, ci: bool = True) -> None:
 
 
 def _records(ns: argparse.Namespace) -> tuple[list[dict[str, Any]], Path]:
-    from benchmark.results import RecordStore
+    from mirprobe.results import RecordStore
 
     root = Path(ns.work_dir or default_work_dir()).expanduser() / "records"
     records = RecordStore(root).all()
@@ -46,8 +46,8 @@ def _check_resamples(ns: argparse.Namespace) -> None:
 
 
 def cmd_leaderboard(ns: argparse.Namespace) -> int:
-    from benchmark.report.render import leaderboard_caption, leaderboard_display, text_table
-    from benchmark.report.tables import leaderboard
+    from mirprobe.report.render import leaderboard_caption, leaderboard_display, text_table
+    from mirprobe.report.tables import leaderboard
 
     _check_resamples(ns)
     records, root = _records(ns)
@@ -60,8 +60,8 @@ def cmd_leaderboard(ns: argparse.Namespace) -> int:
 
 
 def cmd_layers(ns: argparse.Namespace) -> int:
-    from benchmark.report.render import LAYERS_CAPTION, layers_display, text_table
-    from benchmark.report.tables import layer_table
+    from mirprobe.report.render import LAYERS_CAPTION, layers_display, text_table
+    from mirprobe.report.tables import layer_table
 
     records, _ = _records(ns)
     print(text_table(layers_display(layer_table(records, ns.model, metric=ns.metric))))
@@ -70,8 +70,8 @@ def cmd_layers(ns: argparse.Namespace) -> int:
 
 
 def cmd_compare(ns: argparse.Namespace) -> int:
-    from benchmark.report.compare import compare, parse_spec
-    from benchmark.report.render import COMPARE_CAPTION, compare_display, text_table
+    from mirprobe.report.compare import compare, parse_spec
+    from mirprobe.report.render import COMPARE_CAPTION, compare_display, text_table
 
     _check_resamples(ns)
     ns.models = None  # both sides are named by A and B
@@ -85,7 +85,7 @@ def cmd_compare(ns: argparse.Namespace) -> int:
 
 
 def cmd_publish(ns: argparse.Namespace) -> int:
-    from benchmark.report.publish import publish
+    from mirprobe.report.publish import publish
 
     _check_resamples(ns)
     records, root = _records(ns)

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import UserError
-from benchmark.report.records import (
+from mirprobe.errors import UserError
+from mirprobe.report.records import (
     by_model_task,
     higher_is_better,
     layer_entry,
@@ -19,7 +19,7 @@ from benchmark.report.records import (
     primary_metric,
     rebuild_task,
 )
-from benchmark.report.stats import N_BOOT, SEED, align, paired_bootstrap
+from mirprobe.report.stats import N_BOOT, SEED, align, paired_bootstrap
 
 COLUMNS = ("metric", "layer_a", "layer_b", "a", "b", "diff", "ci_low", "ci_high", "p_a_better",
            "tracks", "higher_is_better")

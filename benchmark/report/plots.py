@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmark.report.records import (  # noqa: E402
+from mirprobe.report.records import (  # noqa: E402
     by_model_task,
     fmt,
     layer_entry,
@@ -26,7 +26,7 @@ from benchmark.report.records import (  # noqa: E402
     models_and_tasks,
     primary_metric,
 )
-from benchmark.report.tables import SEP, aggregate  # noqa: E402
+from mirprobe.report.tables import SEP, aggregate  # noqa: E402
 
 FORMATS = ("png", "svg")
 

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-import benchmark
-from benchmark.report import html, latex, plots
-from benchmark.report.records import model_name, models_and_tasks, task_name
-from benchmark.report.render import (
+import mirprobe
+from mirprobe.report import html, latex, plots
+from mirprobe.report.records import model_name, models_and_tasks, task_name
+from mirprobe.report.render import (
     AGG_COLUMN,
     LAYERS_CAPTION,
     layers_csv,
@@ -30,9 +30,9 @@ from benchmark.report.render import (
     markdown_table,
     task_header,
 )
-from benchmark.report.stats import N_BOOT, SEED
-from benchmark.report.tables import aggregate, layer_table, leaderboard
-from benchmark.results import atomic_write_json
+from mirprobe.report.stats import N_BOOT, SEED
+from mirprobe.report.tables import aggregate, layer_table, leaderboard
+from mirprobe.results import atomic_write_json
 
 
 def best_mask(board: pd.DataFrame, display: pd.DataFrame) -> pd.DataFrame:
@@ -102,7 +102,7 @@ def publish(records: Sequence[dict[str, Any]], out_dir: Path, *, records_dir: Pa
     all_layers = pd.concat([layers_csv(t) for t in layer_tables])
     all_layers.to_csv(paths["layers_csv"], index=False)
     atomic_write_json(paths["json"], {
-        "generated": time.strftime("%Y-%m-%dT%H:%M:%S"), "mirprobe": benchmark.__version__,
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%S"), "mirprobe": mirprobe.__version__,
         "bootstrap": {"resamples": n_boot, "seed": seed, "level": 0.95, "unit": "test track",
                       "clusters": "ori_uid", "interval": "percentile"} if ci else None,
         "leaderboard": _raw_rows(board), "leaderboard_display": leaderboard_csv(board).to_dict("records"),

@@ -1,6 +1,6 @@
 """Reading run records for reports: names, metrics, layers, predictions, the task itself.
 
-Everything a report shows comes from run records (see :mod:`benchmark.results`); this module
+Everything a report shows comes from run records (see :mod:`mirprobe.results`); this module
 is the one place that knows their field names.
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import UserError
-from benchmark.results import load_predictions
+from mirprobe.errors import UserError
+from mirprobe.results import load_predictions
 
 #: Metrics shown as-is; every other metric (accuracy, ROC-AUC, AP, F-measure, weighted key
 #: score, R²) is a 0–1 score and is shown ×100.
@@ -113,7 +113,7 @@ def layer_entry(record: dict[str, Any], layer: str | int | None = None) -> dict[
 
 def rebuild_task(record: dict[str, Any]):  # noqa: ANN201 - tasks.base.Task, imported lazily
     """The record's task plugin, configured as it was for the run."""
-    from tasks import get_task
+    from mirprobe.tasks import get_task
 
     info = dict(record.get("task_info") or {})
     plugin = (record.get("config", {}).get("task") or {}).get("plugin") or info.get("name")

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.report.records import fmt, layer_label, metric_scale, models_and_tasks
-from benchmark.report.tables import SEP, aggregate, layer_table, leaderboard
+from mirprobe.report.records import fmt, layer_label, metric_scale, models_and_tasks
+from mirprobe.report.tables import SEP, aggregate, layer_table, leaderboard
 
 CHANCE_ROW = "chance"
 AGG_COLUMN = "norm. mean"
@@ -200,7 +200,7 @@ COMPARE_CAPTION = (
 
 
 def compare_display(table: pd.DataFrame) -> pd.DataFrame:
-    """String form of :func:`benchmark.report.compare.compare`."""
+    """String form of :func:`mirprobe.report.compare.compare`."""
     a, b = table.attrs.get("a", "A"), table.attrs.get("b", "B")
     rows = {}
     for task, r in table.iterrows():

@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.errors import UserError
-from benchmark.report.records import layer_entry, load_record_predictions, rebuild_task
+from mirprobe.errors import UserError
+from mirprobe.report.records import layer_entry, load_record_predictions, rebuild_task
 
 N_BOOT = 1000
 SEED = 0

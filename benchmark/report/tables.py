@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import UserError
-from benchmark.report.records import (
+from mirprobe.errors import UserError
+from mirprobe.report.records import (
     by_model_task,
     higher_is_better,
     layer_entry,
@@ -39,7 +39,7 @@ def leaderboard(records: Sequence[dict[str, Any]], *, ci: bool = False,
     Rows are models; columns a ``(task, field)`` MultiIndex with the fields of
     :data:`FIELDS` (primary metric name, test score, selected layer, chance level, direction)
     and, with ``ci``, a 95% bootstrap interval (``ci_low``, ``ci_high``) over test tracks,
-    seeds combined (:func:`benchmark.report.stats.record_interval`). ``metric`` picks another
+    seeds combined (:func:`mirprobe.report.stats.record_interval`). ``metric`` picks another
     metric than each task's primary one (a task that lacks it is left empty); ``all_metrics``
     adds a column group ``"<task> · <metric>"`` for each other metric, at the same layer.
     """
@@ -65,7 +65,7 @@ def _cell(rec: dict[str, Any], metric: str | None, ci: bool, records_dir: Path |
     cell = [name, score, str(best["layer"]), rec.get("chance", {}).get(name, np.nan),
             higher_is_better(rec)]
     if ci:
-        from benchmark.report.stats import record_interval
+        from mirprobe.report.stats import record_interval
 
         lo, hi = record_interval(rec, None, name, records_dir=records_dir, n_boot=n_boot, seed=seed)
         cell += [lo, hi]

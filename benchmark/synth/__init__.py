@@ -5,9 +5,9 @@ Emotion over one shared pool of tracks, Beat over a subset of it) so that the wh
 runs without downloading anything.
 """
 
-from benchmark.synth.labels import TAGS
-from benchmark.synth.spec import GENRES, KEYS
-from benchmark.synth.suite import PREFIXES, SIZES, VERSION, default_dir, generate_suite
+from mirprobe.synth.labels import TAGS
+from mirprobe.synth.spec import GENRES, KEYS
+from mirprobe.synth.suite import PREFIXES, SIZES, VERSION, default_dir, generate_suite
 
 __all__ = ["GENRES", "KEYS", "PREFIXES", "SIZES", "TAGS", "VERSION", "default_dir",
            "generate_suite"]

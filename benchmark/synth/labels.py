@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from benchmark.synth.spec import PARTS, SongSpec
+from mirprobe.synth.spec import PARTS, SongSpec
 
 INSTRUMENT_TAGS = PARTS
 CHARACTER_TAGS = ("fast", "slow", "loud", "quiet", "bright", "dark", "happy", "sad", "waltz",

@@ -1,4 +1,4 @@
-"""Render a :class:`~benchmark.synth.spec.SongSpec` into audio with exact beat annotations.
+"""Render a :class:`~mirprobe.synth.spec.SongSpec` into audio with exact beat annotations.
 
 The song lives on a beat grid: beat ``k`` (any integer) sounds at ``phase + k·60/tempo`` and
 sits at position ``(pickup + k) mod meter`` in its bar; bar ``b`` starts at beat
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmark.synth import music
-from benchmark.synth.spec import GENRES, SongSpec
+from mirprobe.synth import music
+from mirprobe.synth.spec import GENRES, SongSpec
 
 Note = tuple[str, float, float, float, float]  # instrument, onset s, midi, held s, velocity
 

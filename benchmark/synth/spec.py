@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.synth.music import TONICS
+from mirprobe.synth.music import TONICS
 
 MODES = ("major", "minor")
 #: MARBLE's key order: C..B major, then C..B minor.

@@ -27,10 +27,10 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from benchmark.errors import UserError
-from benchmark.synth.labels import DESCRIPTION, TAGS, emotion_raw, standardise, tags
-from benchmark.synth.render import render
-from benchmark.synth.spec import GENRES, KEYS, SongSpec, sample_spec
+from mirprobe.errors import UserError
+from mirprobe.synth.labels import DESCRIPTION, TAGS, emotion_raw, standardise, tags
+from mirprobe.synth.render import render
+from mirprobe.synth.spec import GENRES, KEYS, SongSpec, sample_spec
 
 GENERATOR = "mirprobe.synth"
 VERSION = 1

@@ -7,8 +7,8 @@ are batched across tracks, one forward pass per batch. Both produce the clip vie
 hidden states pooled over frames) of the same model on the same audio on the same machine, in
 one run. Peak memory is measured in a fresh process per track for a 10 s and a 10 min track.
 
-    PYTHONPATH=. python benchmarks/extract.py                       # tiny + random MERT-v1-95M
-    PYTHONPATH=. python benchmarks/extract.py --models tiny --tracks 8 --seconds 20 --batch-size 16
+    python perf/extract.py                       # tiny + random MERT-v1-95M
+    python perf/extract.py --models tiny --tracks 8 --seconds 20 --batch-size 16
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from scale import flops_per_audio_second  # benchmarks/scale.py, beside this script
+from scale import flops_per_audio_second  # perf/scale.py, beside this script
 from scipy.signal import resample_poly
 
-from benchmark.extraction import batch_windows
-from benchmark.features import FeatureStore
-from benchmark.models.base import Extractor
-from benchmark.models.mert import random_architecture
+from mirprobe.extraction import batch_windows
+from mirprobe.features import FeatureStore
+from mirprobe.models.base import Extractor
+from mirprobe.models.mert import random_architecture
 
 FILE_RATE = 44100  # tracks are written as CD audio: stereo 16-bit 44.1 kHz, so both paths resample
 

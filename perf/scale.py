@@ -6,8 +6,8 @@ one thread, two processes with one thread each (torchrun, gloo) — and the cach
 byte for byte. Throughput is seconds of audio per second of wall time, timed inside the
 processes between two barriers (start-up and imports excluded; they are reported apart).
 
-    PYTHONPATH=. python benchmarks/scale.py                          # small random model, 16 × 30 s
-    PYTHONPATH=. python benchmarks/scale.py --model mert-v1-95m --tracks 8 --seconds 20
+    python perf/scale.py                          # small random model, 16 × 30 s
+    python perf/scale.py --model mert-v1-95m --tracks 8 --seconds 20
 
 GPU (``--gpu``, on a machine with CUDA): the random-init MERT-v1-95M architecture, bf16 autocast.
 ``compute``: forward passes on batches of 5 s windows already on the device (the model alone);
@@ -16,7 +16,7 @@ path). Both are compared with the FLOP bound: the device's peak (``--peak-tflops
 989 TFLOP/s, H100 SXM dense bf16) divided by the model's FLOPs per second of audio, counted
 with ``torch.utils.flop_counter`` (about 21 GFLOP for MERT-v1-95M: convolutions 8, transformer 13).
 
-    PYTHONPATH=. python benchmarks/scale.py --gpu --tracks 256 --seconds 30 --workers 12
+    python perf/scale.py --gpu --tracks 256 --seconds 30 --workers 12
 """
 
 from __future__ import annotations
@@ -56,10 +56,10 @@ def make_tracks(folder: Path, n: int, seconds: float) -> list[str]:
 
 def build(model: str) -> object:
     if model == "small":
-        from benchmark.models.random import SmallRandomExtractor
+        from mirprobe.models.random import SmallRandomExtractor
 
         return SmallRandomExtractor()
-    from benchmark.models.mert import random_architecture
+    from mirprobe.models.mert import random_architecture
 
     return random_architecture(model, seed=0)
 
@@ -69,8 +69,8 @@ def build(model: str) -> object:
 
 def worker(ns: argparse.Namespace) -> None:
     """One rank: extract the entry with every other rank; rank 0 writes the timings."""
-    from benchmark.distributed import launch
-    from benchmark.features import FeatureStore
+    from mirprobe.distributed import launch
+    from mirprobe.features import FeatureStore
 
     dist = launch("auto", "auto", "cpu")  # one process, or what torchrun started
     keys = json.loads(Path(ns.keys).read_text())
@@ -154,8 +154,8 @@ def flops_per_audio_second(extractor: object, seconds: float = 5.0) -> float:
 def gpu_benchmark(ns: argparse.Namespace) -> dict:
     if not torch.cuda.is_available():
         sys.exit("--gpu needs a CUDA device")
-    from benchmark.extraction import autocast
-    from benchmark.features import FeatureStore
+    from mirprobe.extraction import autocast
+    from mirprobe.features import FeatureStore
 
     extractor = build(ns.model)
     flops = flops_per_audio_second(extractor)  # on CPU, before moving
@@ -163,7 +163,7 @@ def gpu_benchmark(ns: argparse.Namespace) -> dict:
     device = torch.device("cuda")
     extractor.to(device)  # type: ignore[attr-defined]
     if ns.compile:
-        from benchmark.distributed import compile_extractor
+        from mirprobe.distributed import compile_extractor
 
         compile_extractor(extractor)
     window = int(5 * extractor.sample_rate)  # type: ignore[attr-defined]

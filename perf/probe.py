@@ -1,10 +1,10 @@
 """Batched probe grid against MARBLE's one-configuration-at-a-time loop, on the same features.
 
-    PYTHONPATH=. python benchmarks/probe.py                      # 1,000 tracks, 13 × 768, MLP
-    PYTHONPATH=. python benchmarks/probe.py --tasks genre,tagging,emotion --max-epochs 30
-    PYTHONPATH=. python benchmarks/probe.py --entry ~/.cache/mirprobe/features/<id> \\
+    python perf/probe.py                      # 1,000 tracks, 13 × 768, MLP
+    python perf/probe.py --tasks genre,tagging,emotion --max-epochs 30
+    python perf/probe.py --entry ~/.cache/mirprobe/features/<id> \\
         --task genre --jsonl data/GTZAN/GTZAN      # real features: <jsonl>.{train,val,test}.jsonl
-    PYTHONPATH=. python benchmarks/probe.py --vs-sklearn --entry ... --task key --jsonl ...
+    python perf/probe.py --vs-sklearn --entry ... --task key --jsonl ...
 
 Features are random with a planted linear signal of the stated size (stronger in the middle
 layers), or a real feature entry. Both methods train the same grid (every layer + the weighted
@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.features import FeatureEntry
-from benchmark.probes import ProbeConfig, SplitData, run_probe
-from benchmark.probes.plain import run_plain
-from tasks import get_task
+from mirprobe.features import FeatureEntry
+from mirprobe.probes import ProbeConfig, SplitData, run_probe
+from mirprobe.probes.plain import run_plain
+from mirprobe.tasks import get_task
 
 TAGS = [f"tag{i}" for i in range(8)]
 
