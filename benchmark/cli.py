@@ -39,10 +39,12 @@ def _split(args: Sequence[str]) -> tuple[str | None, list[str]]:
 
 def cmd_run(ns: argparse.Namespace, stages: tuple[str, ...]) -> int:
     from mirprobe.config import load_run_config
-    from mirprobe.distributed import run
+    from mirprobe.distributed import launch_from_config
+    from mirprobe.pipeline import run
 
     cfg = load_run_config(*_split(ns.args))
-    run(cfg, stages=stages)  # one process, or several (launch.devices, torchrun, srun)
+    # one process, or several (launch.devices, torchrun, srun): every rank runs the pipeline
+    run(cfg, stages=stages, dist=launch_from_config(cfg))
     return 0
 
 

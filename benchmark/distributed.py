@@ -1,6 +1,6 @@
 """Several processes for one run: Lightning Fabric launches them, the pipeline shares the work.
 
-``launch(...)`` returns the :class:`~mirprobe.pipeline.Dist` of this process. With one device
+``launch(...)`` returns the :class:`Dist` of this process. With one device
 and no cluster launcher around, it is the plain single-process ``Dist()`` (no process group, no
 Fabric). Otherwise Fabric's DDP strategy sets up the process group (gloo on CPU, NCCL on GPU):
 
@@ -21,21 +21,34 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import torch
 
 from mirprobe.errors import UserError
-from mirprobe.pipeline import Dist
 
 # Probe jobs differ in length (a tagging job can take far longer than a key job) and the slowest
 # rank holds the others at the closing barrier: wait for hours, not torch's default 30 minutes.
 BARRIER_TIMEOUT = timedelta(hours=24)
 
 ACCELERATORS = {"auto": "auto", "cpu": "cpu", "cuda": "cuda", "gpu": "cuda", "mps": "mps"}
+
+
+@dataclass
+class Dist:
+    """This process's place among the run's processes (one process unless launched distributed)."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device | None = None  # the rank's device; None: from the config's `device`
+    barrier: Callable[[], None] = field(default=lambda: None)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
 
 
 @dataclass(frozen=True)
@@ -163,21 +176,3 @@ def launch_from_config(cfg: Any) -> Dist:
     section = cfg.get("launch") or {}
     return launch(section.get("devices", 1), section.get("num_nodes", 1), str(cfg.device))
 
-
-def run(cfg: Any, stages: tuple[str, ...] = ("extract", "probe", "report")) -> list[dict[str, Any]]:
-    """``mirprobe.pipeline.run`` across the processes the config (or the launcher) asks for."""
-    from mirprobe.pipeline import run as run_pipeline
-
-    return run_pipeline(cfg, stages=stages, dist=launch_from_config(cfg))
-
-
-def compile_extractor(extractor: Any, mode: str | None = None) -> Any:
-    """``torch.compile`` the network of a transformers-based extractor (others are returned as is).
-
-    Windows of a batch have one length, but tails make a few more lengths: ``dynamic=None`` lets
-    torch compile a shape-generic graph after the first recompilation instead of one per length.
-    """
-    model = getattr(extractor, "model", None)
-    if isinstance(model, torch.nn.Module):
-        extractor.model = torch.compile(model, mode=mode, dynamic=None)
-    return extractor

@@ -229,3 +229,15 @@ def run_chunks(extractor: Any, keys: list[str], chunks: list[list[int]], todo: l
                 batcher.flush(k)
         settle()
     bar.close()
+
+
+def compile_extractor(extractor: Any, mode: str | None = None) -> Any:
+    """``torch.compile`` the network of a transformers-based extractor (others are returned as is).
+
+    Windows of a batch have one length, but tails make a few more lengths: ``dynamic=None`` lets
+    torch compile a shape-generic graph after the first recompilation instead of one per length.
+    """
+    model = getattr(extractor, "model", None)
+    if isinstance(model, torch.nn.Module):
+        extractor.model = torch.compile(model, mode=mode, dynamic=None)
+    return extractor

@@ -1,25 +1,10 @@
-"""Run records and saved test predictions.
+"""Run records on disk, and the saved test predictions beside them.
 
-A run record is one JSON file per probe job (one model × one task), content-addressed:
-its id is a digest of the resolved config that determines it, so a re-run finds it and
-does nothing, and a changed config writes a new record. Records are never overwritten.
-
-Record fields (schema 1)::
-
-    schema, id, created, model, task, dataset, feature_entry,
-    config            resolved config of this job (model, task, probe, seed, ...)
-    versions          python, torch, numpy, sklearn, mir_eval, mirprobe
-    task_info         Task.describe(): kind, view, metrics, classes
-    selection_metric, higher_is_better
-    layers            list of layer names; the last may be "weighted" (learned sum)
-    per_layer         [{layer, index, chosen: {head, lr, ...}, val: {metric: v}, test: {metric: v},
-                        seeds: [{seed, val: {...}, test: {...}}]}]
-    best              {layer, index, chosen, val, test}   (chosen on validation only)
-    chance            {metric: v}
-    counts            {train, val, test}: tracks used
-    excluded          {split: [{path, line, reason}]}   items that could not be used
-    predictions       file name (next to the record) of the per-track test predictions
-    timings           {extract_s, probe_s, ...}
+:class:`RecordStore` keeps one ``<id>.json`` per probe job (the format is
+:mod:`mirprobe.record`'s), content-addressed: its id is a digest of the job's identity
+(:func:`mirprobe.jobs.job_identity`), so a re-run finds it and does nothing, and a changed config
+writes a new record. Records are never overwritten, except one of another schema, which the
+store treats as absent.
 
 Predictions are an ``.npz`` (loaded with ``allow_pickle=False``) holding ``uids`` and
 ``labels`` (JSON strings, one per test track) and, per layer index ``k``, either
@@ -33,15 +18,15 @@ import hashlib
 import json
 import os
 import platform
+import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-SCHEMA = 1
+from mirprobe.record import Record, RecordFormatError, jsonable
 
 
 def record_id(identity: dict[str, Any]) -> str:
@@ -73,17 +58,7 @@ def _umask() -> int:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n").encode())
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, default=jsonable) + "\n").encode())
 
 
 def versions() -> dict[str, str]:
@@ -107,27 +82,42 @@ class RecordStore:
     def path(self, rid: str) -> Path:
         return self.root / f"{rid}.json"
 
-    def get(self, rid: str) -> dict[str, Any] | None:
+    def get(self, rid: str) -> Record | None:
+        """The record ``rid``; None when there is none, or only one of another schema."""
         p = self.path(rid)
-        return json.loads(p.read_text()) if p.exists() else None
-
-    def put(self, record: dict[str, Any]) -> Path:
-        """Write a new record (append-only: an existing id is left untouched)."""
-        p = self.path(record["id"])
         if not p.exists():
-            record = {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **record}
-            atomic_write_json(p, record)
+            return None
+        try:
+            return Record.read(p)
+        except RecordFormatError:
+            return None
+
+    def put(self, record: Record) -> Path:
+        """Write a new record (append-only: a readable record of that id is left untouched)."""
+        p = self.path(record.id)
+        if self.get(record.id) is None:
+            atomic_write_bytes(p, record.to_json().encode())
         return p
 
-    def all(self) -> list[dict[str, Any]]:
+    def all(self) -> list[Record]:
+        """Every readable record, in the order they were written (a run's models and tasks in
+        its config's order); records of another schema are skipped with a one-line note."""
         if not self.root.exists():
             return []
-        # in the order they were written: a run's models and tasks in its config's order
         paths = sorted(self.root.glob("*.json"), key=lambda p: (p.stat().st_mtime_ns, p.name))
-        return [json.loads(p.read_text()) for p in paths]
+        records, stale = [], []
+        for p in paths:
+            try:
+                records.append(Record.read(p))
+            except RecordFormatError as e:
+                stale.append(str(e))
+        if stale:
+            print(f"mirprobe: skipped {len(stale)} run record(s) in {self.root} that this version "
+                  f"cannot read (first: {stale[0]})", file=sys.stderr)
+        return records
 
-    def predictions_path(self, record: dict[str, Any]) -> Path:
-        return self.root / record["predictions"]
+    def predictions_path(self, record: Record) -> Path:
+        return self.root / record.predictions
 
 
 def save_predictions(path: Path, per_layer: dict[int, Any], labels: Sequence[Any],
@@ -135,13 +125,13 @@ def save_predictions(path: Path, per_layer: dict[int, Any], labels: Sequence[Any
     """Atomically save per-track test predictions of each layer's chosen head(s)."""
     arrays: dict[str, np.ndarray] = {
         "uids": np.asarray([str(u) for u in uids], dtype=str),
-        "labels": np.asarray([json.dumps(lab, default=_jsonable) for lab in labels], dtype=str),
+        "labels": np.asarray([json.dumps(lab, default=jsonable) for lab in labels], dtype=str),
     }
     for k, pred in per_layer.items():
         if isinstance(pred, np.ndarray):
             arrays[f"layer{k}"] = pred.astype(np.float32)
         else:
-            arrays[f"layer{k}.json"] = np.asarray(json.dumps(pred, default=_jsonable))
+            arrays[f"layer{k}.json"] = np.asarray(json.dumps(pred, default=jsonable))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
     os.close(fd)

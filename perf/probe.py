@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from mirprobe.features import FeatureEntry
+from mirprobe.plugins import get_task
 from mirprobe.probes import ProbeConfig, SplitData, run_probe
 from mirprobe.probes.plain import run_plain
-from mirprobe.tasks import get_task
 
 TAGS = [f"tag{i}" for i in range(8)]
 

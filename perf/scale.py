@@ -163,7 +163,7 @@ def gpu_benchmark(ns: argparse.Namespace) -> dict:
     device = torch.device("cuda")
     extractor.to(device)  # type: ignore[attr-defined]
     if ns.compile:
-        from mirprobe.distributed import compile_extractor
+        from mirprobe.extraction import compile_extractor
 
         compile_extractor(extractor)
     window = int(5 * extractor.sample_rate)  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import average_precision_score
 
-from mirprobe.tasks import get_task
+from mirprobe.plugins import get_task
 from mirprobe.tasks.beat import metronome
 
 FRAME_RATE = 75.0

@@ -40,9 +40,9 @@ def run_marble(task: str, data_root: Path, work: Path, *extra: str) -> dict:
 
 
 def check_record(record: dict, counts: dict[str, int]) -> None:
-    assert record["counts"] == counts
-    assert record["excluded"] == {"train": [], "val": [], "test": []}
-    best = record["best"]
+    assert record.counts == counts
+    assert record.excluded == {"train": [], "val": [], "test": []}
+    best = record.best
     assert best and all(np.isfinite(v) for v in best["test"].values() if isinstance(v, float))
 
 
@@ -58,7 +58,7 @@ def test_gtzan_genre(tmp_path: Path) -> None:
     prepared_ok(result)
     record = run_marble("gtzan-genre", tmp_path / "out", tmp_path / "work")
     check_record(record, {"train": 3, "val": 3, "test": 3})
-    assert record["selection_metric"] == "accuracy"
+    assert record.selection_metric == "accuracy"
 
 
 def test_gtzan_beat(tmp_path: Path) -> None:
@@ -70,7 +70,7 @@ def test_gtzan_beat(tmp_path: Path) -> None:
     prepared_ok(result)
     record = run_marble("gtzan-beat", tmp_path / "out", tmp_path / "work")
     check_record(record, {"train": 2, "val": 2, "test": 2})
-    assert record["selection_metric"] == "beat_f_measure"
+    assert record.selection_metric == "beat_f_measure"
 
 
 def test_mtt_tagging(tmp_path: Path) -> None:
@@ -79,7 +79,7 @@ def test_mtt_tagging(tmp_path: Path) -> None:
     prepared_ok(result)
     record = run_marble("mtt", tmp_path / "out", tmp_path / "work")
     check_record(record, result.counts)
-    assert record["task_info"]["classes"][:3] == ["guitar", "classical", "slow"]  # MARBLE's order
+    assert record.task_info["classes"][:3] == ["guitar", "classical", "slow"]  # MARBLE's order
 
 
 def test_giantsteps_key_merges_clips_per_song(tmp_path: Path) -> None:
@@ -88,7 +88,7 @@ def test_giantsteps_key_merges_clips_per_song(tmp_path: Path) -> None:
     prepared_ok(result)
     record = run_marble("giantsteps-key", tmp_path / "out", tmp_path / "work")
     check_record(record, result.counts)
-    assert record["test_units"] == 3  # six test clips of three songs, scored per song
+    assert record.test_units == 3  # six test clips of three songs, scored per song
 
 
 def test_emomusic_regression(tmp_path: Path) -> None:
@@ -97,7 +97,7 @@ def test_emomusic_regression(tmp_path: Path) -> None:
     prepared_ok(result)
     record = run_marble("emomusic", tmp_path / "out", tmp_path / "work")
     check_record(record, result.counts)
-    assert "r2_arousal" in record["best"]["test"]
+    assert "r2_arousal" in record.best["test"]
 
 
 def marble_checkout(root: Path) -> Path:
@@ -149,12 +149,12 @@ def test_own_data_on_the_command_line_with_bad_items(tmp_path: Path) -> None:
     task = f"{{name: mine, plugin: multiclass, data: {data}, jsonl: Mine}}"
     cfg = load_run_config("quickstart", [*TINY, f"tasks=[{task}]", f"work_dir={tmp_path / 'work'}"])
     [record] = run(cfg)
-    assert record["task_info"]["classes"] == ["high", "low"]  # inferred from the training labels
+    assert record.task_info["classes"] == ["high", "low"]  # inferred from the training labels
     where = {s: {(Path(p["source"]).name, p["line"]) for p in items}
-             for s, items in record["excluded"].items()}
+             for s, items in record.excluded.items()}
     assert where == {"train": {("Mine.train.jsonl", 5), ("Mine.train.jsonl", 6)}, "val": set(),
                      "test": {("Mine.test.jsonl", 5), ("Mine.test.jsonl", 6)}}
-    reasons = " ".join(p["reason"] for p in record["excluded"]["test"])
+    reasons = " ".join(p["reason"] for p in record.excluded["test"])
     assert "corrupt.wav" in reasons or "cannot decode" in reasons
     assert "'middle'" in reasons
-    assert record["counts"] == {"train": 4, "val": 4, "test": 4}
+    assert record.counts == {"train": 4, "val": 4, "test": 4}

@@ -16,9 +16,10 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from mirprobe import tasks
+from mirprobe.record import DatasetRef, Record
 from mirprobe.results import RecordStore, save_predictions
 from mirprobe.tasks.base import Task
+from tests.plugin_registry import install_entry_points
 
 
 class ToyClassTask(Task):
@@ -93,17 +94,22 @@ class ToyRegTask(ToyClassTask):
 TOYS = {"toyclass": ToyClassTask, "toytags": ToyTagTask, "toyreg": ToyRegTask}
 
 
-@pytest.fixture
-def toy_tasks(monkeypatch: pytest.MonkeyPatch) -> dict[str, type]:
-    """Register the toy tasks in the task registry for the test."""
-    for name in TOYS:
-        monkeypatch.setitem(tasks.BUILTIN, name, f"test_report_fixtures:{TOYS[name].__name__}")
+def register_toys(monkeypatch: pytest.MonkeyPatch, folder: Path) -> dict[str, type]:
+    """Register the toy tasks as task plugins of a test distribution (entry points)."""
+    install_entry_points(monkeypatch, folder, {"mirprobe.tasks": {
+        name: f"test_report_fixtures:{cls.__name__}" for name, cls in TOYS.items()}})
     return TOYS
+
+
+@pytest.fixture
+def toy_tasks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, type]:
+    """Register the toy tasks in the task registry for the test."""
+    return register_toys(monkeypatch, tmp_path / "plugins")
 
 
 def make_record(store: RecordStore, model: str, task: Task, layer_preds: dict[int, Any],
                 labels: list[Any], uids: list[str], *, val: dict[int, float] | None = None,
-                rid: str | None = None) -> dict[str, Any]:
+                rid: str | None = None) -> Record:
     """A run record for ``task`` whose layers hold ``layer_preds``; the validation scores
     ``val`` (default: the test scores) decide the selected layer."""
     rid = rid or f"{model}-{task.name}".replace("/", "_")
@@ -115,14 +121,16 @@ def make_record(store: RecordStore, model: str, task: Task, layer_preds: dict[in
         per_layer.append({"layer": f"layer{k}", "index": k, "chosen": {"lr": 1e-3},
                           "val": v, "test": test, "seeds": []})
     best = max(per_layer, key=lambda e: e["val"][task.metrics[0]])
-    record = {
-        "id": rid, "model": model, "task": task.name, "dataset": "toy",
-        "config": {"task": {"plugin": task.name}, "model": {"name": model}},
-        "task_info": task.describe(), "selection_metric": task.metrics[0],
-        "higher_is_better": True, "layers": names, "per_layer": per_layer,
-        "best": {k: best[k] for k in ("layer", "index", "chosen", "val", "test")},
-        "chance": task.chance([], labels), "counts": {"test": len(labels)},
-        "predictions": f"{rid}.npz", "timings": {"probe_s": 1.0}}
+    record = Record(
+        id=rid, model=model, task=task.name,
+        dataset=DatasetRef(task=task.name, folder="toy", jsonl=task.name, digest="0" * 16),
+        feature_entry="toy", config={"task": {"plugin": task.name}, "model": {"name": model}},
+        versions={}, task_info=task.describe(), selection_metric=task.metrics[0],
+        higher_is_better=True, layers=names, per_layer=per_layer,
+        best={k: best[k] for k in ("layer", "index", "chosen", "val", "test")},
+        chance=task.chance([], labels), counts={"test": len(labels)}, test_units=len(labels),
+        excluded={"train": [], "val": [], "test": []}, predictions=f"{rid}.npz", num_heads=1,
+        timings={"probe_s": 1.0})
     save_predictions(store.root / f"{rid}.npz", layer_preds, labels, uids)
     store.put(record)
     return store.get(rid)
@@ -145,7 +153,7 @@ def class_data(rng: np.random.Generator, n: int, classes: int, skill: float,
     return logits.astype(np.float32), [names[i] for i in y]
 
 
-def write_suite(root: Path) -> tuple[RecordStore, list[dict[str, Any]]]:
+def write_suite(root: Path) -> tuple[RecordStore, list[Record]]:
     """Two models × two tasks of records in ``root`` (classification and tagging)."""
     store = RecordStore(root)
     rng = np.random.default_rng(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shutil
 import subprocess
@@ -11,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_report_fixtures import TOYS, toy_tasks, write_suite  # noqa: F401 - fixture
+from test_report_fixtures import register_toys, toy_tasks, write_suite  # noqa: F401 - fixture
 
-from mirprobe import tasks
 from mirprobe.cli import main
 from mirprobe.report.publish import publish
 
@@ -57,11 +57,20 @@ def published(tmp_path_factory):
     """One published suite shared by the tests of this module (toy tasks registered)."""
     tmp = tmp_path_factory.mktemp("published")
     with pytest.MonkeyPatch.context() as mp:
-        for name, cls in TOYS.items():
-            mp.setitem(tasks.BUILTIN, name, f"test_report_fixtures:{cls.__name__}")
+        register_toys(mp, tmp / "plugins")
         store, records = write_suite(tmp / "records")
         paths = publish(records, tmp / "out", records_dir=store.root, n_boot=200, seed=0)
     return paths, records
+
+
+def test_provenance_names_datasets_without_local_paths(published):
+    paths, records = published
+    rows = json.loads(paths["json"].read_text())["provenance"]
+    assert {(r["task"], r["dataset"], r["dataset digest"]) for r in rows} == {
+        (rec.task, rec.dataset.folder, rec.dataset.digest) for rec in records}
+    page = paths["html"].read_text()
+    assert records[0].dataset.digest in page
+    assert not re.search(r"<td[^>]*>/", page), "a cell of the page starts with an absolute path"
 
 
 def test_formats_carry_the_same_numbers(published):
@@ -86,8 +95,8 @@ def test_formats_carry_the_same_numbers(published):
         assert [float(x) for x in cell[:3]] == [float(row["score"]), float(row["ci_low"]),
                                                 float(row["ci_high"])]
         assert float(md["chance"][tasks.index(row["task"])][0]) == float(row["chance"])
-        rec = next(r for r in records if r["model"] == row["model"] and r["task"] == row["task"])
-        assert float(row["score"]) == round(rec["best"]["test"][rec["selection_metric"]] * 100, 1)
+        rec = next(r for r in records if r.model == row["model"] and r.task == row["task"])
+        assert float(row["score"]) == round(rec.best["test"][rec.selection_metric] * 100, 1)
     for name in ("heatmap.png", "heatmap.svg", "layers_toyclass.png", "layers_toytags.svg"):
         assert (paths["plots"] / name).stat().st_size > 1000
     assert "\\toprule" in paths["tex"].read_text() and "\\textbf{" in paths["tex"].read_text()

@@ -147,7 +147,7 @@ def test_percentile_interval_and_speed():
 
 
 def _real_cases(rng: np.random.Generator, n: int):
-    from mirprobe.tasks import get_task
+    from mirprobe.plugins import get_task
 
     keys = ["C major", "A minor", "G major", "E minor", "F major"]
     key_labels = [keys[i] for i in rng.integers(0, 5, n)]

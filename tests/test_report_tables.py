@@ -17,12 +17,12 @@ def test_leaderboard_picks_validation_layer(tmp_path):
     board = leaderboard(records)
     assert list(board.index) == ["good", "weak"]
     for rec in records:
-        cell = board.loc[rec["model"], rec["task"]]
+        cell = board.loc[rec.model, rec.task]
         # Independent reference: the layer with the best validation score.
-        best = max(rec["per_layer"], key=lambda e: e["val"][rec["selection_metric"]])
+        best = max(rec.per_layer, key=lambda e: e["val"][rec.selection_metric])
         assert cell["layer"] == best["layer"]
-        assert cell["score"] == pytest.approx(best["test"][rec["selection_metric"]])
-        assert cell["chance"] == pytest.approx(rec["chance"][rec["selection_metric"]])
+        assert cell["score"] == pytest.approx(best["test"][rec.selection_metric])
+        assert cell["chance"] == pytest.approx(rec.chance[rec.selection_metric])
 
 
 def test_aggregate_normalises_between_chance_and_best(tmp_path):
@@ -47,12 +47,12 @@ def test_layer_table_marks_selected(tmp_path):
     _, records = write_suite(tmp_path / "records")
     table = layer_table(records, "good")
     assert list(table.index) == ["layer0", "layer1", "layer2"]
-    for rec in (r for r in records if r["model"] == "good"):
-        sel = table[rec["task"]]["selected"]
-        assert sel.sum() == 1 and sel[rec["best"]["layer"]]
-        m = rec["selection_metric"]
-        assert [float(v) for v in table[rec["task"]]["test"]] == \
-            pytest.approx([e["test"][m] for e in rec["per_layer"]])
+    for rec in (r for r in records if r.model == "good"):
+        sel = table[rec.task]["selected"]
+        assert sel.sum() == 1 and sel[rec.best["layer"]]
+        m = rec.selection_metric
+        assert [float(v) for v in table[rec.task]["test"]] == \
+            pytest.approx([e["test"][m] for e in rec.per_layer])
     with pytest.raises(UserError, match="no run records for model"):
         layer_table(records, "missing")
 
@@ -66,8 +66,8 @@ def test_print_and_write(tmp_path, capsys):
         assert (tmp_path / "run" / name).stat().st_size > 0
     csv = pd.read_csv(tmp_path / "run" / "leaderboard.csv")
     rec = records[0]
-    row = csv[(csv.model == rec["model"]) & (csv.task == rec["task"])].iloc[0]
-    assert row.score == pytest.approx(round(rec["best"]["test"]["accuracy"] * 100, 1))
+    row = csv[(csv.model == rec.model) & (csv.task == rec.task)].iloc[0]
+    assert row.score == pytest.approx(round(rec.best["test"]["accuracy"] * 100, 1))
     assert f"{row.score:.1f}" in (tmp_path / "run" / "leaderboard.md").read_text()
     layers = pd.read_csv(tmp_path / "run" / "layers.csv")
     assert len(layers) == 2 * 2 * 3 and layers.selected.sum() == 4

@@ -30,22 +30,22 @@ def _run(work: Path, *extra: str) -> list[dict]:
 
 def test_quickstart_tiny_end_to_end_reuse_and_determinism(tmp_path: Path) -> None:
     first = _run(tmp_path / "a")
-    assert sorted((r["model"], r["task"]) for r in first) == sorted(
+    assert sorted((r.model, r.task) for r in first) == sorted(
         (m, t) for m in ("handcrafted", "random") for t in ("key", "genre", "tagging", "emotion", "beat"))
     board = pd.read_csv(tmp_path / "a" / "runs" / "quickstart" / "leaderboard.csv")
     assert not board.isna().any().any(), "every leaderboard cell is filled"
     for name in ("leaderboard.md", "layers.md", "layers.csv"):
         assert (tmp_path / "a" / "runs" / "quickstart" / name).stat().st_size > 0
     for rec in first:
-        assert rec["counts"]["test"] > 0 and rec["best"]["layer"] in rec["layers"]
-        assert set(rec["best"]["test"]) >= {rec["selection_metric"]}
+        assert rec.counts["test"] > 0 and rec.best["layer"] in rec.layers
+        assert set(rec.best["test"]) >= {rec.selection_metric}
 
     records = sorted((tmp_path / "a" / "records").glob("*.json"))
     stamps = {p: p.stat().st_mtime_ns for p in records}
     started = time.perf_counter()
     again = _run(tmp_path / "a")
     assert time.perf_counter() - started < 30
-    assert [r["id"] for r in again] == [r["id"] for r in first]
+    assert [r.id for r in again] == [r.id for r in first]
     assert {p: p.stat().st_mtime_ns for p in records} == stamps, "records are reused, not rewritten"
 
     _run(tmp_path / "b")  # a fresh work folder, same seed
@@ -57,8 +57,8 @@ def test_quickstart_tiny_end_to_end_reuse_and_determinism(tmp_path: Path) -> Non
 def test_changed_probe_config_is_a_new_record(tmp_path: Path) -> None:
     one = _run(tmp_path, "models=[handcrafted]", "tasks=[genre]")
     two = _run(tmp_path, "models=[handcrafted]", "tasks=[genre]", "probe.lr=[1e-2]")
-    assert one[0]["id"] != two[0]["id"]
-    assert one[0]["feature_entry"] == two[0]["feature_entry"], "features are shared"
+    assert one[0].id != two[0].id
+    assert one[0].feature_entry == two[0].feature_entry, "features are shared"
     assert len(list((tmp_path / "records").glob("*.json"))) == 2
 
 
@@ -118,9 +118,9 @@ def test_bad_labels_are_excluded_with_file_and_line(tmp_path: Path) -> None:
         write_jsonl(tmp_path / f"K.{split}.jsonl", rows)
     task = f"{{name: k, plugin: key, data: {tmp_path}, jsonl: K}}"
     [rec] = _run(tmp_path / "w", "models=[handcrafted]", f"tasks=[{task}]")
-    bad = {split: [(p["line"], p["reason"]) for p in rec["excluded"][split]] for split in ("train", "test")}
+    bad = {split: [(p["line"], p["reason"]) for p in rec.excluded[split]] for split in ("train", "test")}
     assert [line for line, _ in bad["train"]] == [13] and [line for line, _ in bad["test"]] == [5]
     assert all("H major" in reason for split in bad for _, reason in bad[split])
-    assert rec["counts"] == {"train": 12, "val": 4, "test": 4}
+    assert rec.counts == {"train": 12, "val": 4, "test": 4}
     board = (tmp_path / "w" / "runs" / "quickstart" / "leaderboard.md").read_text()
     assert "Excluded from scoring: handcrafted × k: 1 test item(s) excluded (key label 'H major'" in board

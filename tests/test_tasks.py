@@ -18,7 +18,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from mirprobe.tasks import available_tasks, get_task, metrics
+from mirprobe.plugins import available_tasks, get_task
+from mirprobe.tasks import metrics
 from mirprobe.tasks.key import KEYS, KeyTask
 
 RNG = np.random.default_rng(0)

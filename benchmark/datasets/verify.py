@@ -293,7 +293,7 @@ def _check_labels(items: dict[str, list[Item]], report: VerifyReport, plugin: st
 def _fitted(plugin: str, options: dict[str, Any], labels: list[Any]) -> Any:
     """The task fitted on the training labels; labels it rejects are left out of the fit
     (each is reported by the per-row check)."""
-    from mirprobe.tasks import get_task
+    from mirprobe.plugins import get_task
 
     task = get_task(plugin, **options)
     try:
@@ -306,7 +306,7 @@ def _fitted(plugin: str, options: dict[str, Any], labels: list[Any]) -> Any:
 
 
 def _fits(plugin: str, options: dict[str, Any], label: Any) -> bool:
-    from mirprobe.tasks import get_task
+    from mirprobe.plugins import get_task
 
     try:
         get_task(plugin, **options).fit([label])

@@ -2,7 +2,8 @@
 
 A name refers to ``configs/models/<name>.yaml`` (which gives ``kind`` and options); a folder
 with a ``config.json`` or a hub-style name (``m-a-p/MERT-v1-95M``) is loaded with the ``mert``
-kind, resolved offline. Kinds register through the entry-point group ``mirprobe.models``.
+kind, resolved offline. Kinds register through the entry-point group ``mirprobe.models`` (the
+built-ins are this package's own entry points).
 """
 
 from __future__ import annotations
@@ -12,19 +13,7 @@ from typing import Any
 
 from mirprobe.errors import UserError
 from mirprobe.models.base import Extractor
-from mirprobe.plugins import load, registry
-
-BUILTIN_KINDS = {
-    "handcrafted": "mirprobe.models.handcrafted:HandcraftedExtractor",
-    "random": "mirprobe.models.random:RandomExtractor",
-    "mert": "mirprobe.models.mert:load_mert",
-    "hf": "mirprobe.models.hf:load_hf",
-    "hear": "mirprobe.models.hear:load_hear",
-}
-
-
-def available_kinds() -> dict[str, str]:
-    return registry("mirprobe.models", BUILTIN_KINDS)
+from mirprobe.plugins import available_kinds, load
 
 
 def model_options(name_or_path: str) -> dict[str, Any]:

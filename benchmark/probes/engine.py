@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from mirprobe.errors import UserError
-from mirprobe.probes import ProbeConfig, ProbeResult, SplitData
 from mirprobe.probes.aggregate import ensembles
 from mirprobe.probes.data import FeatureSource, SplitRows, build_split, default_budget
 from mirprobe.probes.heads import WEIGHTED, HeadBank, HeadSpec, build_grid
+from mirprobe.probes.spec import ProbeConfig, ProbeResult, SplitData
 from mirprobe.probes.train import Group, fit_heads, forward_rows, unit_outputs
 
 SPLITS = ("train", "val", "test")

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from mirprobe.probes import ProbeConfig, SplitData
 from mirprobe.probes.heads import (
     WEIGHTED,
     HeadSpec,
@@ -27,6 +26,7 @@ from mirprobe.probes.heads import (
     dropout_mask,
     init_head,
 )
+from mirprobe.probes.spec import ProbeConfig, SplitData
 from mirprobe.probes.train import MIN_DELTA
 
 

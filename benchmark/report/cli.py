@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from mirprobe.errors import UserError
-from mirprobe.report.records import default_work_dir, model_name, task_name
+from mirprobe.record import Record
+from mirprobe.report.records import default_work_dir
 from mirprobe.report.stats import N_BOOT, SEED
 
 
@@ -24,7 +24,7 @@ def _common(p: argparse.ArgumentParser, *, ci: bool = True) -> None:
         p.add_argument("--seed", type=int, default=SEED, help=f"bootstrap seed (default {SEED})")
 
 
-def _records(ns: argparse.Namespace) -> tuple[list[dict[str, Any]], Path]:
+def _records(ns: argparse.Namespace) -> tuple[list[Record], Path]:
     from mirprobe.results import RecordStore
 
     root = Path(ns.work_dir or default_work_dir()).expanduser() / "records"
@@ -32,9 +32,9 @@ def _records(ns: argparse.Namespace) -> tuple[list[dict[str, Any]], Path]:
     if not records:
         raise UserError(f"no run records in {root}; run `mirprobe run` first or pass --work-dir")
     if getattr(ns, "tasks", None):
-        records = [r for r in records if task_name(r) in ns.tasks]
+        records = [r for r in records if r.task in ns.tasks]
     if getattr(ns, "models", None):
-        records = [r for r in records if model_name(r) in ns.models]
+        records = [r for r in records if r.model in ns.models]
     if not records:
         raise UserError(f"no run records in {root} match the --tasks/--models given")
     return records, root

@@ -10,13 +10,12 @@ import numpy as np
 import pandas as pd
 
 from mirprobe.errors import UserError
+from mirprobe.record import Record
 from mirprobe.report.records import (
     by_model_task,
-    higher_is_better,
     layer_entry,
     load_record_predictions,
     models_and_tasks,
-    primary_metric,
     rebuild_task,
 )
 from mirprobe.report.stats import N_BOOT, SEED, align, paired_bootstrap
@@ -42,7 +41,7 @@ def _reorder(pred: Any, order: np.ndarray) -> Any:
     return [pred[i] for i in order]
 
 
-def compare(records: Sequence[dict[str, Any]], spec_a: str, spec_b: str, *,
+def compare(records: Sequence[Record], spec_a: str, spec_b: str, *,
             tasks: Sequence[str] | None = None, metric: str | None = None,
             records_dir: Path | None = None, n_boot: int = N_BOOT, seed: int = SEED
             ) -> pd.DataFrame:
@@ -68,7 +67,7 @@ def compare(records: Sequence[dict[str, Any]], spec_a: str, spec_b: str, *,
     return out
 
 
-def _compare_task(rec_a: dict[str, Any], layer_a: str | None, rec_b: dict[str, Any],
+def _compare_task(rec_a: Record, layer_a: str | None, rec_b: Record,
                   layer_b: str | None, metric: str | None, records_dir: Path | None,
                   n_boot: int, seed: int) -> list[Any]:
     entry_a, entry_b = layer_entry(rec_a, layer_a), layer_entry(rec_b, layer_b)
@@ -76,8 +75,8 @@ def _compare_task(rec_a: dict[str, Any], layer_a: str | None, rec_b: dict[str, A
     preds_b, labels_b, uids_b = load_record_predictions(rec_b, records_dir)
     order = align(uids, labels, uids_b, labels_b)
     task = rebuild_task(rec_a)
-    name = metric or primary_metric(rec_a)
-    up = higher_is_better(rec_a)
+    name = metric or rec_a.selection_metric
+    up = rec_a.higher_is_better
     cmp = paired_bootstrap(task, preds_a[entry_a["index"]], _reorder(preds_b[entry_b["index"]], order),
                            labels, uids, name, higher_is_better=up, n_boot=n_boot, seed=seed)
     return [name, entry_a["layer"], entry_b["layer"], cmp.a, cmp.b, cmp.diff, cmp.low, cmp.high,

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from mirprobe.record import Record  # noqa: E402
 from mirprobe.report.records import (  # noqa: E402
     by_model_task,
     fmt,
@@ -24,7 +25,6 @@ from mirprobe.report.records import (  # noqa: E402
     layer_label,
     metric_scale,
     models_and_tasks,
-    primary_metric,
 )
 from mirprobe.report.tables import SEP, aggregate  # noqa: E402
 
@@ -52,7 +52,7 @@ def _x(entry: dict[str, Any], last: int) -> float:
     return last + 1.5 if str(entry["layer"]) == "weighted" else float(entry["index"])
 
 
-def layer_curves(records: Sequence[dict[str, Any]], out_dir: Path) -> dict[str, list[Path]]:
+def layer_curves(records: Sequence[Record], out_dir: Path) -> dict[str, list[Path]]:
     """One figure per task: test (solid) and validation (dashed) score per layer for each
     model, the validation-selected layer starred. Returns task → saved paths."""
     index = by_model_task(records)
@@ -63,13 +63,13 @@ def layer_curves(records: Sequence[dict[str, Any]], out_dir: Path) -> dict[str, 
         metric = "?"
         ticks: dict[float, str] = {}
         mine = [m for m in models if (m, task) in index]
-        last = max((int(e["index"]) for m in mine for e in index[(m, task)]["per_layer"]
+        last = max((int(e["index"]) for m in mine for e in index[(m, task)].per_layer
                     if str(e["layer"]) != "weighted"), default=0)
         for model in mine:
             rec = index[(model, task)]
-            metric = primary_metric(rec)
+            metric = rec.selection_metric
             scale = metric_scale(metric)
-            layers = [e for e in rec["per_layer"] if str(e["layer"]) != "weighted"]
+            layers = [e for e in rec.per_layer if str(e["layer"]) != "weighted"]
             colour = f"C{models.index(model) % 10}"  # one colour per model in every figure
             xs = [_x(e, last) for e in layers]
             for e in layers:  # models naming a position differently share its label
@@ -79,7 +79,7 @@ def layer_curves(records: Sequence[dict[str, Any]], out_dir: Path) -> dict[str, 
                 ys = [e.get(split, {}).get(metric, np.nan) * scale for e in layers]
                 ax.plot(xs, ys, style, color=colour, marker="o" if split == "test" else None,
                         ms=3, lw=1.6 if split == "test" else 1, label=model if split == "test" else None)
-            for e in rec["per_layer"]:
+            for e in rec.per_layer:
                 if str(e["layer"]) == "weighted":
                     ticks[_x(e, last)] = "w"
                     ax.plot(_x(e, last), e["test"].get(metric, np.nan) * scale, "D", color=colour)

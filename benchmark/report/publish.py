@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 import mirprobe
+from mirprobe.record import Record
 from mirprobe.report import html, latex, plots
-from mirprobe.report.records import model_name, models_and_tasks, task_name
+from mirprobe.report.records import models_and_tasks
 from mirprobe.report.render import (
     AGG_COLUMN,
     LAYERS_CAPTION,
@@ -52,21 +53,22 @@ def best_mask(board: pd.DataFrame, display: pd.DataFrame) -> pd.DataFrame:
     return mask
 
 
-def provenance(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """Where each number comes from: record id, dataset, features, software, when."""
+def provenance(records: Sequence[Record]) -> pd.DataFrame:
+    """Where each number comes from: record id, dataset (folder name and digest, never a local
+    path), features, software, when."""
     rows = []
     for rec in records:
-        v = rec.get("versions") or {}
-        rows.append({"model": model_name(rec), "task": task_name(rec), "record": rec.get("id", ""),
-                     "created": rec.get("created", ""), "dataset": rec.get("dataset", ""),
-                     "feature entry": rec.get("feature_entry", ""),
-                     "test tracks": rec.get("test_units", (rec.get("counts") or {}).get("test", "")),
+        v = rec.versions
+        rows.append({"model": rec.model, "task": rec.task, "record": rec.id,
+                     "created": rec.created, "dataset": rec.dataset.folder,
+                     "jsonl": rec.dataset.jsonl, "dataset digest": rec.dataset.digest,
+                     "feature entry": rec.feature_entry, "test tracks": rec.test_units,
                      "mirprobe": v.get("mirprobe", ""), "torch": v.get("torch", ""),
                      "mir_eval": v.get("mir_eval", "")})
     return pd.DataFrame(rows).set_index("model")
 
 
-def publish(records: Sequence[dict[str, Any]], out_dir: Path, *, records_dir: Path | None = None,
+def publish(records: Sequence[Record], out_dir: Path, *, records_dir: Path | None = None,
             ci: bool = True, all_metrics: bool = False, n_boot: int = N_BOOT, seed: int = SEED,
             title: str = "mirprobe results") -> dict[str, Path]:
     """Write every output format into ``out_dir``; returns name → path."""

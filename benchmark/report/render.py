@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mirprobe.record import Record
 from mirprobe.report.records import fmt, layer_label, metric_scale, models_and_tasks
 from mirprobe.report.tables import SEP, aggregate, layer_table, leaderboard
 
@@ -30,19 +31,19 @@ LAYERS_CAPTION = (
     "layer selected on validation (w = learned weighted sum of layers).")
 
 
-def excluded_note(records: Sequence[dict[str, Any]]) -> str:
+def excluded_note(records: Sequence[Record]) -> str:
     """One sentence per model × task whose test split lost items, with the first reason."""
     notes = []
     for rec in records:
-        test = rec.get("excluded", {}).get("test", [])
+        test = rec.excluded.get("test", [])
         if test:
             reasons = sorted({p["reason"] for p in test})
-            notes.append(f"{rec['model']} × {rec['task']}: {len(test)} test item(s) excluded "
+            notes.append(f"{rec.model} × {rec.task}: {len(test)} test item(s) excluded "
                          f"({reasons[0]}{'; …' if len(reasons) > 1 else ''})")
     return (" Excluded from scoring: " + "; ".join(notes) + ".") if notes else ""
 
 
-def leaderboard_caption(records: Sequence[dict[str, Any]], *, ci: bool, n_boot: int, seed: int) -> str:
+def leaderboard_caption(records: Sequence[Record], *, ci: bool, n_boot: int, seed: int) -> str:
     """The leaderboard's caption: how to read it, the interval method, and any excluded test items."""
     return (LEADERBOARD_CAPTION + (CI_CAPTION.format(n_boot=n_boot, seed=seed) if ci else "")
             + excluded_note(records))
@@ -168,7 +169,7 @@ def layers_csv(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def print_and_write(records: Sequence[dict[str, Any]], out_dir: Path, *, console: bool = True,
+def print_and_write(records: Sequence[Record], out_dir: Path, *, console: bool = True,
                     ci: bool = False, records_dir: Path | None = None, n_boot: int = 1000,
                     seed: int = 0) -> pd.DataFrame:
     """Print the leaderboard and per-layer tables; write ``leaderboard.{md,csv}`` and

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from mirprobe.errors import UserError
+from mirprobe.record import Record
 from mirprobe.report.records import layer_entry, load_record_predictions, rebuild_task
 
 N_BOOT = 1000
@@ -295,16 +296,16 @@ def _check_lengths(predictions: Any, labels: Sequence[Any], uids: Sequence[str])
                         f"{len(uids)} uids); the predictions file is damaged: re-run the record")
 
 
-def record_interval(record: dict[str, Any], layer: str | int | None, metric: str | None = None,
+def record_interval(record: Record, layer: str | int | None, metric: str | None = None,
                     *, records_dir: Path | None = None, n_boot: int = N_BOOT, seed: int = SEED,
                     task: Any = None) -> tuple[float, float]:
     """95% interval of a record's test score at ``layer`` (None: the selected layer)."""
     entry = layer_entry(record, layer)
     per_layer, labels, uids = load_record_predictions(record, records_dir)
     if entry["index"] not in per_layer:
-        raise UserError(f"run record {record['id']} saved no predictions for {entry['layer']}")
+        raise UserError(f"run record {record.id} saved no predictions for {entry['layer']}")
     task = task or rebuild_task(record)
-    metric = metric or record.get("selection_metric") or task.metrics[0]
+    metric = metric or record.selection_metric
     iv = bootstrap_metric(task, per_layer[entry["index"]], labels, uids, metric,
                           n_boot=n_boot, seed=seed)
     return iv.low, iv.high

@@ -14,15 +14,8 @@ import numpy as np
 import pandas as pd
 
 from mirprobe.errors import UserError
-from mirprobe.report.records import (
-    by_model_task,
-    higher_is_better,
-    layer_entry,
-    model_name,
-    models_and_tasks,
-    primary_metric,
-    task_name,
-)
+from mirprobe.record import Record
+from mirprobe.report.records import by_model_task, layer_entry, models_and_tasks
 
 #: Fields of each task's column group in :func:`leaderboard`.
 FIELDS = ("metric", "score", "layer", "chance", "higher_is_better")
@@ -31,7 +24,7 @@ CI_FIELDS = ("ci_low", "ci_high")
 SEP = " · "
 
 
-def leaderboard(records: Sequence[dict[str, Any]], *, ci: bool = False,
+def leaderboard(records: Sequence[Record], *, ci: bool = False,
                 records_dir: Path | None = None, metric: str | None = None,
                 all_metrics: bool = False, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Model × task table of the validation-selected layer's test score.
@@ -57,13 +50,13 @@ def leaderboard(records: Sequence[dict[str, Any]], *, ci: bool = False,
     return board
 
 
-def _cell(rec: dict[str, Any], metric: str | None, ci: bool, records_dir: Path | None,
+def _cell(rec: Record, metric: str | None, ci: bool, records_dir: Path | None,
           n_boot: int, seed: int) -> list[Any]:
-    name = metric or primary_metric(rec)
-    best = rec["best"]
+    name = metric or rec.selection_metric
+    best = rec.best
     score = best.get("test", {}).get(name, np.nan)
-    cell = [name, score, str(best["layer"]), rec.get("chance", {}).get(name, np.nan),
-            higher_is_better(rec)]
+    cell = [name, score, str(best["layer"]), rec.chance.get(name, np.nan),
+            rec.higher_is_better]
     if ci:
         from mirprobe.report.stats import record_interval
 
@@ -72,10 +65,10 @@ def _cell(rec: dict[str, Any], metric: str | None, ci: bool, records_dir: Path |
     return cell
 
 
-def _all_metrics(records: Sequence[dict[str, Any]], **kw: Any) -> pd.DataFrame:
+def _all_metrics(records: Sequence[Record], **kw: Any) -> pd.DataFrame:
     parts = []
     for task, names in metrics_of(records).items():
-        mine = [r for r in records if task_name(r) == task]
+        mine = [r for r in records if r.task == task]
         for i, name in enumerate(names):
             part = leaderboard(mine, metric=name, **kw)
             if i:
@@ -85,12 +78,12 @@ def _all_metrics(records: Sequence[dict[str, Any]], **kw: Any) -> pd.DataFrame:
     return board.reindex(models_and_tasks(records)[0])
 
 
-def metrics_of(records: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
+def metrics_of(records: Sequence[Record]) -> dict[str, list[str]]:
     """Task → every metric its records report (primary first)."""
     out: dict[str, list[str]] = {}
     for rec in records:
-        names = out.setdefault(task_name(rec), [])
-        for m in [primary_metric(rec), *rec["best"].get("test", {})]:
+        names = out.setdefault(rec.task, [])
+        for m in [rec.selection_metric, *rec.best.get("test", {})]:
             if m not in names:
                 names.append(m)
     return out
@@ -116,7 +109,7 @@ def aggregate(board: pd.DataFrame) -> pd.DataFrame:
                          "tasks": norm.notna().sum(axis=1)}, index=board.index)
 
 
-def layer_table(records: Sequence[dict[str, Any]], model: str,
+def layer_table(records: Sequence[Record], model: str,
                 metric: str | None = None) -> pd.DataFrame:
     """Per-layer validation and test scores of ``model`` on each task.
 
@@ -124,7 +117,7 @@ def layer_table(records: Sequence[dict[str, Any]], model: str,
     with ``val``, ``test`` and ``selected`` (True on the validation-selected layer).
     ``attrs["metrics"]`` maps each task to the metric shown.
     """
-    mine = [r for r in records if model_name(r) == model]
+    mine = [r for r in records if r.model == model]
     if not mine:
         known = ", ".join(models_and_tasks(records)[0]) or "none"
         raise UserError(f"no run records for model {model!r}; models with records: {known}")
@@ -132,17 +125,17 @@ def layer_table(records: Sequence[dict[str, Any]], model: str,
     tasks = models_and_tasks(mine)[1]
     layers: dict[str, None] = {}
     for rec in index.values():
-        for entry in rec["per_layer"]:
+        for entry in rec.per_layer:
             layers.setdefault(str(entry["layer"]))
     columns = pd.MultiIndex.from_product([tasks, ["val", "test", "selected"]],
                                          names=["task", "field"])
     table = pd.DataFrame(index=pd.Index(list(layers), name="layer"), columns=columns, dtype=object)
     metrics: dict[str, str] = {}
     for (_, task), rec in index.items():
-        name = metric or primary_metric(rec)
+        name = metric or rec.selection_metric
         metrics[task] = name
         chosen = layer_entry(rec)["layer"]
-        for entry in rec["per_layer"]:
+        for entry in rec.per_layer:
             table.loc[str(entry["layer"]), task] = [
                 entry.get("val", {}).get(name, np.nan), entry.get("test", {}).get(name, np.nan),
                 str(entry["layer"]) == str(chosen)]

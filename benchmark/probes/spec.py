@@ -1,0 +1,50 @@
+"""What a probe job takes and gives: the tracks of each split, the grid, the result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class SplitData:
+    """The tracks of one split: indices into the feature entry's items, labels, song ids."""
+
+    items: np.ndarray  # int64 indices into FeatureEntry.items
+    labels: list[Any]  # raw JSONL labels, one per track
+    uids: list[str]  # ori_uid (clips of one song) or the track's own key
+
+
+@dataclass
+class ProbeConfig:
+    """The grid and the training protocol (MARBLE's defaults)."""
+
+    heads: list[str] = field(default_factory=lambda: ["mlp"])  # "linear" | "mlp"
+    hidden: int = 512
+    dropout: list[float] = field(default_factory=lambda: [0.2])
+    lr: list[float] = field(default_factory=lambda: [5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2])
+    weight_decay: list[float] = field(default_factory=lambda: [0.0])
+    seeds: int = 1
+    batch_size: int = 64
+    max_epochs: int = 100
+    patience: int = 10  # epochs without validation improvement before a head stops
+    lr_patience: int = 5  # reduce-on-plateau patience (epochs); factor 0.5
+    layers: list[int] | None = None  # None: every layer
+    weighted_sum: bool = True  # add the learned softmax-weighted sum of layers
+    memory_budget_gb: float | None = None  # None: keep features in memory when they fit
+
+
+@dataclass
+class ProbeResult:
+    """Everything a run record needs from one probe job."""
+
+    layers: list[str]  # layer names probed; "weighted" last when weighted_sum
+    per_layer: list[dict[str, Any]]  # see mirprobe.record (per_layer)
+    best: dict[str, Any]  # the validation-selected layer/config with its val and test metrics
+    predictions: dict[int, Any]  # layer index → test predictions of its chosen head(s)
+    test_labels: list[Any]  # labels of the scored test units (tracks, or songs)
+    test_uids: list[str]
+    num_heads: int
+    timings: dict[str, float] = field(default_factory=dict)

@@ -1,0 +1,53 @@
+"""Dataset resolution for a run: a task entry's ``data`` → its folder → its JSONL splits.
+
+``data: synthetic`` generates (once) the built-in suite of the run's ``synthetic`` size and
+seed under the work folder; a relative folder is resolved against ``data_root``. Each dataset
+is read once per run and shared by every model that probes it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from mirprobe.data import Dataset, load_dataset
+from mirprobe.errors import UserError
+from mirprobe.specs import TaskSpec
+from mirprobe.synth import generate_suite
+from mirprobe.timing import Timer
+
+
+class DatasetResolver:
+    """The datasets of one run's task entries, read once each."""
+
+    def __init__(self, cfg: DictConfig, work: Path, timer: Timer | None = None,
+                 progress: bool = False) -> None:
+        self.cfg, self.work = cfg, work
+        self.timer = timer or Timer()
+        self.progress = progress
+        self._datasets: dict[tuple[str, str, str | None], Dataset] = {}
+
+    def folder(self, spec: TaskSpec) -> Path:
+        """The task's dataset folder (the synthetic suite is generated on first use)."""
+        if spec.data == "synthetic":
+            size, seed = self.cfg.synthetic.size, int(self.cfg.synthetic.seed)
+            with self.timer.stage("synthesize"):
+                return generate_suite(self.work / "synthetic" / f"{size}-seed{seed}", size=size,
+                                      seed=seed, progress=self.progress)
+        folder = Path(spec.data).expanduser()
+        if not folder.is_absolute():
+            if not self.cfg.data_root:
+                raise UserError(f"task {spec.name!r}: data folder {spec.data!r} is relative; "
+                                f"set data_root=/path/to/datasets (or give an absolute path)")
+            folder = Path(str(self.cfg.data_root)).expanduser() / folder
+        return folder
+
+    def dataset(self, spec: TaskSpec) -> Dataset:
+        root = spec.audio_root or self.cfg.audio_root
+        key = (spec.data, spec.jsonl, root)
+        if key not in self._datasets:
+            folder = self.folder(spec)
+            audio_root = Path(str(root)).expanduser() if root else None
+            self._datasets[key] = load_dataset(folder, spec.jsonl, audio_root)
+        return self._datasets[key]
