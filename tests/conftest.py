@@ -8,6 +8,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--device", default="cpu",
+                     help="device for the device-sensitive tests (-m device): cpu, cuda, mps")
+
+
+@pytest.fixture
+def device(request: pytest.FixtureRequest) -> torch.device:
+    """The device of the device-sensitive tests; skips when it is not available here."""
+    dev = torch.device(request.config.getoption("--device"))
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        pytest.skip("--device cuda but no CUDA device is visible")
+    return dev
 
 
 def write_tone(path: Path, seconds: float, sr: int = 22050, freq: float = 440.0,
