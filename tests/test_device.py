@@ -16,9 +16,9 @@ import torch
 from mirprobe.cli import main
 from mirprobe.features import FeatureEntry, FeatureStore
 from mirprobe.models.random import SmallRandomExtractor
+from mirprobe.plugins import get_task
 from mirprobe.probes import ProbeConfig, SplitData, run_probe
 from mirprobe.probes.plain import run_plain
-from mirprobe.tasks import get_task
 from tests.conftest import write_tone
 
 pytestmark = pytest.mark.device
