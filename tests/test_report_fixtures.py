@@ -18,14 +18,15 @@ from sklearn.metrics import (
 
 from mirprobe.record import DatasetRef, Record
 from mirprobe.results import RecordStore, save_predictions
-from mirprobe.tasks.base import Task
+from mirprobe.tasks import weighted
+from mirprobe.tasks.base import Metric, Task
 from tests.plugin_registry import install_entry_points
 
 
 class ToyClassTask(Task):
     name = "toyclass"
     kind = "multiclass"
-    metrics = ("accuracy", "macro_f1")
+    metrics = (Metric("accuracy", resample="mean"), "macro_f1")
 
     @property
     def output_dim(self) -> int:
@@ -54,7 +55,8 @@ class ToyClassTask(Task):
 class ToyTagTask(ToyClassTask):
     name = "toytags"
     kind = "multilabel"
-    metrics = ("roc_auc", "ap")
+    metrics = (Metric("roc_auc", resample=weighted.macro_roc_auc),
+               Metric("ap", resample=weighted.macro_average_precision))
 
     def encode(self, label: Any) -> np.ndarray:
         return np.array([c in label for c in self.classes], dtype=np.float32)
@@ -72,11 +74,16 @@ class ToyTagTask(ToyClassTask):
 class ToyRegTask(ToyClassTask):
     name = "toyreg"
     kind = "regression"
-    metrics = ("r2", "r2_arousal", "r2_valence")
+    metrics = (Metric("r2", resample=weighted.r2_of(None)),
+               Metric("r2_arousal", resample=weighted.r2_of(0)),
+               Metric("r2_valence", resample=weighted.r2_of(1)))
 
     @property
     def output_dim(self) -> int:
         return 2
+
+    def vector(self, label: Any) -> np.ndarray:
+        return np.asarray(label, dtype=float)
 
     def encode(self, label: Any) -> np.ndarray:
         return np.asarray(label, dtype=np.float32)
