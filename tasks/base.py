@@ -195,14 +195,21 @@ class Task(ABC):
         """Per-track values of the ``mean`` metrics (``[N]``, NaN: the track does not count)
         and ``[2, N]`` numerators and denominators of the ``ratio`` metrics, for the bootstrap.
 
-        By default each ``mean`` metric is ``evaluate`` on each track alone; a task with
-        ``ratio`` metrics overrides this."""
-        names = [m for m in self.metrics if declared(m).resampling == "mean"]
+        By default each ``mean`` metric is ``evaluate`` on each track alone; a task overrides
+        this for speed, or to give the terms of its ``ratio`` metrics."""
         ratios = [m for m in self.metrics if declared(m).resampling == "ratio"]
         if ratios:
             raise NotImplementedError(f"task {self.name!r} declares ratio metrics "
                                       f"({', '.join(ratios)}) but does not override per_track()")
+        names = [m for m in self.metrics if declared(m).resampling == "mean"]
+        return self.evaluate_each(predictions, labels, names)
+
+    def evaluate_each(self, predictions: Any, labels: Sequence[Any],
+                      names: Sequence[str]) -> dict[str, np.ndarray]:
+        """Metrics ``names`` of ``evaluate`` on each track alone, ``[N]`` each."""
         values = np.full((len(names), len(labels)), np.nan)
+        if not names:
+            return {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for i in range(len(labels)):

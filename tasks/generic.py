@@ -80,6 +80,15 @@ class MulticlassTask(Task):
         scores = _check_predictions(predictions, labels, self.output_dim)
         return self._class_metrics(scores.argmax(1), labels)
 
+    def per_track(self, predictions: Any, labels: Sequence[Any]) -> dict[str, np.ndarray]:
+        """Accuracy per track is whether the argmax is the label (vectorised: ``evaluate`` on
+        each track alone takes a scikit-learn call per track); other ``mean`` metrics as the
+        base class gives them."""
+        correct = _check_predictions(predictions, labels, self.output_dim).argmax(1) == \
+            self._targets(labels)
+        rest = [m for m in self.metrics if m != "accuracy" and self.metric(m).resampling == "mean"]
+        return {"accuracy": correct.astype(float), **self.evaluate_each(predictions, labels, rest)}
+
     def chance(self, train_labels: Sequence[Any], test_labels: Sequence[Any]) -> dict[str, float]:
         """Always predict the most frequent training class (first in class order on ties)."""
         counts = np.bincount(self._targets(train_labels), minlength=self.output_dim)
