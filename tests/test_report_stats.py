@@ -25,7 +25,7 @@ from mirprobe.report.stats import (
     percentile_interval,
     resampled_metric,
 )
-from mirprobe.tasks.base import Metric
+from mirprobe.tasks.base import Metric, Task
 
 
 def test_cluster_weights_keep_songs_together():
@@ -63,7 +63,8 @@ def test_classification_matches_direct_resampling():
     assert SeedMetric(plain, logits, labels, "accuracy")._fast is None
     assert resampled_metric(plain, logits, labels, "accuracy", w)[1] == pytest.approx(acc, abs=1e-12)
     # A declaration that does not reproduce evaluate is an error, not a silent fallback.
-    wrong = type("Wrong", (ToyClassTask,), {"metrics": (Metric("macro_f1", resample="mean"),)})
+    wrong = type("Wrong", (ToyClassTask,), {"metrics": (Metric("macro_f1", resample="mean"),),
+                                            "per_track": Task.per_track})
     with pytest.raises(UserError, match="macro_f1.*fix the declaration"):
         SeedMetric(wrong(classes=task.classes), logits, labels, "macro_f1")
     iv = bootstrap_metric(task, logits, labels, uids, "accuracy", n_boot=200, seed=0)

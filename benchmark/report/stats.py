@@ -133,8 +133,11 @@ class SeedMetric:
         if callable(how):
             fn = lambda w: how(self.task, w, self.pred, self.labels)  # noqa: E731
         else:
-            fn = _from_per_track(how, _quiet(lambda: self.task.per_track(self.pred, self.labels))
-                                 [self.metric])
+            values = _quiet(lambda: self.task.per_track(self.pred, self.labels))
+            if self.metric not in values:
+                raise UserError(f"task {self.task.name!r}: metric {self.metric!r} is declared "
+                                f"resample={how!r} but per_track() gives no values for it")
+            fn = _from_per_track(how, values[self.metric])
         with np.errstate(divide="ignore", invalid="ignore"):
             whole = float(fn(np.ones((1, len(self.labels))))[0])
         if not (np.isfinite(whole) and np.isfinite(self.value)):
