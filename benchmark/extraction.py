@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,28 +22,24 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
-from mirprobe.audio import stream_windows
 from mirprobe.errors import DataError, UserError
+from mirprobe.windowing import file_windows, min_window_samples, window_samples
 
 F16_MAX = float(np.finfo(np.float16).max)
 
 
-def normalize_wave(wave: np.ndarray) -> np.ndarray:
-    """Zero mean, unit variance per window (Wav2Vec2FeatureExtractor's do_normalize)."""
-    return ((wave - wave.mean()) / np.sqrt(wave.var() + 1e-7)).astype(np.float32)
-
-
 class WindowStream(IterableDataset):
     """Yields ``(item, window index, wave, error, done)`` for every window of the chunks to extract,
-    decoded and resampled in worker processes. Each worker takes whole chunks, items in order, so a
-    chunk's windows arrive in the same order whatever the number of workers or ranks; an item ends
-    with a ``done`` element carrying its window count (or its error)."""
+    decoded, resampled and prepared (``Extractor.prepare``) in worker processes. Each worker takes
+    whole chunks, items in order, so a chunk's windows arrive in the same order whatever the
+    number of workers or ranks; an item ends with a ``done`` element carrying its window count
+    (or its error)."""
 
     def __init__(self, keys: list[str], chunks: list[list[int]], sample_rate: int, window: int,
-                 min_samples: int, normalize: bool) -> None:
+                 min_samples: int, prepare: Callable[[np.ndarray], np.ndarray]) -> None:
         self.keys, self.chunks = keys, chunks
         self.sample_rate, self.window, self.min_samples = sample_rate, window, min_samples
-        self.normalize = normalize
+        self.prepare = prepare
 
     def __iter__(self) -> Iterator[tuple[int, int, np.ndarray | None, str | None, bool]]:
         info = get_worker_info()
@@ -55,8 +51,9 @@ class WindowStream(IterableDataset):
     def _item(self, i: int) -> Iterator[tuple[int, int, np.ndarray | None, str | None, bool]]:
         n = 0
         try:
-            for wave in stream_windows(self.keys[i], self.sample_rate, self.window, self.min_samples):
-                yield i, n, normalize_wave(wave) if self.normalize else np.ascontiguousarray(wave), None, False
+            for wave in file_windows(self.keys[i], self.sample_rate, self.window, self.min_samples,
+                                     self.prepare):
+                yield i, n, wave, None, False
                 n += 1
         except DataError as e:
             yield i, n, None, str(e), True
@@ -64,20 +61,6 @@ class WindowStream(IterableDataset):
         error = None if n else (f"{self.keys[i]}: shorter than one feature frame of the model; "
                                 f"item skipped")
         yield i, n, None, error, True
-
-
-def min_window_samples(extractor: Any) -> int:
-    """Fewest samples for which the extractor returns at least one frame."""
-    n = 1
-    while extractor.num_frames(n) < 1:
-        if n > 60 * extractor.sample_rate:  # a broken extractor: let its own checks report it
-            return n
-        n *= 2
-    lo, hi = n // 2, n
-    while lo + 1 < hi:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if extractor.num_frames(mid) >= 1 else (mid, hi)
-    return hi
 
 
 def batch_windows(batch_size: int | str, device: torch.device) -> int:
@@ -180,9 +163,9 @@ def run_chunks(extractor: Any, keys: list[str], chunks: list[list[int]], todo: l
     """Extract the chunks ``todo`` (lists of item indices) into ``partial/chunkNNNNN.npz``."""
     if not todo:
         return
-    window = int(round(window_s * extractor.sample_rate))
-    dataset = WindowStream(keys, [chunks[k] for k in todo], extractor.sample_rate, window,
-                           min_window_samples(extractor), bool(getattr(extractor, "normalize", False)))
+    dataset = WindowStream(keys, [chunks[k] for k in todo], extractor.sample_rate,
+                           window_samples(extractor, window_s), min_window_samples(extractor),
+                           extractor.prepare)
     workers = min(num_workers, len(todo))
     loader = DataLoader(dataset, batch_size=None, num_workers=workers,
                         prefetch_factor=4 if workers else None, persistent_workers=False)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from mirprobe.admission import data_folder
 from mirprobe.data import Dataset, load_dataset
-from mirprobe.errors import UserError
 from mirprobe.specs import TaskSpec
 from mirprobe.synth import generate_suite
 from mirprobe.timing import Timer
@@ -35,13 +35,7 @@ class DatasetResolver:
             with self.timer.stage("synthesize"):
                 return generate_suite(self.work / "synthetic" / f"{size}-seed{seed}", size=size,
                                       seed=seed, progress=self.progress)
-        folder = Path(spec.data).expanduser()
-        if not folder.is_absolute():
-            if not self.cfg.data_root:
-                raise UserError(f"task {spec.name!r}: data folder {spec.data!r} is relative; "
-                                f"set data_root=/path/to/datasets (or give an absolute path)")
-            folder = Path(str(self.cfg.data_root)).expanduser() / folder
-        return folder
+        return data_folder(spec.name, spec.data, self.cfg.data_root)
 
     def dataset(self, spec: TaskSpec) -> Dataset:
         root = spec.audio_root or self.cfg.audio_root

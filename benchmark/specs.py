@@ -8,6 +8,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from mirprobe import config as C
+from mirprobe.admission import task_options
 from mirprobe.errors import UserError
 from mirprobe.models import model_options
 from mirprobe.plugins import get_task
@@ -15,7 +16,6 @@ from mirprobe.tasks.base import Task
 
 #: Keys of a task entry that say where its data is and which plugin reads it; the rest are the
 #: plugin's options.
-TASK_KEYS = ("plugin", "data", "jsonl", "audio_root")
 
 
 @dataclass
@@ -43,7 +43,7 @@ def task_specs(cfg: DictConfig) -> list[TaskSpec]:
         for key in ("data", "jsonl"):
             if not opts.get(key):
                 raise UserError(f"task {name!r} has no {key!r} key; see configs/tasks/*.yaml for examples")
-        options = {k: v for k, v in opts.items() if k not in TASK_KEYS}
+        options = task_options(opts)
         specs.append(TaskSpec(name, str(plugin), str(opts["data"]), str(opts["jsonl"]), options,
                               opts.get("audio_root")))
     return specs

@@ -20,10 +20,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mirprobe.tasks import metrics
-from mirprobe.tasks.base import Task
+from mirprobe.tasks.base import Metric, Task
 
 WINDOW_S = 0.07  # F-measure tolerance, mir_eval's default and MARBLE's
 CHANNELS = ("beat", "downbeat")
@@ -85,6 +84,14 @@ def metronome(end_s: float, bpm: float = 120.0, meter: int = 4) -> dict[str, lis
     return {"beat": beats.tolist(), "downbeat": beats[::meter].tolist()}
 
 
+def head_beat_proxy(task: Task, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Proxy for the beat F-measure, cheap enough for every epoch: frame-level average
+    precision of the beat channel, ``[H]``, over frames ``[H, F, 2]`` (all tracks
+    concatenated), with the widened target frames (≥ 0.5) as positives. It is invariant
+    to any monotonic rescaling of the activation, as the decoder's peak picking is."""
+    return metrics.average_precision(outputs[..., 0], targets[..., 0] >= 0.5)
+
+
 class BeatTask(Task):
     """Frame-level beat/downbeat task; metrics: beat F (mean over tracks), pooled beat F,
     downbeat F (mean over tracks that have downbeat annotations)."""
@@ -92,8 +99,10 @@ class BeatTask(Task):
     name: ClassVar[str] = "beat"
     kind: ClassVar[str] = "beat"
     view: ClassVar[str] = "frame"
-    metrics: ClassVar[tuple[str, ...]] = ("beat_f_measure", "beat_f_measure_pooled",
-                                          "downbeat_f_measure")
+    metrics: ClassVar[tuple[str, ...]] = (
+        Metric("beat_f_measure", resample="mean", device=head_beat_proxy),
+        Metric("beat_f_measure_pooled", resample="ratio"),
+        Metric("downbeat_f_measure", resample="mean"))
 
     def __init__(self, classes: Sequence[str] | None = None, window_s: float | None = None,
                  pos_weight: str | Sequence[float] | None = "auto", **options: Any) -> None:
@@ -128,7 +137,8 @@ class BeatTask(Task):
             target[frames, channel] = 1.0
         return target
 
-    def _pos_weight(self, targets: torch.Tensor) -> torch.Tensor | None:
+    def positive_weight(self, targets: torch.Tensor) -> torch.Tensor | None:
+        """The ``pos_weight`` option for the base class's binary cross-entropy."""
         if self.pos_weight is None:
             return None
         if self.pos_weight != "auto":
@@ -137,21 +147,6 @@ class BeatTask(Task):
         positive = flat.sum(0)
         negative = (1 - flat).sum(0)
         return (negative / positive.clamp_min(1e-6)).clamp(1.0, 100.0)
-
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Binary cross-entropy with logits per head over frames and both channels, ``[H]``."""
-        targets = targets.to(logits.dtype)
-        per_value = F.binary_cross_entropy_with_logits(
-            logits, targets.expand_as(logits), pos_weight=self._pos_weight(targets),
-            reduction="none")
-        return per_value.flatten(1).mean(1)
-
-    def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Proxy for the beat F-measure, cheap enough for every epoch: frame-level average
-        precision of the beat channel, ``[H]``, over frames ``[H, F, 2]`` (all tracks
-        concatenated), with the widened target frames (≥ 0.5) as positives. It is invariant
-        to any monotonic rescaling of the activation, as the decoder's peak picking is."""
-        return metrics.average_precision(outputs[..., 0], targets[..., 0] >= 0.5)
 
     def predictions(self, outputs: Any, *, frame_rate: float | None = None) -> list[dict]:
         """Per track ``{"beat": [s…], "downbeat": [s…]}`` decoded from ``[frames, 2]`` logits."""
@@ -165,32 +160,44 @@ class BeatTask(Task):
             decoded.append({"beat": beats.tolist(), "downbeat": downbeats.tolist()})
         return decoded
 
-    def evaluate(self, predictions: Any, labels: Sequence[Any]) -> dict[str, float]:
-        """``beat_f_measure``: mean over tracks of ``mir_eval.beat.f_measure`` (70 ms, no
-        trimming); ``beat_f_measure_pooled``: 2·hits / (references + estimates) summed over
-        all tracks (MARBLE's way); ``downbeat_f_measure``: mean over the tracks whose label has
-        downbeats (NaN when none has)."""
+    def per_track(self, predictions: Any, labels: Sequence[Any]) -> dict[str, np.ndarray]:
+        """Per track: ``mir_eval.beat.f_measure`` of the beats (70 ms, no trimming), the
+        pooled F-measure's terms (2·hits, references + estimates) and the downbeat F-measure
+        (NaN for a track whose label has no downbeats)."""
         from mir_eval.beat import f_measure
         from mir_eval.util import match_events
 
         if len(predictions) != len(labels):
             raise ValueError(f"{len(predictions)} predictions for {len(labels)} labels")
-        beat_f, downbeat_f, hits, events = [], [], 0, 0
+        beat_f, downbeat_f, hits, events = [], [], [], []
         with warnings.catch_warnings():  # an empty estimate scores 0; no need to warn per track
             warnings.filterwarnings("ignore", message=".* beats are empty")
             for estimate, label in zip(predictions, labels, strict=True):
                 ref = _times(label, "beat")
                 est = np.sort(np.asarray(estimate["beat"], dtype=float))
                 beat_f.append(f_measure(ref, est, WINDOW_S))
-                hits += len(match_events(ref, est, WINDOW_S)) if ref.size and est.size else 0
-                events += ref.size + est.size
+                hits.append(len(match_events(ref, est, WINDOW_S)) if ref.size and est.size else 0)
+                events.append(ref.size + est.size)
                 ref_down = _times(label, "downbeat")
-                if ref_down.size:
-                    est_down = np.sort(np.asarray(estimate["downbeat"], dtype=float))
-                    downbeat_f.append(f_measure(ref_down, est_down, WINDOW_S))
-        return {"beat_f_measure": float(np.mean(beat_f)) if beat_f else math.nan,
-                "beat_f_measure_pooled": 2 * hits / events if events else math.nan,
-                "downbeat_f_measure": float(np.mean(downbeat_f)) if downbeat_f else math.nan}
+                downbeat_f.append(f_measure(ref_down, np.sort(np.asarray(
+                    estimate["downbeat"], dtype=float)), WINDOW_S) if ref_down.size else math.nan)
+        return {"beat_f_measure": np.asarray(beat_f, dtype=float),
+                "beat_f_measure_pooled": np.array([2 * np.asarray(hits, dtype=np.int64),
+                                                   np.asarray(events, dtype=np.int64)]),
+                "downbeat_f_measure": np.asarray(downbeat_f, dtype=float)}
+
+    def evaluate(self, predictions: Any, labels: Sequence[Any]) -> dict[str, float]:
+        """``beat_f_measure``: mean over tracks of ``mir_eval.beat.f_measure`` (70 ms, no
+        trimming); ``beat_f_measure_pooled``: 2·hits / (references + estimates) summed over
+        all tracks (MARBLE's way); ``downbeat_f_measure``: mean over the tracks whose label has
+        downbeats (NaN when none has)."""
+        values = self.per_track(predictions, labels)
+        beat_f, down = values["beat_f_measure"], values["downbeat_f_measure"]
+        down = down[np.isfinite(down)]
+        hits, events = (int(v) for v in values["beat_f_measure_pooled"].sum(1))
+        return {"beat_f_measure": float(np.mean(beat_f)) if beat_f.size else math.nan,
+                "beat_f_measure_pooled": hits / events if events else math.nan,
+                "downbeat_f_measure": float(np.mean(down)) if down.size else math.nan}
 
     def chance(self, train_labels: Sequence[Any], test_labels: Sequence[Any]) -> dict[str, float]:
         """A 120 BPM metronome from 0 s (4/4, downbeat on the first beat) on every test track,

@@ -14,7 +14,6 @@ class EmotionTask(RegressionTask):
     """Arousal/valence regression; chance predicts the training mean (R² ≈ 0 on test)."""
 
     name: ClassVar[str] = "emotion"
-    metrics: ClassVar[tuple[str, ...]] = ("r2", "r2_arousal", "r2_valence")
     default_dims: ClassVar[tuple[str, ...]] = ("arousal", "valence")
 
 

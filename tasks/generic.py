@@ -13,11 +13,9 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from mirprobe.tasks import metrics
-from mirprobe.tasks.base import Task
+from mirprobe.tasks import metrics, weighted
+from mirprobe.tasks.base import Metric, Task
 
 
 def _check_predictions(predictions: Any, labels: Sequence[Any], width: int) -> np.ndarray:
@@ -34,7 +32,8 @@ class MulticlassTask(Task):
 
     name: ClassVar[str] = "multiclass"
     kind: ClassVar[str] = "multiclass"
-    metrics: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1")
+    metrics: ClassVar[tuple[str, ...]] = (
+        Metric("accuracy", resample="mean", device=metrics.head_accuracy), Metric("macro_f1"))
 
     def fit(self, train_labels: Sequence[Any]) -> None:
         if self.classes is None:
@@ -65,16 +64,6 @@ class MulticlassTask(Task):
                              f"({', '.join(self.classes[:10])}{', …' if len(index) > 10 else ''})")
         return np.int64(index[name])
 
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        # cross_entropy takes [B, C, H] with [B, H] targets: one loss per head in one call.
-        per_item = F.cross_entropy(logits.permute(1, 2, 0),
-                                   targets.long()[:, None].expand(-1, logits.shape[0]),
-                                   reduction="none")
-        return per_item.mean(0)
-
-    def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return metrics.accuracy(outputs, targets.long())
-
     def _targets(self, labels: Sequence[Any]) -> np.ndarray:
         return np.array([self.encode(label) for label in labels], dtype=np.int64)
 
@@ -90,6 +79,15 @@ class MulticlassTask(Task):
         of the argmax of the track scores."""
         scores = _check_predictions(predictions, labels, self.output_dim)
         return self._class_metrics(scores.argmax(1), labels)
+
+    def per_track(self, predictions: Any, labels: Sequence[Any]) -> dict[str, np.ndarray]:
+        """Accuracy per track is whether the argmax is the label (vectorised: ``evaluate`` on
+        each track alone takes a scikit-learn call per track); other ``mean`` metrics as the
+        base class gives them."""
+        correct = _check_predictions(predictions, labels, self.output_dim).argmax(1) == \
+            self._targets(labels)
+        rest = [m for m in self.metrics if m != "accuracy" and self.metric(m).resampling == "mean"]
+        return {"accuracy": correct.astype(float), **self.evaluate_each(predictions, labels, rest)}
 
     def chance(self, train_labels: Sequence[Any], test_labels: Sequence[Any]) -> dict[str, float]:
         """Always predict the most frequent training class (first in class order on ties)."""
@@ -107,7 +105,9 @@ class MultilabelTask(Task):
 
     name: ClassVar[str] = "multilabel"
     kind: ClassVar[str] = "multilabel"
-    metrics: ClassVar[tuple[str, ...]] = ("roc_auc", "average_precision")
+    metrics: ClassVar[tuple[str, ...]] = (
+        Metric("roc_auc", resample=weighted.macro_roc_auc, device=metrics.head_macro_roc_auc),
+        Metric("average_precision", resample=weighted.macro_average_precision))
 
     @staticmethod
     def _tags(label: Any) -> list[str]:
@@ -138,16 +138,6 @@ class MultilabelTask(Task):
             target[index[tag]] = 1.0
         return target
 
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        per_value = F.binary_cross_entropy_with_logits(
-            logits, targets.to(logits.dtype).expand_as(logits), reduction="none")
-        return per_value.flatten(1).mean(1)
-
-    def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Macro ROC-AUC over the evaluable classes, ``[H]``."""
-        per_class = metrics.roc_auc(outputs.transpose(1, 2), (targets > 0.5).T)
-        return metrics.macro_over(per_class, metrics.evaluable_classes(targets))
-
     def evaluate(self, predictions: Any, labels: Sequence[Any]) -> dict[str, float]:
         from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -177,7 +167,8 @@ class RegressionTask(Task):
 
     name: ClassVar[str] = "regression"
     kind: ClassVar[str] = "regression"
-    metrics: ClassVar[tuple[str, ...]] = ("r2",)
+    metrics: ClassVar[tuple[str, ...]] = (
+        Metric("r2", resample=weighted.r2_of(None), device=metrics.head_mean_r2),)
     default_dims: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, classes: Sequence[str] | None = None, window_s: float | None = None,
@@ -193,9 +184,11 @@ class RegressionTask(Task):
             self._set_metrics()
 
     def _set_metrics(self) -> None:
-        self.metrics = ("r2", *(f"r2_{d}" for d in self.dims))
+        self.metrics = (self.metrics[0], *(Metric(f"r2_{d}", resample=weighted.r2_of(j))
+                                            for j, d in enumerate(self.dims)))
 
-    def _vector(self, label: Any) -> np.ndarray:
+    def vector(self, label: Any) -> np.ndarray:
+        """The label as a ``float64`` vector in label units; ``ValueError`` when it is not one."""
         values = [label] if isinstance(label, int | float) and not isinstance(label, bool) else label
         try:
             vector = np.asarray(values, dtype=np.float64)
@@ -212,9 +205,9 @@ class RegressionTask(Task):
         if not train_labels:
             raise ValueError(f"task {self.name!r}: no training labels")
         if self.dims is None:
-            self.dims = [str(i) for i in range(self._vector(train_labels[0]).size)]
+            self.dims = [str(i) for i in range(self.vector(train_labels[0]).size)]
             self._set_metrics()
-        values = np.stack([self._vector(label) for label in train_labels])
+        values = np.stack([self.vector(label) for label in train_labels])
         if self.standardize:
             self.mean = values.mean(0)
             std = values.std(0)
@@ -227,18 +220,10 @@ class RegressionTask(Task):
         return len(self.dims)
 
     def encode(self, label: Any) -> np.ndarray:
-        vector = self._vector(label)
+        vector = self.vector(label)
         if self.mean is not None:
             vector = (vector - self.mean) / self.std
         return vector.astype(np.float32)
-
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        per_value = F.mse_loss(logits, targets.to(logits.dtype).expand_as(logits), reduction="none")
-        return per_value.flatten(1).mean(1)
-
-    def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean R² over dimensions, ``[H]`` (R² is unchanged by the standardisation)."""
-        return metrics.r2(outputs, targets).mean(-1)
 
     def predictions(self, outputs: Any, *, frame_rate: float | None = None) -> np.ndarray:
         """Track outputs mapped back to label units."""
@@ -251,14 +236,14 @@ class RegressionTask(Task):
         from sklearn.metrics import r2_score
 
         estimate = _check_predictions(predictions, labels, self.output_dim)
-        truth = np.stack([self._vector(label) for label in labels])
+        truth = np.stack([self.vector(label) for label in labels])
         per_dim = r2_score(truth, estimate, multioutput="raw_values")
         return {"r2": float(np.mean(per_dim)),
                 **{f"r2_{d}": float(v) for d, v in zip(self.dims, per_dim, strict=True)}}
 
     def chance(self, train_labels: Sequence[Any], test_labels: Sequence[Any]) -> dict[str, float]:
         """Predict the training mean for every test track."""
-        mean = np.stack([self._vector(label) for label in train_labels]).mean(0)
+        mean = np.stack([self.vector(label) for label in train_labels]).mean(0)
         return self.evaluate(np.tile(mean, (len(test_labels), 1)), test_labels)
 
     def describe(self) -> dict[str, Any]:

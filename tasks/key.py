@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from mirprobe.tasks import metrics
+from mirprobe.tasks.base import Metric
 from mirprobe.tasks.generic import MulticlassTask, _check_predictions
 
 TONICS = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
@@ -41,11 +43,19 @@ def weight_matrix() -> np.ndarray:
     return np.array([[weighted_score(ref, est) for est in KEYS] for ref in KEYS])
 
 
+def head_weighted_score(task: KeyTask, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean weighted score of the argmax key per head, ``[H]``."""
+    weights = torch.as_tensor(task.weights(), device=outputs.device)
+    return weights[targets.long(), outputs.argmax(-1)].mean(-1)
+
+
 class KeyTask(MulticlassTask):
     """Multiclass key task with a song-level merge; metrics: weighted score, accuracy."""
 
     name: ClassVar[str] = "key"
-    metrics: ClassVar[tuple[str, ...]] = ("weighted_score", "accuracy")
+    metrics: ClassVar[tuple[str, ...]] = (
+        Metric("weighted_score", resample="mean", device=head_weighted_score),
+        Metric("accuracy", resample="mean", device=metrics.head_accuracy))
     group_by_uid: ClassVar[bool] = True
 
     def __init__(self, classes: Sequence[str] | None = None, window_s: float | None = None,
@@ -68,11 +78,6 @@ class KeyTask(MulticlassTask):
         if self._weights is None:
             self._weights = weight_matrix()
         return self._weights
-
-    def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean weighted score of the argmax key, ``[H]``."""
-        weights = torch.as_tensor(self.weights(), device=outputs.device)
-        return weights[targets.long(), outputs.argmax(-1)].mean(-1)
 
     def _key_metrics(self, predicted: np.ndarray, labels: Sequence[Any]) -> dict[str, float]:
         from mir_eval.key import weighted_score

@@ -123,3 +123,21 @@ def r2(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     value = 1 - residual / safe
     degenerate = torch.where(residual == 0, torch.ones_like(value), torch.zeros_like(value))
     return torch.where(total > 0, value, degenerate)
+
+
+# --- device forms for metric declarations: (task, outputs [H, N, out], targets) → [H] -------
+
+def head_accuracy(task: object, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Accuracy of the argmax class per head."""
+    return accuracy(outputs, targets.long())
+
+
+def head_macro_roc_auc(task: object, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Macro ROC-AUC over the classes with a positive and a negative track, per head."""
+    per_class = roc_auc(outputs.transpose(1, 2), (targets > 0.5).T)
+    return macro_over(per_class, evaluable_classes(targets))
+
+
+def head_mean_r2(task: object, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean R² over target dimensions per head (R² is unchanged by standardising both)."""
+    return r2(outputs, targets).mean(-1)

@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from mirprobe.audio import resample, window_bounds
 from mirprobe.features import FeatureStore, entry_id, entry_identity
 from mirprobe.models.handcrafted import HandcraftedExtractor
 from mirprobe.models.random import SmallRandomExtractor
@@ -150,3 +151,31 @@ def test_streamed_windows_match_whole_track_decoding(tmp_path: Path) -> None:
     assert [len(w) for w in windows] == [b - a for a, b in bounds]
     for w, (a, b) in zip(windows, bounds, strict=True):
         np.testing.assert_allclose(w, whole[a:b], atol=1e-4)
+
+
+class ReversingExtractor(SmallRandomExtractor):
+    """Prepares each window by reversing it in time: only a path through prepare() sees it."""
+
+    def prepare(self, wave: np.ndarray) -> np.ndarray:
+        return wave[::-1].copy()
+
+    def identity(self) -> dict[str, Any]:
+        return {**super().identity(), "prepare": "reversed"}
+
+
+def test_extraction_honours_prepare(tmp_path: Path, tracks: list[str]) -> None:
+    """Production extraction runs every window through Extractor.prepare(), as embed() does:
+    its rows are the windows reversed by hand, fed to the plain model."""
+    plain, reversing = SmallRandomExtractor(), ReversingExtractor()
+    entry = FeatureStore(tmp_path / "f").extract(reversing, tracks[:2], view="frame", window_s=1.0,
+                                                 batch_size=1, chunk_items=2, progress=False)
+    for i, key in enumerate(tracks[:2]):
+        wave, sr = sf.read(key, dtype="float32")
+        wave = resample(wave, sr, plain.sample_rate)
+        parts = []
+        for a, b in window_bounds(len(wave), plain.sample_rate, 400):
+            chunk = torch.from_numpy(wave[a:b][::-1].copy())[None]
+            parts.append(plain.forward(chunk)[:, 0].float().detach().numpy())
+        ref = np.concatenate(parts, axis=1)
+        got = np.asarray(entry.features[entry.rows(i)], dtype=np.float32).transpose(1, 0, 2)
+        np.testing.assert_allclose(got, ref, rtol=2e-3, atol=2e-3 * np.abs(ref).max())

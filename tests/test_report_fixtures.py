@@ -18,14 +18,15 @@ from sklearn.metrics import (
 
 from mirprobe.record import DatasetRef, Record
 from mirprobe.results import RecordStore, save_predictions
-from mirprobe.tasks.base import Task
+from mirprobe.tasks import weighted
+from mirprobe.tasks.base import Metric, Task
 from tests.plugin_registry import install_entry_points
 
 
 class ToyClassTask(Task):
     name = "toyclass"
     kind = "multiclass"
-    metrics = ("accuracy", "macro_f1")
+    metrics = (Metric("accuracy", resample="mean"), "macro_f1")
 
     @property
     def output_dim(self) -> int:
@@ -50,11 +51,17 @@ class ToyClassTask(Task):
     def chance(self, train_labels: list[Any], test_labels: list[Any]) -> dict[str, float]:
         return {"accuracy": 1 / len(self.classes), "macro_f1": 1 / len(self.classes)}
 
+    def per_track(self, predictions: Any, labels: list[Any]) -> dict[str, np.ndarray]:
+        """Accuracy per track, vectorised (the default calls evaluate once per track)."""
+        y = np.array([self.classes.index(lab) for lab in labels])
+        return {"accuracy": (np.asarray(predictions).argmax(-1) == y).astype(float)}
+
 
 class ToyTagTask(ToyClassTask):
     name = "toytags"
     kind = "multilabel"
-    metrics = ("roc_auc", "ap")
+    metrics = (Metric("roc_auc", resample=weighted.macro_roc_auc),
+               Metric("ap", resample=weighted.macro_average_precision))
 
     def encode(self, label: Any) -> np.ndarray:
         return np.array([c in label for c in self.classes], dtype=np.float32)
@@ -72,11 +79,16 @@ class ToyTagTask(ToyClassTask):
 class ToyRegTask(ToyClassTask):
     name = "toyreg"
     kind = "regression"
-    metrics = ("r2", "r2_arousal", "r2_valence")
+    metrics = (Metric("r2", resample=weighted.r2_of(None)),
+               Metric("r2_arousal", resample=weighted.r2_of(0)),
+               Metric("r2_valence", resample=weighted.r2_of(1)))
 
     @property
     def output_dim(self) -> int:
         return 2
+
+    def vector(self, label: Any) -> np.ndarray:
+        return np.asarray(label, dtype=float)
 
     def encode(self, label: Any) -> np.ndarray:
         return np.asarray(label, dtype=np.float32)

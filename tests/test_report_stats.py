@@ -15,6 +15,7 @@ from sklearn.metrics import (
 )
 from test_report_fixtures import ToyClassTask, ToyRegTask, ToyTagTask, class_data
 
+from mirprobe.errors import UserError
 from mirprobe.report.stats import (
     SeedMetric,
     bootstrap_metric,
@@ -24,6 +25,7 @@ from mirprobe.report.stats import (
     percentile_interval,
     resampled_metric,
 )
+from mirprobe.tasks.base import Metric, Task
 
 
 def test_cluster_weights_keep_songs_together():
@@ -54,11 +56,17 @@ def test_classification_matches_direct_resampling():
                                        zero_division=0), logits, y, w)
     assert resampled_metric(task, logits, labels, "accuracy", w)[1] == pytest.approx(acc, abs=1e-12)
     assert resampled_metric(task, logits, labels, "macro_f1", w)[1] == pytest.approx(f1, abs=1e-12)
-    assert SeedMetric(task, logits, labels, "accuracy")._fast is not None  # weighted shortcut
-    # A task of another kind: accuracy is found to be a mean over tracks (per-track shortcut).
-    other = type("Other", (ToyClassTask,), {"kind": "custom"})(classes=task.classes)
-    assert SeedMetric(other, logits, labels, "accuracy")._fast is not None
-    assert resampled_metric(other, logits, labels, "accuracy", w)[1] == pytest.approx(acc, abs=1e-12)
+    assert SeedMetric(task, logits, labels, "accuracy")._fast is not None  # declared: mean
+    assert SeedMetric(task, logits, labels, "macro_f1")._fast is None  # undeclared: evaluate
+    # Undeclared (a plain name), accuracy is recomputed with evaluate: the same values.
+    plain = type("Plain", (ToyClassTask,), {"metrics": ("accuracy",)})(classes=task.classes)
+    assert SeedMetric(plain, logits, labels, "accuracy")._fast is None
+    assert resampled_metric(plain, logits, labels, "accuracy", w)[1] == pytest.approx(acc, abs=1e-12)
+    # A declaration that does not reproduce evaluate is an error, not a silent fallback.
+    wrong = type("Wrong", (ToyClassTask,), {"metrics": (Metric("macro_f1", resample="mean"),),
+                                            "per_track": Task.per_track})
+    with pytest.raises(UserError, match="macro_f1.*fix the declaration"):
+        SeedMetric(wrong(classes=task.classes), logits, labels, "macro_f1")
     iv = bootstrap_metric(task, logits, labels, uids, "accuracy", n_boot=200, seed=0)
     assert (iv.low, iv.high) == pytest.approx(tuple(np.percentile(acc, [2.5, 97.5])))
     assert iv.value == pytest.approx(accuracy_score(y, logits.argmax(1)))

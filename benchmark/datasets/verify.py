@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from mirprobe.admission import admit_labels, data_folder, task_options
 from mirprobe.data import SPLITS, Item, read_jsonl
 from mirprobe.datasets.common import HEADER_WORKERS, Header, read_headers
 from mirprobe.errors import DataError, UserError
@@ -28,7 +29,6 @@ from mirprobe.errors import DataError, UserError
 SPLIT_FILE = re.compile(r"^(?P<prefix>.+)\.(?P<split>train|val|test)\.jsonl$")
 MIN_SECONDS = 0.1  # below this no model yields a feature frame: the run skips the item
 LOW_RATE = 16000  # MERT's lowest native rate; lower rates lose bandwidth when upsampled
-TASK_KEYS = ("plugin", "data", "jsonl", "audio_root", "window_s")
 
 
 @dataclass(frozen=True)
@@ -103,14 +103,6 @@ def infer_plugin(labels: list[Any]) -> str | None:
         if isinstance(label, int | float) and not isinstance(label, bool):
             return "regression"
     return "multilabel" if labels else None
-
-
-def check_label(task: Any, label: Any) -> None:
-    """Raise ``ValueError`` when the task cannot turn ``label`` into a target (as a run does)."""
-    if task.view == "clip":
-        task.encode(label)
-    else:
-        task.encode_frames(label, 1, 1.0)
 
 
 def label_summary(plugin: str | None, labels: list[Any], top: int = 12) -> str:
@@ -221,7 +213,7 @@ def verify_files(files: dict[str, Path], *, name: str | None = None, audio_root:
     bad_items = _check_audio(items, rows, heads, report, window_s)
     if decode:
         bad_items |= _check_decode(items, heads, bad_items, report, workers)
-    bad_items |= _check_labels(items, report, plugin, options or {})
+    bad_items |= _check_labels(items, bad_items, report, plugin, options or {})
     _check_leaks(items, report)
     for s in report.splits:
         usable = [it for it in items[s.split] if (it.source, it.line) not in bad_items]
@@ -266,53 +258,31 @@ def _check_decode(items: dict[str, list[Item]], heads: dict[Path, Header],
     return found
 
 
-def _check_labels(items: dict[str, list[Item]], report: VerifyReport, plugin: str | None,
-                  options: dict[str, Any]) -> set[tuple[Path, int]]:
+def _check_labels(items: dict[str, list[Item]], bad: set[tuple[Path, int]], report: VerifyReport,
+                  plugin: str | None, options: dict[str, Any]) -> set[tuple[Path, int]]:
+    """The label rules of :mod:`mirprobe.admission`, on the items whose rows and audio passed,
+    as a run applies them."""
+    from mirprobe.plugins import get_task
+
     fit_on = items.get("train") or next(iter(items.values()))
     report.plugin = plugin or infer_plugin([it.label for it in fit_on])
     if report.plugin is None:
         return set()
+    name = report.plugin
+    usable = {s: [it for it in split_items if (it.source, it.line) not in bad]
+              for s, split_items in items.items()}
     try:
-        task = _fitted(report.plugin, options, [it.label for it in fit_on])
-    except ValueError as e:
+        _, _, excluded = admit_labels(lambda: get_task(name, **options), usable)
+    except UserError as e:
         report.problems.append(Finding(str(fit_on[0].source) if fit_on else report.name, None,
-                                       f"cannot learn the label space: {e}"))
+                                       str(e).split(": ", 1)[-1]))
         return set()
-    bad = set()
-    for split_items in items.values():
-        for it in split_items:
-            try:
-                check_label(task, it.label)
-            except ValueError as e:
-                report.problems.append(Finding(str(it.source), it.line,
-                                               f"{e}; the run skips this item"))
-                bad.add((it.source, it.line))
-    return bad
-
-
-def _fitted(plugin: str, options: dict[str, Any], labels: list[Any]) -> Any:
-    """The task fitted on the training labels; labels it rejects are left out of the fit
-    (each is reported by the per-row check)."""
-    from mirprobe.plugins import get_task
-
-    task = get_task(plugin, **options)
-    try:
-        task.fit(labels)
-    except ValueError:
-        good = [label for label in labels if _fits(plugin, options, label)]
-        task = get_task(plugin, **options)
-        task.fit(good)
-    return task
-
-
-def _fits(plugin: str, options: dict[str, Any], label: Any) -> bool:
-    from mirprobe.plugins import get_task
-
-    try:
-        get_task(plugin, **options).fit([label])
-    except ValueError:
-        return False
-    return True
+    found = set()
+    for problems in excluded.values():
+        for p in problems:
+            report.problems.append(Finding(p.source, p.line, p.reason))
+            found.add((Path(p.source), p.line))
+    return found
 
 
 def _check_leaks(items: dict[str, list[Item]], report: VerifyReport) -> None:
@@ -365,10 +335,11 @@ def _known_task(path: Path) -> dict[str, Any]:
 
     match = SPLIT_FILE.match(path.name)
     spec = next((s for s in DATASETS.values() if match and s.prefix == match["prefix"]), None)
-    return _from_task_config(spec.task, None)[2] if spec else {}
+    return _task_config(spec.task)[2] if spec else {}
 
 
-def _from_task_config(name: str, data_root: Path | None) -> tuple[str, dict[str, Path], dict[str, Any]]:
+def _task_config(name: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(config name, its keys, what ``verify`` needs of it) for a dataset or task config name."""
     from mirprobe.config import available, named_section
     from mirprobe.datasets import ALIASES, DATASETS
 
@@ -377,16 +348,18 @@ def _from_task_config(name: str, data_root: Path | None) -> tuple[str, dict[str,
         raise UserError(f"{name!r} is not a JSONL file, a folder, a dataset name "
                         f"({', '.join(DATASETS)}) or a task config ({', '.join(available('tasks'))})")
     _, opts = named_section(config, "tasks")
+    return config, dict(opts), {"plugin": opts.get("plugin"), "options": task_options(opts),
+                                "audio_root": opts.get("audio_root")}
+
+
+def _from_task_config(name: str, data_root: Path | None) -> tuple[str, dict[str, Path], dict[str, Any]]:
+    config, opts, extra = _task_config(name)
     if opts.get("data") == "synthetic":
         raise UserError(f"task {config!r} reads the built-in synthetic suite; write it with "
                         "`mirprobe synth --out DIR` and verify that folder")
-    folder = Path(str(opts["data"])).expanduser()
-    if not folder.is_absolute():
-        folder = (data_root or Path.cwd()) / folder
+    folder = data_folder(config, str(opts["data"]), data_root)
     files = {s: folder / f"{opts['jsonl']}.{s}.jsonl" for s in SPLITS}
-    options = {k: v for k, v in opts.items() if k not in TASK_KEYS}
-    return f"{config} ({folder})", files, {"plugin": opts.get("plugin"), "options": options,
-                                           "audio_root": opts.get("audio_root")}
+    return f"{config} ({folder})", files, extra
 
 
 def verify(target: str, *, data_root: Path | None = None, audio_root: Path | None = None,

@@ -73,22 +73,15 @@ class Extractor(ABC):
 
     def prepare(self, wave: np.ndarray) -> np.ndarray:
         """Per-window waveform preprocessing (normalisation) before batching."""
-        from mirprobe.extraction import normalize_wave
+        from mirprobe.windowing import normalize_wave
 
         return normalize_wave(wave) if self.normalize else wave
 
-    @torch.inference_mode()
     def embed(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
-        """All hidden states of one clip, ``[layers, frames, dim]`` (resampled, windowed, normalised)."""
-        from mirprobe.audio import resample, window_bounds
-        from mirprobe.extraction import min_window_samples
+        """All hidden states of one clip, ``[layers, frames, dim]`` float32: resampled, then
+        windowed and prepared as extraction does (:mod:`mirprobe.windowing`)."""
+        from mirprobe.audio import resample
+        from mirprobe.windowing import embed_windows
 
         wave = resample(np.asarray(waveform, dtype=np.float32), sample_rate, self.sample_rate)
-        window = int(round(self.context_s * self.sample_rate))
-        parts = []
-        for start, stop in window_bounds(len(wave), window, min_window_samples(self)):
-            chunk = torch.from_numpy(self.prepare(wave[start:stop]))[None].to(self.device)
-            parts.append(self.forward(chunk)[:, 0].float().cpu().numpy())
-        if not parts:
-            return np.zeros((self.num_layers, 0, self.dim), dtype=np.float32)
-        return np.concatenate(parts, axis=1)
+        return embed_windows(self, wave)[0].astype(np.float32, copy=False)

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mirprobe.extraction import min_window_samples
 from mirprobe.models.base import Extractor
+from mirprobe.windowing import embed_windows
 
 DEFAULT_LENGTHS = (0.3, 1.07, 4.99, 5.01, 61.0)
 
@@ -54,22 +54,6 @@ def probe_signal(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
     tone = sum(np.sin(2 * np.pi * f * t) / (k + 1) for k, f in enumerate((220.0, 330.0, 440.0, 659.3)))
     envelope = 0.5 + 0.5 * np.abs(np.sin(2 * np.pi * 2.0 * t))
     return (0.2 * tone * envelope + 0.01 * rng.standard_normal(n)).astype(np.float32)
-
-
-@torch.inference_mode()
-def embed_windows(extractor: Extractor, wave: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """``[layers, frames, dim]`` of a clip at the extractor's rate, window by window."""
-    from mirprobe.audio import window_bounds
-
-    window = int(round(extractor.context_s * extractor.sample_rate))
-    bounds = window_bounds(len(wave), window, min_window_samples(extractor))
-    parts = []
-    for a, b in bounds:
-        chunk = torch.from_numpy(np.ascontiguousarray(extractor.prepare(wave[a:b]), dtype=np.float32))
-        parts.append(extractor.forward(chunk[None].to(extractor.device))[:, 0].cpu().numpy())
-    if not parts:
-        return np.zeros((extractor.num_layers, 0, extractor.dim), dtype=np.float32), bounds
-    return np.concatenate(parts, axis=1), bounds
 
 
 def check_length(extractor: Extractor, seconds: float) -> list[Check]:

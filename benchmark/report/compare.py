@@ -13,15 +13,17 @@ from mirprobe.errors import UserError
 from mirprobe.record import Record
 from mirprobe.report.records import (
     by_model_task,
+    higher_is_better,
     layer_entry,
     load_record_predictions,
+    metric_scale,
     models_and_tasks,
     rebuild_task,
 )
 from mirprobe.report.stats import N_BOOT, SEED, align, paired_bootstrap
 
 COLUMNS = ("metric", "layer_a", "layer_b", "a", "b", "diff", "ci_low", "ci_high", "p_a_better",
-           "tracks", "higher_is_better")
+           "tracks", "higher_is_better", "scale")
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -76,8 +78,8 @@ def _compare_task(rec_a: Record, layer_a: str | None, rec_b: Record,
     order = align(uids, labels, uids_b, labels_b)
     task = rebuild_task(rec_a)
     name = metric or rec_a.selection_metric
-    up = rec_a.higher_is_better
+    up = higher_is_better(rec_a, name)
     cmp = paired_bootstrap(task, preds_a[entry_a["index"]], _reorder(preds_b[entry_b["index"]], order),
                            labels, uids, name, higher_is_better=up, n_boot=n_boot, seed=seed)
     return [name, entry_a["layer"], entry_b["layer"], cmp.a, cmp.b, cmp.diff, cmp.low, cmp.high,
-            cmp.p_a_better, cmp.tracks, up]
+            cmp.p_a_better, cmp.tracks, up, metric_scale(rec_a, name)]

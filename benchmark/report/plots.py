@@ -60,7 +60,7 @@ def layer_curves(records: Sequence[Record], out_dir: Path) -> dict[str, list[Pat
     out: dict[str, list[Path]] = {}
     for task in tasks:
         fig, ax = plt.subplots(figsize=(6.4, 3.6))
-        metric = "?"
+        metric, scale = "?", 100.0
         ticks: dict[float, str] = {}
         mine = [m for m in models if (m, task) in index]
         last = max((int(e["index"]) for m in mine for e in index[(m, task)].per_layer
@@ -68,7 +68,7 @@ def layer_curves(records: Sequence[Record], out_dir: Path) -> dict[str, list[Pat
         for model in mine:
             rec = index[(model, task)]
             metric = rec.selection_metric
-            scale = metric_scale(metric)
+            scale = metric_scale(rec, metric)
             layers = [e for e in rec.per_layer if str(e["layer"]) != "weighted"]
             colour = f"C{models.index(model) % 10}"  # one colour per model in every figure
             xs = [_x(e, last) for e in layers]
@@ -90,7 +90,7 @@ def layer_curves(records: Sequence[Record], out_dir: Path) -> dict[str, list[Pat
         shown = sorted(set(sorted(ticks)[::step]) | ({max(ticks)} if ticks else set()))
         ax.set_xticks(shown, [ticks[x] for x in shown])
         ax.set_xlabel("layer (w, D: weighted sum of layers; ★: selected on validation)")
-        ax.set_ylabel(f"{metric}" + (" ×100" if metric_scale(metric) == 100 else ""))
+        ax.set_ylabel(f"{metric}" + (" ×100" if scale == 100 else ""))
         ax.set_title(f"{task}: test (solid) and validation (dashed) by layer")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
@@ -110,7 +110,7 @@ def heatmap(board: pd.DataFrame, out_dir: Path) -> list[Path]:
             cell = board.loc[model, task]
             if isinstance(cell["metric"], str):
                 norm[i, j] = single.loc[model, "normalised"]
-                text[i][j] = fmt(cell["score"], cell["metric"])
+                text[i][j] = fmt(cell["score"], float(cell["scale"]))
     fig, ax = plt.subplots(figsize=(1.2 + 1.3 * len(tasks), 0.9 + 0.45 * len(board.index)))
     im = ax.imshow(np.clip(norm, 0, 1), cmap="viridis", vmin=0, vmax=1, aspect="auto")
     for i in range(len(board.index)):

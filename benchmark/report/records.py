@@ -7,7 +7,6 @@ module holds what the report modules share about them.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -18,26 +17,43 @@ from mirprobe.record import Record
 from mirprobe.results import load_predictions
 from mirprobe.tasks.base import Task
 
-#: Metrics shown as-is; every other metric (accuracy, ROC-AUC, AP, F-measure, weighted key
-#: score, R²) is a 0–1 score and is shown ×100.
-_UNSCALED = re.compile(r"mse|mae|rmse|error|loss|bpm|seconds|_s$", re.IGNORECASE)
-
 
 def default_work_dir() -> Path:
     """``$MIRPROBE_HOME``, else ``~/.cache/mirprobe``."""
     return Path(os.environ.get("MIRPROBE_HOME") or Path.home() / ".cache" / "mirprobe")
 
 
-def metric_scale(metric: str) -> float:
-    """Display factor of a metric: 100 for 0–1 scores, 1 for errors and physical units."""
-    return 1.0 if _UNSCALED.search(metric) else 100.0
+def declaration(record: Record, metric: str | None = None) -> dict[str, Any]:
+    """The task's declaration of ``metric`` (default: the selection metric): direction,
+    display scale and resampling (``Metric.declaration`` in :mod:`mirprobe.tasks.base`), as the
+    record keeps it; from the task plugin itself for records that do not."""
+    metric = metric or record.selection_metric
+    found = (record.task_info.get("declarations") or {}).get(metric)
+    if found is None:
+        try:
+            found = rebuild_task(record).metric(metric).declaration()
+        except KeyError as e:
+            raise UserError(f"run record {record.id}: {e.args[0]}") from None
+    return found
 
 
-def fmt(value: float | None, metric: str) -> str:
-    """A metric value as displayed: ×100 with one decimal for 0–1 scores."""
+def higher_is_better(record: Record, metric: str | None = None) -> bool:
+    """Direction of ``metric`` (default: the selection metric) as the task declares it."""
+    if metric is None or metric == record.selection_metric:
+        return bool(record.higher_is_better)
+    return bool(declaration(record, metric)["higher_is_better"])
+
+
+def metric_scale(record: Record, metric: str | None = None) -> float:
+    """Display factor of ``metric`` as the task declares it: 100 for 0–1 scores, 1 as is."""
+    return float(declaration(record, metric)["scale"])
+
+
+def fmt(value: float | None, scale: float) -> str:
+    """A metric value as displayed: ×100 with one decimal for 0–1 scores (``scale`` 100)."""
     if value is None or value != value:  # None or NaN
         return "–"
-    if metric_scale(metric) == 100.0:
+    if scale == 100.0:
         return f"{value * 100:.1f}"
     return f"{value:.3g}"
 
@@ -86,7 +102,8 @@ def rebuild_task(record: Record) -> Task:
     """The record's task plugin, configured as it was for the run."""
     info = dict(record.task_info)
     plugin = (record.config.get("task") or {}).get("plugin") or info.get("name")
-    options = {k: v for k, v in info.items() if k not in ("name", "kind", "view", "metrics")}
+    options = {k: v for k, v in info.items()
+               if k not in ("name", "kind", "view", "metrics", "declarations")}
     return get_task(plugin, **options)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mirprobe.record import Record
-from mirprobe.report.records import fmt, layer_label, metric_scale, models_and_tasks
+from mirprobe.report.records import fmt, layer_label, models_and_tasks
 from mirprobe.report.tables import SEP, aggregate, layer_table, leaderboard
 
 CHANCE_ROW = "chance"
@@ -66,18 +66,19 @@ def leaderboard_display(board: pd.DataFrame, *, with_aggregate: bool = True) -> 
     for task in tasks:
         sub = board[task]
         metric = next((m for m in sub["metric"] if isinstance(m, str)), "?")
+        scale = _scale(sub)
         cells = []
         for model in board.index:
             row = sub.loc[model]
             if not isinstance(row["metric"], str):
                 cells.append("–")
                 continue
-            text = fmt(row["score"], metric)
+            text = fmt(row["score"], scale)
             if ci:
-                text += f" [{fmt(row['ci_low'], metric)}, {fmt(row['ci_high'], metric)}]"
+                text += f" [{fmt(row['ci_low'], scale)}, {fmt(row['ci_high'], scale)}]"
             cells.append(f"{text} @{layer_label(row['layer'])}")
         chance = pd.to_numeric(sub["chance"], errors="coerce").dropna()
-        cells.append(fmt(float(chance.mean()), metric) if len(chance) else "–")
+        cells.append(fmt(float(chance.mean()), scale) if len(chance) else "–")
         out[task_header(task, metric)] = cells
     if with_aggregate and len([t for t in tasks if SEP not in t]) > 1:
         agg = aggregate(board)
@@ -86,16 +87,22 @@ def leaderboard_display(board: pd.DataFrame, *, with_aggregate: bool = True) -> 
     return out
 
 
+def _scale(sub: pd.DataFrame) -> float:
+    """The declared display scale of a leaderboard column group (100 when it has no record)."""
+    return float(next((v for v in sub["scale"] if isinstance(v, int | float) and v == v), 100.0))
+
+
 def layers_display(table: pd.DataFrame) -> pd.DataFrame:
     """String table: ``<task> val`` and ``<task> test`` columns, ``*`` on the selected layer."""
     out = pd.DataFrame(index=[layer_label(str(n)) for n in table.index])
     out.index.name = "layer"
     for task in dict.fromkeys(table.columns.get_level_values(0)):
         metric = table.attrs.get("metrics", {}).get(task, "?")
+        scale = table.attrs.get("scales", {}).get(task, 100.0)
         sub = table[task]
         selected = sub["selected"].fillna(False).astype(bool)
-        out[f"{task} val ({metric})"] = [fmt(_num(v), metric) for v in sub["val"]]
-        out[f"{task} test"] = [fmt(_num(v), metric) + ("*" if s else "")
+        out[f"{task} val ({metric})"] = [fmt(_num(v), scale) for v in sub["val"]]
+        out[f"{task} test"] = [fmt(_num(v), scale) + ("*" if s else "")
                                for v, s in zip(sub["test"], selected, strict=True)]
     return out
 
@@ -126,9 +133,9 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _round(value: Any, metric: str) -> float:
+def _round(value: Any, scale: float) -> float:
     v = _num(value)
-    return float(np.round(v * metric_scale(metric), 1 if metric_scale(metric) == 100 else 3))
+    return float(np.round(v * scale, 1 if scale == 100 else 3))
 
 
 def leaderboard_csv(board: pd.DataFrame) -> pd.DataFrame:
@@ -141,12 +148,13 @@ def leaderboard_csv(board: pd.DataFrame) -> pd.DataFrame:
             cell = board.loc[model, task]
             if not isinstance(cell["metric"], str):
                 continue
-            m = cell["metric"]
-            row = {"model": model, "task": task.split(SEP)[0], "metric": m, "scale": metric_scale(m),
-                   "layer": cell["layer"], "score": _round(cell["score"], m)}
+            m, scale = cell["metric"], float(cell["scale"])
+            row = {"model": model, "task": task.split(SEP)[0], "metric": m, "scale": scale,
+                   "layer": cell["layer"], "score": _round(cell["score"], scale)}
             if ci:
-                row |= {"ci_low": _round(cell["ci_low"], m), "ci_high": _round(cell["ci_high"], m)}
-            row |= {"chance": _round(cell["chance"], m),
+                row |= {"ci_low": _round(cell["ci_low"], scale),
+                        "ci_high": _round(cell["ci_high"], scale)}
+            row |= {"chance": _round(cell["chance"], scale),
                     "higher_is_better": bool(cell["higher_is_better"]),
                     "norm_mean": float(np.round(agg.loc[model, "normalised"] * 100, 1)),
                     "norm_tasks": int(agg.loc[model, "tasks"])}
@@ -159,13 +167,14 @@ def layers_csv(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for task in dict.fromkeys(table.columns.get_level_values(0)):
         metric = table.attrs["metrics"].get(task, "?")
+        scale = table.attrs.get("scales", {}).get(task, 100.0)
         for layer in table.index:
             cell = table.loc[layer, task]
             if cell.isna().all():
                 continue
             rows.append({"model": table.attrs.get("model"), "task": task, "metric": metric,
-                         "layer": layer, "val": _round(cell["val"], metric),
-                         "test": _round(cell["test"], metric), "selected": bool(cell["selected"])})
+                         "layer": layer, "val": _round(cell["val"], scale),
+                         "test": _round(cell["test"], scale), "selected": bool(cell["selected"])})
     return pd.DataFrame(rows)
 
 
@@ -205,12 +214,12 @@ def compare_display(table: pd.DataFrame) -> pd.DataFrame:
     a, b = table.attrs.get("a", "A"), table.attrs.get("b", "B")
     rows = {}
     for task, r in table.iterrows():
-        m = r["metric"]
-        diff = fmt(r["diff"], m) if metric_scale(m) != 100 else f"{r['diff'] * 100:+.1f}"
+        m, scale = r["metric"], float(r["scale"])
+        diff = fmt(r["diff"], scale) if scale != 100 else f"{r['diff'] * 100:+.1f}"
         rows[f"{task} ({m})"] = {
-            f"A: {a}": f"{fmt(r['a'], m)} @{layer_label(str(r['layer_a']))}",
-            f"B: {b}": f"{fmt(r['b'], m)} @{layer_label(str(r['layer_b']))}",
-            "A − B [95% CI]": f"{diff} [{fmt(r['ci_low'], m)}, {fmt(r['ci_high'], m)}]",
+            f"A: {a}": f"{fmt(r['a'], scale)} @{layer_label(str(r['layer_a']))}",
+            f"B: {b}": f"{fmt(r['b'], scale)} @{layer_label(str(r['layer_b']))}",
+            "A − B [95% CI]": f"{diff} [{fmt(r['ci_low'], scale)}, {fmt(r['ci_high'], scale)}]",
             "P(A better)": f"{r['p_a_better']:.3f}", "tracks": str(r["tracks"])}
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "task"

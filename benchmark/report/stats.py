@@ -14,11 +14,12 @@ Method (documented in the README):
   A − B gets a percentile interval, and P(A better) is the share of resamples where A is
   better (ties count half).
 
-Speed: ``task.evaluate`` per resample is the reference path. Exact shortcuts are used when
-they reproduce ``task.evaluate`` on the data and on a random half of it: accuracy, macro
-ROC-AUC, macro average precision and R² computed with resample weights in numpy; and any
-other metric that is a mean over tracks (key score, beat F-measure) becomes a weighted mean
-of per-track values.
+Speed: ``task.evaluate`` per resample is the reference path. Each metric declares how it
+resamples (``Metric.resample`` in :mod:`mirprobe.tasks.base`): a mean over tracks becomes a
+weighted mean of per-track values, a ratio of sums a weighted ratio, and a closed form on
+resample weights (macro ROC-AUC, average precision, R²: :mod:`mirprobe.tasks.weighted`) runs
+for all resamples at once. A declared form must reproduce ``evaluate`` on the data (else an
+error names the task and metric).
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def _quiet(fn: Callable[[], Any]) -> Any:
 # --- one seed's metric over resamples --------------------------------------------------------
 
 class SeedMetric:
-    """One seed's predictions: the metric on the data and on weighted resamples."""
+    """One seed's predictions: the metric on the data and on weighted resamples, recomputed
+    the way the task declares (``Metric.resample``)."""
 
     def __init__(self, task: Any, predictions: Any, labels: Sequence[Any], metric: str) -> None:
         self.task, self.pred, self.labels, self.metric = task, predictions, list(labels), metric
@@ -102,7 +104,7 @@ class SeedMetric:
             raise UserError(f"task {task.name!r} does not report metric {metric!r}; "
                             f"it reports: {', '.join(self.full or {})}")
         self.value = float(self.full[metric])
-        self._fast = self._weighted() or self._per_track()
+        self._fast = self._declared()
 
     def _evaluate(self, idx: np.ndarray) -> dict[str, float] | None:
         try:
@@ -115,47 +117,36 @@ class SeedMetric:
         out = self._evaluate(idx)
         return float(out[self.metric]) if out and self.metric in out else np.nan
 
-    def _per_track(self) -> Callable[[np.ndarray], np.ndarray] | None:
-        """A mean over tracks becomes a weighted mean of per-track values."""
-        n = len(self.labels)
-        probe = np.random.default_rng(1).permutation(n)[: min(n, 8)]
-        single = np.array([self._metric(np.array([i])) for i in probe])
-        if not np.isfinite(single).all() or not _close(single.mean(), self._metric(np.sort(probe))):
-            return None
-        values = np.array([self._metric(np.array([i])) for i in range(n)])
-        if not np.isfinite(values).all() or not _close(values.mean(), self.value):
-            return None
-        return lambda w: (w @ values) / w.sum(axis=1)
+    def _declared(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """The declared closed form on resample weights (None: ``evaluate`` per resample).
 
-    def _weighted(self) -> Callable[[np.ndarray], np.ndarray] | None:
-        """Weighted numpy versions of accuracy, macro ROC-AUC, AP and R², when one matches."""
-        scores = np.asarray(self.pred, dtype=float) if isinstance(self.pred, np.ndarray) else None
-        if scores is None or scores.ndim != 2:
+        It must give ``evaluate``'s value on the data: a declaration that disagrees is an
+        error in the task; one that is undefined here (e.g. R² of a constant truth) leaves
+        the metric to ``evaluate``."""
+        try:
+            declared = self.task.metric(self.metric)
+        except KeyError:  # evaluate reports a metric the task does not declare
             return None
-        n = len(self.labels)
-        ones = np.ones((1, n))
-        # Confirm a match on a random half too, so that a coincidence on the data is not enough.
-        half = np.zeros((1, n))
-        half[0, np.random.default_rng(2).permutation(n)[: max(2, n // 2)]] = 1
-        for targets in self._targets():
-            if len(targets) != n:
-                continue
-            for fn in _candidates(self.task.kind, targets, scores):
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    if (_close(float(fn(ones)[0]), self.value) and
-                            _close(float(fn(half)[0]), self._metric(expand(half[0].astype(int))))):
-                        return fn
-        return None
-
-    def _targets(self) -> list[np.ndarray]:
-        """The labels as numbers: raw (regression labels) and as the task encodes them."""
-        out = []
-        for convert in (lambda lab: lab, self.task.encode):
-            try:
-                out.append(np.stack([np.asarray(convert(lab), dtype=float) for lab in self.labels]))
-            except Exception:  # noqa: BLE001 - not numeric in this form
-                continue
-        return out
+        how = declared.resample
+        if how == "evaluate":
+            return None
+        if callable(how):
+            fn = lambda w: how(self.task, w, self.pred, self.labels)  # noqa: E731
+        else:
+            values = _quiet(lambda: self.task.per_track(self.pred, self.labels))
+            if self.metric not in values:
+                raise UserError(f"task {self.task.name!r}: metric {self.metric!r} is declared "
+                                f"resample={how!r} but per_track() gives no values for it")
+            fn = _from_per_track(how, values[self.metric])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            whole = float(fn(np.ones((1, len(self.labels))))[0])
+        if not (np.isfinite(whole) and np.isfinite(self.value)):
+            return None
+        if not _close(whole, self.value):
+            raise UserError(f"task {self.task.name!r}: metric {self.metric!r} declared as "
+                            f"resample={declared.resampling!r} gives {whole:.6g} on the test "
+                            f"tracks but evaluate() gives {self.value:.6g}; fix the declaration")
+        return fn
 
     def resampled(self, weights: np.ndarray) -> np.ndarray:
         """The metric on each resample ``[n_boot]``."""
@@ -165,69 +156,21 @@ class SeedMetric:
         return np.array([self._metric(expand(w)) for w in weights])
 
 
+def _from_per_track(how: str, values: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Weighted mean of per-track values (NaN: the track does not count), or weighted ratio
+    of sums of per-track ``[numerator, denominator]``."""
+    values = np.asarray(values, dtype=float)
+    if how == "ratio":
+        return lambda w: (w @ values[0]) / (w @ values[1])
+    counts = np.isfinite(values)
+    if counts.all():
+        return lambda w: (w @ values) / w.sum(axis=1)
+    kept = np.where(counts, values, 0.0)
+    return lambda w: (w @ kept) / (w @ counts)
+
+
 def _close(a: float, b: float) -> bool:
     return bool(np.isfinite(a) and np.isfinite(b) and abs(a - b) <= _TOL * max(1.0, abs(b)))
-
-
-def _candidates(kind: str, y: np.ndarray, s: np.ndarray) -> list[Callable[[np.ndarray], np.ndarray]]:
-    if kind == "multiclass" and y.ndim == 1 and len(s.shape) == 2:
-        right = (s.argmax(1) == y).astype(float)
-        return [lambda w: (w @ right) / w.sum(1)]
-    if y.shape != s.shape:
-        return []
-    if kind == "multilabel":
-        yb = y > 0.5
-        return [lambda w: _macro(_auc, w, yb, s), lambda w: _macro(_ap, w, yb, s)]
-    if kind == "regression":
-        cols = [lambda w, j=j: _r2(w, y[:, j], s[:, j]) for j in range(y.shape[1])]
-        return [lambda w: np.mean([c(w) for c in cols], axis=0), *cols]
-    return []
-
-
-def _macro(fn: Callable, w: np.ndarray, y: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Macro mean over the classes with a positive and a negative track in each resample."""
-    wt = np.ascontiguousarray(w.T)  # [N, B]: gathers and sums run along contiguous rows
-    per = np.stack([fn(wt, y[:, c], s[:, c]) for c in range(y.shape[1])])
-    defined = ((w @ y) > 0) & ((w @ ~y) > 0)  # [B, C]
-    per = np.where(defined.T, per, np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a resample with no defined class
-        return np.nanmean(per, axis=0)
-
-
-def _groups(wt: np.ndarray, y: np.ndarray, s: np.ndarray, descending: bool
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """Positive and negative weight per group of tied scores, in score order: ``[G, B]``."""
-    order = np.argsort(-s if descending else s, kind="mergesort")
-    ss, ys, ws = s[order], y[order], wt[order]
-    pos, neg = ws * ys[:, None], ws * ~ys[:, None]
-    if (ss[1:] != ss[:-1]).all():  # no ties
-        return pos, neg
-    starts = np.flatnonzero(np.r_[True, ss[1:] != ss[:-1]])
-    return np.add.reduceat(pos, starts, axis=0), np.add.reduceat(neg, starts, axis=0)
-
-
-def _auc(wt: np.ndarray, y: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Weighted ROC-AUC (ties count half) per resample."""
-    pos, neg = _groups(wt, y, s, descending=False)
-    below = np.cumsum(neg, axis=0) - neg
-    return (pos * (below + 0.5 * neg)).sum(0) / (pos.sum(0) * neg.sum(0))
-
-
-def _ap(wt: np.ndarray, y: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Weighted average precision (scikit-learn's step-wise definition) per resample."""
-    pos, neg = _groups(wt, y, s, descending=True)
-    tp, fp = np.cumsum(pos, axis=0), np.cumsum(neg, axis=0)
-    precision = np.where(pos > 0, tp / np.maximum(tp + fp, 1e-300), 0.0)
-    return (pos * precision).sum(0) / pos.sum(0)
-
-
-def _r2(w: np.ndarray, y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Weighted coefficient of determination per resample."""
-    total = w.sum(1)
-    mean = (w @ y) / total
-    ss_tot = w @ (y**2) - total * mean**2
-    return 1 - (w @ (y - p) ** 2) / ss_tot
 
 
 # --- public API ----------------------------------------------------------------------------

@@ -15,10 +15,16 @@ import pandas as pd
 
 from mirprobe.errors import UserError
 from mirprobe.record import Record
-from mirprobe.report.records import by_model_task, layer_entry, models_and_tasks
+from mirprobe.report.records import (
+    by_model_task,
+    higher_is_better,
+    layer_entry,
+    metric_scale,
+    models_and_tasks,
+)
 
 #: Fields of each task's column group in :func:`leaderboard`.
-FIELDS = ("metric", "score", "layer", "chance", "higher_is_better")
+FIELDS = ("metric", "score", "layer", "chance", "higher_is_better", "scale")
 CI_FIELDS = ("ci_low", "ci_high")
 #: Joins task and metric in the column key of a secondary metric (``--all-metrics``).
 SEP = " · "
@@ -30,7 +36,8 @@ def leaderboard(records: Sequence[Record], *, ci: bool = False,
     """Model × task table of the validation-selected layer's test score.
 
     Rows are models; columns a ``(task, field)`` MultiIndex with the fields of
-    :data:`FIELDS` (primary metric name, test score, selected layer, chance level, direction)
+    :data:`FIELDS` (primary metric name, test score, selected layer, chance level, direction,
+    display scale as the task declares it)
     and, with ``ci``, a 95% bootstrap interval (``ci_low``, ``ci_high``) over test tracks,
     seeds combined (:func:`mirprobe.report.stats.record_interval`). ``metric`` picks another
     metric than each task's primary one (a task that lacks it is left empty); ``all_metrics``
@@ -56,7 +63,7 @@ def _cell(rec: Record, metric: str | None, ci: bool, records_dir: Path | None,
     best = rec.best
     score = best.get("test", {}).get(name, np.nan)
     cell = [name, score, str(best["layer"]), rec.chance.get(name, np.nan),
-            rec.higher_is_better]
+            higher_is_better(rec, name), metric_scale(rec, name)]
     if ci:
         from mirprobe.report.stats import record_interval
 
@@ -115,7 +122,8 @@ def layer_table(records: Sequence[Record], model: str,
 
     Rows are layer names (``layer0`` …, ``weighted``); columns a ``(task, field)`` MultiIndex
     with ``val``, ``test`` and ``selected`` (True on the validation-selected layer).
-    ``attrs["metrics"]`` maps each task to the metric shown.
+    ``attrs["metrics"]`` maps each task to the metric shown, ``attrs["scales"]`` to its
+    declared display scale.
     """
     mine = [r for r in records if r.model == model]
     if not mine:
@@ -131,14 +139,17 @@ def layer_table(records: Sequence[Record], model: str,
                                          names=["task", "field"])
     table = pd.DataFrame(index=pd.Index(list(layers), name="layer"), columns=columns, dtype=object)
     metrics: dict[str, str] = {}
+    scales: dict[str, float] = {}
     for (_, task), rec in index.items():
         name = metric or rec.selection_metric
         metrics[task] = name
+        scales[task] = metric_scale(rec, name)
         chosen = layer_entry(rec)["layer"]
         for entry in rec.per_layer:
             table.loc[str(entry["layer"]), task] = [
                 entry.get("val", {}).get(name, np.nan), entry.get("test", {}).get(name, np.nan),
                 str(entry["layer"]) == str(chosen)]
     table.attrs["metrics"] = metrics
+    table.attrs["scales"] = scales
     table.attrs["model"] = model
     return table
