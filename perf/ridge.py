@@ -26,8 +26,10 @@ from probe import sklearn_layer  # perf/probe.py
 
 from mirprobe.config import load_run_config
 from mirprobe.models import load_model
-from mirprobe.pipeline import Runner, model_specs, task_specs
+from mirprobe.pipeline import Runner
 from mirprobe.probes import ProbeConfig, run_probe
+from mirprobe.probing import usable_splits
+from mirprobe.specs import model_specs, task_specs
 
 MARBLE_LR = [5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2]
 
@@ -44,7 +46,7 @@ def feature_jobs(model: str, tasks: list[str], size: str, seed: int):  # noqa: A
     for spec in task_specs(cfg):
         entry = runner.entry(extractor, spec)
         task = spec.make()
-        splits, _ = runner.splits(spec, task, entry, runner.dataset(spec))
+        splits, _ = usable_splits(spec, task, entry, runner.datasets.dataset(spec))
         jobs.append((spec.name, task, entry, splits))
     return jobs
 
