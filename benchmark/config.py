@@ -19,14 +19,13 @@ from omegaconf.errors import OmegaConfBaseException
 
 import mirprobe.configs
 from mirprobe.errors import UserError
-from mirprobe.probes import ProbeConfig
+from mirprobe.probes import ProbeConfig, check_heads
 
 # configs/ ships as the package data of mirprobe.configs: found the same way from a wheel and a checkout
 CONFIG_DIR = Path(mirprobe.configs.__file__).resolve().parent
 DEFAULT_RUN = "quickstart"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-HEADS = ("linear", "mlp")
 
 
 @dataclass
@@ -148,8 +147,7 @@ def validate(cfg: DictConfig) -> None:
     _one_of("device", cfg.device, DEVICES)
     _one_of("extract.dtype", cfg.extract.dtype, DTYPES)
     _one_of("synthetic.size", cfg.synthetic.size, sorted(SIZES))
-    for head in cfg.probe.heads:
-        _one_of("probe.heads", head, HEADS)
+    check_heads(cfg.probe)
     for key in ("lr", "dropout", "weight_decay", "heads"):
         if len(cfg.probe[key]) == 0:
             raise UserError(f"config key 'probe.{key}' is empty; give at least one value")

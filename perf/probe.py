@@ -81,32 +81,60 @@ def real_job(args: argparse.Namespace):  # noqa: ANN201
     return get_task(args.task), entry, splits
 
 
-def compare(name: str, task, entry, splits, cfg: ProbeConfig) -> dict:  # noqa: ANN001
-    t = time.perf_counter()
-    batched = run_probe(task, entry, splits, cfg, progress=False)
-    t_batched = time.perf_counter() - t
-    plain = run_plain(task, entry, splits, cfg)
+def compare(name: str, task, entry, splits, cfg: ProbeConfig, rounds: int = 1,  # noqa: ANN001
+            bf16: bool = False) -> dict:
+    import sklearn.metrics  # noqa: F401 - imported before timing (both methods score with it)
+
+    batched_s, plain_s, bf16_s = [], [], []
+    for _ in range(rounds):  # alternate, so that changes in machine load hit both
+        t = time.perf_counter()
+        batched = run_probe(task, entry, splits, cfg, progress=False)
+        batched_s.append(time.perf_counter() - t)
+        plain = run_plain(task, entry, splits, cfg)
+        plain_s.append(plain["seconds"])
+        if bf16:
+            t = time.perf_counter()
+            low = run_probe(task, entry, splits, dataclasses.replace(cfg, dtype="bfloat16"),
+                            progress=False)
+            bf16_s.append(time.perf_counter() - t)
+    t_batched, t_plain = min(batched_s), min(plain_s)
     metric = task.selection_metric
     print(f"\n== {name}: {batched.num_heads} heads, {len(splits['train'].items)} train tracks, "
           f"{entry.num_layers} layers x {entry.dim} dims ==")
-    print(f"{'layer':>10} {'batched test':>13} {'plain test':>11} {'diff':>7}   lr (batched/plain)")
-    diffs = []
-    for p in batched.per_layer:
+    print(f"{'layer':>10} {'batched test':>13} {'plain test':>11} {'diff':>7}   lr (batched/plain)"
+          + ("   bf16 test  diff" if bf16 else ""))
+    diffs, low_diffs = [], []
+    for n, p in enumerate(batched.per_layer):
         ref = plain["per_layer"][-1 if p["layer"] == "weighted" else p["index"]]
         d = 100 * (p["test"][metric] - ref["test"][metric])
         diffs.append(d)
-        print(f"{p['layer']:>10} {100 * p['test'][metric]:13.2f} {100 * ref['test'][metric]:11.2f} "
-              f"{d:+7.2f}   {p['chosen']['lr']:g}/{ref['config'][1]:g}")
+        line = (f"{p['layer']:>10} {100 * p['test'][metric]:13.2f} {100 * ref['test'][metric]:11.2f} "
+                f"{d:+7.2f}   {p['chosen']['lr']:g}/{ref['config'][1]:g}")
+        if bf16:
+            q = low.per_layer[n]
+            low_diffs.append(100 * (q["test"][metric] - p["test"][metric]))
+            line += f"   {100 * q['test'][metric]:9.2f} {low_diffs[-1]:+5.2f}"
+        print(line)
     best_plain = max(plain["per_layer"].values(), key=lambda r: r["val"][metric])
-    row = {"task": name, "batched_s": t_batched, "plain_s": plain["seconds"],
-           "ratio": plain["seconds"] / t_batched,
+    row = {"task": name, "batched_s": t_batched, "plain_s": t_plain,
+           "ratio": t_plain / t_batched, "rounds": rounds,
+           "batched_rounds": batched_s, "plain_rounds": plain_s,
            "best_batched": 100 * batched.best["test"][metric],
            "best_plain": 100 * best_plain["test"][metric],
            "max_layer_diff": float(np.max(np.abs(diffs)))}
     print(f"selected ({metric}, test): batched {row['best_batched']:.2f} "
           f"[{batched.best['layer']}] vs plain {row['best_plain']:.2f}")
-    print(f"wall time: batched {t_batched:.1f} s, plain {plain['seconds']:.1f} s, "
-          f"ratio {row['ratio']:.1f}x")
+    print(f"wall time: batched {t_batched:.1f} s, plain {t_plain:.1f} s, ratio {row['ratio']:.2f}x "
+          f"(best of {rounds}; rounds batched {', '.join(f'{t:.1f}' for t in batched_s)}, "
+          f"plain {', '.join(f'{t:.1f}' for t in plain_s)}; ratio range "
+          f"{min(plain_s) / max(batched_s):.2f}-{max(plain_s) / min(batched_s):.2f}x)")
+    if bf16:
+        row.update(bf16_s=min(bf16_s), bf16_ratio=t_plain / min(bf16_s),
+                   best_bf16=100 * low.best["test"][metric],
+                   bf16_max_layer_dev=float(np.max(np.abs(low_diffs))))
+        print(f"bfloat16 head products: {min(bf16_s):.1f} s ({row['bf16_ratio']:.2f}x the plain "
+              f"loop); selected {row['best_bf16']:.2f} [{low.best['layer']}]; largest per-layer "
+              f"test deviation from float32 {row['bf16_max_layer_dev']:.2f} points")
     if "mlp" in cfg.heads:
         row.update(ceiling(plain, t_batched, cfg, entry.dim))
     return row
@@ -147,24 +175,13 @@ def ceiling(plain: dict, batched_s: float, cfg: ProbeConfig, dim: int) -> dict:
 
 def vs_sklearn(name: str, task, entry, splits, cfg: ProbeConfig) -> dict:  # noqa: ANN001
     """Per layer: batched linear probe vs LogisticRegression (C on validation), test metric."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
     lin = dataclasses.replace(cfg, heads=["linear"], weighted_sum=False)
     res = run_probe(task, entry, splits, lin, progress=False)
     metric = task.selection_metric
     print(f"\n== {name}: linear probes vs LogisticRegression ({metric}, test) ==")
     diffs = []
     for p in res.per_layer:
-        k = p["index"]
-        data = {s: _tracks(task, entry, splits[s], k) for s in splits}
-        scaler = StandardScaler().fit(data["train"][0])
-        fits = [LogisticRegression(C=c, max_iter=3000).fit(scaler.transform(data["train"][0]),
-                                                           data["train"][1])
-                for c in (1e-3, 1e-2, 1e-1, 1.0, 10.0)]
-        scored = [{s: _sk_eval(task, m, scaler, data[s], splits[s]) for s in ("val", "test")}
-                  for m in fits]
-        best = max(scored, key=lambda d: d["val"][metric])
+        best = sklearn_layer(task, entry, splits, p["index"])
         d = 100 * (p["test"][metric] - best["test"][metric])
         diffs.append(d)
         print(f"{p['layer']:>10} batched {100 * p['test'][metric]:6.2f}  "
@@ -173,6 +190,25 @@ def vs_sklearn(name: str, task, entry, splits, cfg: ProbeConfig) -> dict:  # noq
            "worst": float(np.min(diffs))}
     print(f"mean |diff| {row['mean_abs_diff']:.2f} points; worst layer {row['worst']:+.2f}")
     return row
+
+
+def sklearn_layer(task, entry, splits, layer: int,  # noqa: ANN001
+                  cs: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0)) -> dict:
+    """LogisticRegression on one layer's standardised windows, C chosen on validation:
+    ``{"C", "val": metrics, "test": metrics}``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    metric = task.selection_metric
+    data = {s: _tracks(task, entry, splits[s], layer) for s in splits}
+    scaler = StandardScaler().fit(data["train"][0])
+    scored = []
+    for c in cs:
+        model = LogisticRegression(C=c, max_iter=3000).fit(scaler.transform(data["train"][0]),
+                                                           data["train"][1])
+        scored.append({"C": c, **{s: _sk_eval(task, model, scaler, data[s], splits[s])
+                                  for s in ("val", "test")}})
+    return max(scored, key=lambda d: d["val"][metric])
 
 
 def _tracks(task, entry, split: SplitData, layer: int):  # noqa: ANN001, ANN202
@@ -219,6 +255,9 @@ def main() -> None:
                     help="L2 grid, comma-separated (with --vs-sklearn: as C is tuned for sklearn)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (both methods)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=1, help="timed runs of each method (best of)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="also run the batched grid with probe.dtype=bfloat16; its deviation")
     ap.add_argument("--vs-sklearn", action="store_true",
                     help="linear probes against LogisticRegression instead of the plain loop")
     ap.add_argument("--entry", help="a feature entry folder (real features)")
@@ -232,8 +271,10 @@ def main() -> None:
                       weight_decay=[float(w) for w in args.weight_decay.split(",")])
     jobs = ([(args.task, *real_job(args))] if args.entry else
             [(k, *planted_job(k, args)) for k in args.tasks.split(",")])
-    run = vs_sklearn if args.vs_sklearn else compare
-    rows = [run(name, task, entry, splits, cfg) for name, task, entry, splits in jobs]
+    if args.vs_sklearn:
+        rows = [vs_sklearn(*job, cfg) for job in jobs]
+    else:
+        rows = [compare(*job, cfg, rounds=args.rounds, bf16=args.bf16) for job in jobs]
     print("\n" + "\n".join(json.dumps(r) for r in rows))
 
 

@@ -22,7 +22,11 @@ def test_quickstart_loads_with_overrides() -> None:
     (["probe.lrr=[1]"], "unknown config key 'probe.lrr' (did you mean 'lr'?)"),
     (["devise=cpu"], "unknown config key 'devise' (did you mean 'device'?)"),
     (["device=gpu"], "'device': 'gpu' is not allowed; use one of: auto, cpu, cuda, mps"),
-    (["probe.heads=[mlp,svm]"], "'probe.heads': 'svm' is not allowed; use one of: linear, mlp"),
+    (["probe.heads=[mlp,svm]"], "'probe.heads': 'svm' is not allowed; use one of: linear, mlp, ridge"),
+    (["probe.heads=[ridge,mlp]"], "'probe.heads': ridge heads run alone"),
+    (["probe.alpha=[1,-2]"], "'probe.alpha': [1.0, -2.0]; give positive penalties"),
+    (["probe.alpha=[]"], "'probe.alpha': []; give positive penalties"),
+    (["probe.dtype=float16"], "'probe.dtype': 'float16' is not allowed; use one of: float32, bfloat16"),
     (["probe.max_epochs=0"], "'probe.max_epochs' must be at least 1"),
     (["synthetic.size=huge"], "'synthetic.size': 'huge' is not allowed"),
     (["probe.batch_size=abc"], "probe.batch_size"),
@@ -34,6 +38,13 @@ def test_bad_values_name_the_key(overrides: list[str], fragment: str) -> None:
         load_run_config("quickstart", overrides)
     assert fragment in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_fast_config_runs_ridge_heads() -> None:
+    cfg = load_run_config("fast", ["probe.alpha=[0.1,1]"])
+    assert list(cfg.probe.heads) == ["ridge"]
+    assert list(cfg.probe.alpha) == [0.1, 1]
+    assert load_run_config("fast").probe.dtype == "float32"
 
 
 def test_unknown_run_config_lists_choices() -> None:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from mirprobe.features import FeatureEntry
 from mirprobe.probes import ProbeConfig, SplitData, run_probe
 from mirprobe.probes.aggregate import merge_units
-from mirprobe.probes.heads import HeadBank, HeadSpec, StackedAdam
+from mirprobe.probes.heads import HeadBank, HeadSpec
 from mirprobe.probes.plain import run_plain
 from mirprobe.tasks.base import Task
 
@@ -217,33 +217,48 @@ def test_same_seed_same_result_and_seeds_recorded():
     assert all([s["seed"] for s in p["seeds"]] == [0, 1] for p in a.per_layer)
 
 
-def test_stacked_adam_matches_torch_adam():
+@pytest.mark.parametrize("kind", ["mlp", "linear"])
+def test_bank_steps_match_autograd_and_torch_adam(kind):
+    """Hand-written gradients and the stacked Adam (per-head lr and weight decay, heads of one
+    layer in one product, chunked) against autograd and torch.optim.Adam head by head."""
+    from mirprobe.probes.heads import StackedAdam, chunks
+    from mirprobe.probes.train import Group, train_chunk
+
     torch.manual_seed(0)
-    specs = [HeadSpec(layer, "mlp", lr, 0.0, wd, 0)
-             for layer, lr, wd in [(0, 1e-3, 0.0), (1, 1e-2, 1e-2), (-1, 5e-3, 0.0)]]
+    specs = [HeadSpec(layer, kind, lr, 0.0, wd, 0)
+             for layer, lr, wd in [(0, 1e-3, 0.0), (0, 1e-2, 1e-2), (1, 5e-3, 0.0), (-1, 5e-3, 0.0),
+                                   (-1, 1e-2, 1e-3)]]
     bank = HeadBank.create(specs, 0, num_layers=2, dim=5, out=3, hidden=7,
                            device=torch.device("cpu"))
     opt = StackedAdam(bank, torch.tensor([s.lr for s in specs]),
                       torch.tensor([s.weight_decay for s in specs]))
+    group = Group(specs, np.arange(5), bank, opt, (bank.big, bank.small), *[None] * 6,
+                  chunk_bytes=16 * (bank.big[0].numel() + bank.small.shape[1]) * 2)
+    group.plan()
+    assert group.ranges == [(0, 2), (2, 3), (3, 4), (4, 5)]
     refs = [{k: v[h].detach().clone().requires_grad_(True) for k, v in bank.params.items()}
-            for h in range(3)]
+            for h in range(5)]
     ref_opts = [torch.optim.Adam(r.values(), lr=s.lr, weight_decay=s.weight_decay)
                 for r, s in zip(refs, specs, strict=True)]
-    for _ in range(5):
+    task = Classes(classes=["a", "b", "c"])
+    for step in range(6):
         x = torch.randn(4, 2, 5)
-        bank.forward(x).square().sum().backward()
-        opt.step()
-        opt.zero_grad()
+        y = torch.randint(0, 3, (4,))
+        for a, b in group.ranges:
+            train_chunk(task, group, a, b, x, y, step)
         for h, (r, o) in enumerate(zip(refs, ref_opts, strict=True)):
             xin = x[:, specs[h].layer] if specs[h].layer >= 0 else torch.einsum(
                 "l,bld->bd", torch.softmax(r["alpha"], 0), x)
-            out = torch.relu(xin @ r["w1"] + r["b1"]) @ r["w2"] + r["b2"]
+            if kind == "mlp":
+                xin = torch.relu(xin @ r["w1"].T + r["b1"])
+            out = xin @ r["w2"] + r["b2"]
             o.zero_grad()
-            out.square().sum().backward()
+            F.cross_entropy(out, y).backward()
             o.step()
     for h, r in enumerate(refs):
         for k, v in r.items():
             torch.testing.assert_close(bank.params[k][h], v, rtol=1e-5, atol=1e-6)
+    assert chunks(bank, None) == [(0, 5)]
 
 
 @pytest.mark.parametrize("how", ["mean", "max", "vote", "geomean"])
@@ -276,7 +291,7 @@ def test_songs_merged_and_ensemble_chosen():
     assert all(p["chosen"]["aggregate"] in ("mean", "max", "vote", "geomean") for p in res.per_layer)
 
 
-def test_frame_view_trains_per_frame():
+def _onset_job():
     rng = np.random.default_rng(0)
     lengths = rng.integers(20, 40, 60)
     offsets = np.r_[0, np.cumsum(lengths)]
@@ -289,7 +304,13 @@ def test_frame_view_trains_per_frame():
     entry = FeatureEntry.from_arrays(x.astype(np.float16), offsets, frame_rate=10.0, view="frame")
     cuts = {"train": np.arange(40), "val": np.arange(40, 50), "test": np.arange(50, 60)}
     splits = {s: SplitData(i, [labels[k] for k in i], [str(k) for k in i]) for s, i in cuts.items()}
-    res = run_probe(FrameOnsets(), entry, splits, ProbeConfig(heads=["linear"], lr=[1e-2],
+    return entry, splits
+
+
+@pytest.mark.parametrize("heads", [["linear"], ["ridge"]])
+def test_frame_view_trains_per_frame(heads):
+    entry, splits = _onset_job()
+    res = run_probe(FrameOnsets(), entry, splits, ProbeConfig(heads=heads, lr=[1e-2],
                                                               max_epochs=30), progress=False)
     by_layer = {p["layer"]: p for p in res.per_layer}
     assert by_layer["layer1"]["test"]["frame_accuracy"] > 0.8
@@ -374,3 +395,111 @@ def test_frame_view_batches_hold_whole_windows() -> None:
     assert batch_rows(cfg, frame, frame=True) == 8  # no window recorded: rows are the unit
     frame.meta["window_s"] = 5.0
     assert batch_rows(cfg, frame, frame=True) == 8 * 250  # 8 windows of 250 frames
+
+
+class Values(Task):
+    """A minimal regression task (standardised targets), independent of the task plugins."""
+
+    name: ClassVar[str] = "values"
+    kind: ClassVar[str] = "regression"
+    metrics: ClassVar[tuple[str, ...]] = ("r2",)
+    output_dim = 2
+
+    def fit(self, train_labels):
+        v = np.asarray(train_labels, dtype=np.float64)
+        self.mean, self.std = v.mean(0), v.std(0)
+
+    def encode(self, label):
+        return ((np.asarray(label) - self.mean) / self.std).astype(np.float32)
+
+    def loss(self, logits, targets):
+        return (logits - targets).square().flatten(1).mean(1)
+
+    def score(self, outputs, targets):
+        return -(outputs - targets).square().flatten(1).mean(1)
+
+    def predictions(self, outputs, *, frame_rate=None):
+        return np.asarray(outputs) * self.std + self.mean
+
+    def evaluate(self, predictions, labels):
+        from sklearn.metrics import r2_score
+
+        return {"r2": float(r2_score(np.asarray(labels), predictions))}
+
+    def chance(self, train_labels, test_labels):
+        return {"r2": 0.0}
+
+
+def _standardised(entry, splits, layer):
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.asarray(entry.features, dtype=np.float64)
+    if layer == -1:  # the mean of the standardised layers, standardised again
+        z = StandardScaler().fit(x[splits["train"].items].reshape(len(splits["train"].items), -1))
+        xs = {s: z.transform(x[splits[s].items].reshape(len(splits[s].items), -1)).reshape(
+            -1, x.shape[1], x.shape[2]).mean(1) for s in splits}
+    else:
+        xs = {s: x[splits[s].items, layer] for s in splits}
+    scaler = StandardScaler().fit(xs["train"])
+    return {s: scaler.transform(v) for s, v in xs.items()}
+
+
+@pytest.mark.parametrize("alpha", [1e-2, 1.0])
+def test_ridge_layers_match_sklearn_ridge_classifier(alpha):
+    from sklearn.linear_model import RidgeClassifier
+
+    entry, splits = planted(n=600, dim=24, strength=0.4, seed=2)
+    res = run_probe(Classes(), entry, splits, ProbeConfig(heads=["ridge"], alpha=[alpha]),
+                    progress=False)
+    assert res.layers == ["layer0", "layer1", "layer2", "layer3", "weighted"]
+    assert res.num_heads == 5
+    y = {s: np.array([int(lab[1:]) for lab in splits[s].labels]) for s in splits}
+    n = len(splits["train"].items)
+    for p in res.per_layer:
+        assert p["chosen"] == {"head": "ridge", "alpha": alpha}
+        xs = _standardised(entry, splits, -1 if p["layer"] == "weighted" else p["index"])
+        ref = RidgeClassifier(alpha=alpha * n).fit(xs["train"], y["train"])
+        assert abs(p["test"]["accuracy"] - ref.score(xs["test"], y["test"])) <= 0.01, p["layer"]
+        assert abs(p["val"]["accuracy"] - ref.score(xs["val"], y["val"])) <= 0.01, p["layer"]
+    assert res.best["index"] in (2, 4)
+
+
+def test_ridge_regression_matches_sklearn_ridge_and_selects_on_validation():
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import r2_score
+
+    entry, splits = planted(n=500, dim=40, seed=4)
+    rng = np.random.default_rng(0)
+    x2 = np.asarray(entry.features[:, 2], dtype=np.float64)
+    target = np.stack([x2[:, :3].sum(1), x2[:, 3] - x2[:, 4]], 1) + rng.normal(size=(500, 2))
+    splits = {s: SplitData(d.items, target[d.items].tolist(), d.uids) for s, d in splits.items()}
+    alphas = [1e-3, 1e-1, 10.0, 1e3]
+    res = run_probe(Values(), entry, splits, ProbeConfig(heads=["ridge"], alpha=alphas,
+                                                         weighted_sum=False), progress=False)
+    n = len(splits["train"].items)
+    for p in res.per_layer:
+        xs = _standardised(entry, splits, p["index"])
+        fits = {a: Ridge(alpha=a * n).fit(xs["train"], target[splits["train"].items])
+                for a in alphas}
+        r2 = {a: {s: r2_score(target[splits[s].items], m.predict(xs[s])) for s in ("val", "test")}
+              for a, m in fits.items()}
+        best = max(alphas, key=lambda a: r2[a]["val"])
+        assert p["chosen"]["alpha"] == best
+        assert abs(p["test"]["r2"] - r2[best]["test"]) <= 0.01, p["layer"]
+    assert res.best["index"] == 2
+
+
+def test_ridge_streamed_features_give_the_same_heads(tmp_path):
+    entry, splits = planted(n=400, windows=3, dim=32)
+    np.save(tmp_path / "features.npy", entry.features)
+    disk = FeatureEntry(np.load(tmp_path / "features.npy", mmap_mode="r"), entry.offsets,
+                        entry.meta)
+    cfg = dict(heads=["ridge"], alpha=[1e-2, 1.0, 100.0])
+    resident = run_probe(Classes(), disk, splits, ProbeConfig(**cfg), progress=False)
+    budget = entry.features.nbytes / 10 / 2**30
+    streamed = run_probe(Classes(), disk, splits, ProbeConfig(memory_budget_gb=budget, **cfg),
+                         progress=False)
+    assert resident.timings["resident"] == 1.0 and streamed.timings["resident"] == 0.0
+    assert [p["chosen"] for p in resident.per_layer] == [p["chosen"] for p in streamed.per_layer]
+    for k, v in resident.predictions.items():
+        np.testing.assert_allclose(streamed.predictions[k], v, rtol=1e-4, atol=1e-5)

@@ -10,7 +10,14 @@ entry with their raw labels). The result carries what a run record needs.
 
 from __future__ import annotations
 
-from mirprobe.probes.spec import ProbeConfig, ProbeResult, SplitData
+from mirprobe.probes.spec import (
+    HEAD_KINDS,
+    PRECISIONS,
+    ProbeConfig,
+    ProbeResult,
+    SplitData,
+    check_heads,
+)
 
 
 def run_probe(task, entry, splits, cfg: ProbeConfig, **kwargs) -> ProbeResult:  # noqa: ANN001
@@ -19,4 +26,5 @@ def run_probe(task, entry, splits, cfg: ProbeConfig, **kwargs) -> ProbeResult:  
     return _run(task, entry, splits, cfg, **kwargs)
 
 
-__all__ = ["ProbeConfig", "ProbeResult", "SplitData", "run_probe"]
+__all__ = ["HEAD_KINDS", "PRECISIONS", "ProbeConfig", "ProbeResult", "SplitData", "check_heads",
+           "run_probe"]

@@ -3,7 +3,8 @@
 1. Rows and targets of each split; features standardised with train statistics; resident on
    the device when they fit the memory budget, else streamed (``mirprobe.probes.data``).
 2. Every head of the grid trained at once (``mirprobe.probes.train``), each with its own early
-   stopping on the validation proxy ``task.score``.
+   stopping on the validation proxy ``task.score``; or, for ``probe.heads=[ridge]``, the
+   closed-form ridge path of every layer (``mirprobe.probes.ridge``).
 3. Every final head scored on validation with the task's own metrics (``task.evaluate``; beat
    outputs are decoded here); per layer, the configuration (head, lr, dropout, weight decay, and
    for grouped multiclass tasks the song ensemble) with the best mean over seeds is chosen, and
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,8 +26,9 @@ import torch
 from mirprobe.errors import UserError
 from mirprobe.probes.aggregate import ensembles
 from mirprobe.probes.data import FeatureSource, SplitRows, build_split, default_budget
-from mirprobe.probes.heads import WEIGHTED, HeadBank, HeadSpec, build_grid
-from mirprobe.probes.spec import ProbeConfig, ProbeResult, SplitData
+from mirprobe.probes.heads import WEIGHTED, HeadSpec, build_grid
+from mirprobe.probes.ridge import RidgeSpec, fit_path, predict_rows, ridge_grid
+from mirprobe.probes.spec import ProbeConfig, ProbeResult, SplitData, check_heads
 from mirprobe.probes.train import Group, fit_heads, forward_rows, unit_outputs
 
 SPLITS = ("train", "val", "test")
@@ -46,27 +50,60 @@ def run_probe(task, entry, splits: dict[str, SplitData], cfg: ProbeConfig, *,  #
     source = FeatureSource(entry.features, np.concatenate([d.rows for d in data.values()]),
                            dev, budget)
     source.fit_standardiser(data["train"].rows)
-    specs = build_grid(cfg, entry.num_layers)
     t1 = time.perf_counter()
-
-    groups = fit_heads(task, specs, source, data["train"], data["val"], cfg, seed,
-                       task.output_dim, dev, progress, batch_rows=batch_rows(cfg, entry, frame))
+    if cfg.heads == ["ridge"]:
+        specs, heads, epochs = _ridge(task, source, data["train"], cfg, entry.num_layers)
+    else:
+        specs = build_grid(cfg, entry.num_layers)
+        groups = fit_heads(task, specs, source, data["train"], data["val"], cfg, seed,
+                           task.output_dim, dev, progress,
+                           batch_rows=batch_rows(cfg, entry, frame))
+        heads = [_bank_heads(g, source) for g in groups]
+        epochs = {int(i): int(g.epochs[j]) for g in groups for j, i in enumerate(g.index)}
     t2 = time.perf_counter()
 
     hows = ensembles(task.kind, group and data["val"].num_units < data["val"].num_tracks)
-    val = _score_groups(task, groups, source, data["val"], hows, entry.frame_rate)
+    val = _score_groups(task, heads, data["val"], hows, entry.frame_rate)
     chosen = _select(task, specs, val)
     t3 = time.perf_counter()
 
-    test = _test(task, groups, source, data["test"], chosen, entry.frame_rate)
+    test = _test(task, heads, data["test"], chosen, entry.frame_rate)
     t4 = time.perf_counter()
-    epochs = {int(i): int(g.epochs[j]) for g in groups for j, i in enumerate(g.index)}
     result = _result(task, entry, specs, chosen, val, test, epochs, data["test"], len(hows) > 1)
     result.timings = {"load_s": t1 - t0, "train_s": t2 - t1, "select_s": t3 - t2,
                       "test_s": t4 - t3, "probe_s": t4 - t0,
                       "resident": float(source.resident),
                       "epochs_max": float(max(epochs.values(), default=0))}
     return result
+
+
+@dataclass
+class Heads:
+    """Trained heads: their grid positions and their outputs ``[h, R, out]`` for a split's rows
+    (all heads, or those at positions ``pick`` of ``index``)."""
+
+    index: np.ndarray
+    rows: Callable[[SplitRows, list[int] | None], torch.Tensor]
+
+
+def _bank_heads(g: Group, source: FeatureSource) -> Heads:
+    bank = g.final_bank()
+
+    def rows(split: SplitRows, pick: list[int] | None = None) -> torch.Tensor:
+        return forward_rows(bank if pick is None else bank.select(pick), source, split)
+    return Heads(g.index, rows)
+
+
+def _ridge(task, source: FeatureSource, train: SplitRows, cfg: ProbeConfig,  # noqa: ANN001
+           num_layers: int) -> tuple[list[RidgeSpec], list[Heads], dict[int, int]]:
+    """The ridge path of every layer: one pass over the train rows, one decomposition each."""
+    specs = ridge_grid(cfg, num_layers)
+    path, w, b = fit_path(task, source, train, specs, task.output_dim)
+
+    def rows(split: SplitRows, pick: list[int] | None = None) -> torch.Tensor:
+        out = predict_rows(task, path, w, b, source, split, task.output_dim)
+        return out if pick is None else out[pick]
+    return specs, [Heads(np.arange(len(specs)), rows)], {i: 0 for i in range(len(specs))}
 
 
 def batch_rows(cfg: ProbeConfig, entry, frame: bool) -> int:  # noqa: ANN001
@@ -85,9 +122,7 @@ def _validate(task, entry, splits, cfg: ProbeConfig) -> None:  # noqa: ANN001
     if task.view != entry.view:
         raise UserError(f"task {task.name!r} needs the {task.view} view but feature entry "
                         f"{entry.id!r} is the {entry.view} view; extract the {task.view} view")
-    bad = [h for h in cfg.heads if h not in ("linear", "mlp")]
-    if bad or not cfg.heads:
-        raise UserError(f"probe.heads must list 'linear' and/or 'mlp', got {cfg.heads!r}")
+    check_heads(cfg)
     if not cfg.lr or cfg.seeds < 1 or cfg.batch_size < 1 or cfg.max_epochs < 1:
         raise UserError("probe.lr must be non-empty and probe.seeds, probe.batch_size, "
                         "probe.max_epochs at least 1")
@@ -112,12 +147,12 @@ def _evaluate(task, outputs: Any, split: SplitRows, frame_rate: float) -> tuple[
     return {k: float(v) for k, v in task.evaluate(preds, labels).items()}, preds
 
 
-def _score_groups(task, groups: list[Group], source: FeatureSource, split: SplitRows,  # noqa: ANN001
+def _score_groups(task, heads: list[Heads], split: SplitRows,  # noqa: ANN001
                   hows: tuple[str, ...], frame_rate: float) -> dict[tuple[int, str], dict]:
     """Validation metrics of every final head: ``{(grid index, ensemble): metrics}``."""
     out: dict[tuple[int, str], dict] = {}
-    for g in groups:
-        row_out = forward_rows(g.final_bank(), source, split)
+    for g in heads:
+        row_out = g.rows(split, None)
         if split.row_targets is not None:
             for j, tracks in enumerate(_track_outputs(row_out, split)):
                 out[int(g.index[j]), "mean"] = _evaluate(task, tracks, split, frame_rate)[0]
@@ -129,8 +164,8 @@ def _score_groups(task, groups: list[Group], source: FeatureSource, split: Split
     return out
 
 
-def _config_key(spec: HeadSpec, how: str) -> tuple:
-    return (spec.layer, spec.kind, spec.lr, spec.dropout, spec.weight_decay, how)
+def _config_key(spec: HeadSpec | RidgeSpec, how: str) -> tuple:
+    return (spec.layer, *spec.config().values(), how)
 
 
 def _select(task, specs: list[HeadSpec], val: dict) -> dict[int, dict]:  # noqa: ANN001
@@ -151,17 +186,16 @@ def _select(task, specs: list[HeadSpec], val: dict) -> dict[int, dict]:  # noqa:
     return chosen
 
 
-def _test(task, groups: list[Group], source: FeatureSource, split: SplitRows,  # noqa: ANN001
-          chosen: dict[int, dict], frame_rate: float) -> dict[int, tuple[dict, Any]]:
+def _test(task, heads: list[Heads], split: SplitRows, chosen: dict[int, dict],  # noqa: ANN001
+          frame_rate: float) -> dict[int, tuple[dict, Any]]:
     """Test metrics and predictions of the chosen heads only: ``{grid index: (metrics, preds)}``."""
     how_of = {i: c["how"] for c in chosen.values() for i in c["heads"]}
     out: dict[int, tuple[dict, Any]] = {}
-    for g in groups:
+    for g in heads:
         pick = [j for j, i in enumerate(g.index) if int(i) in how_of]
         if not pick:
             continue
-        bank: HeadBank = g.final_bank().select(torch.tensor(pick, device=source.device))
-        row_out = forward_rows(bank, source, split)
+        row_out = g.rows(split, pick)
         frame_tracks = _track_outputs(row_out, split) if split.row_targets is not None else None
         for n, j in enumerate(pick):
             i = int(g.index[j])

@@ -1,10 +1,16 @@
-"""Batched probe heads: many linear / MLP heads trained as one set of stacked tensors.
+"""Batched probe heads: many linear / MLP heads trained as stacked tensors, gradients by hand.
 
-Every parameter has a leading head axis ``H``; one ``torch.bmm`` feeds all heads. Each head
-reads one layer of the ``[B, layers, D]`` input (gathered per head) or, for the weighted-sum
-head, a softmax-weighted sum of all layers. The optimiser is Adam written on the stacked
-tensors with a per-head learning rate and weight decay, numerically the same update as
-``torch.optim.Adam`` run head by head.
+Every parameter has a leading head axis ``H``. A bank keeps its heads in two buffers: the large
+weight (``w1`` ``[H, hidden, D]`` of an MLP, ``w2`` ``[H, D, out]`` of a linear head) and the
+small rest (``alpha``, ``b1``, ``w2``, ``b2`` flattened per head), so that one Adam pass per
+buffer updates every head of a chunk. Heads that read the same layer sit next to each other:
+their first layer is one matrix product ``[H·hidden, D] × [D, B]`` and its weight gradient one
+``[H·hidden, B] × [B, D]``. Gradients are written by hand (autograd only differentiates the
+task's loss with respect to the logits), into preallocated buffers.
+
+Dropout masks are a counter-based hash of (head seed, step, row, unit): the same for a head
+whichever heads it is batched with, with no per-head random stream, and reproduced exactly by
+the one-at-a-time reference loop (``mirprobe.probes.plain``).
 """
 
 from __future__ import annotations
@@ -16,6 +22,9 @@ import numpy as np
 import torch
 
 WEIGHTED = -1  # layer index of the learned weighted sum of layers
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+_M32 = 0xFFFFFFFF
+_MUL = 0x45D9F3B  # below 2**31: products of 32-bit values stay within int64
 
 
 @dataclass(frozen=True)
@@ -63,17 +72,46 @@ def init_seed(run_seed: int, spec: HeadSpec) -> int:
     return int(ss.generate_state(1)[0])
 
 
-def dropout_generator(run_seed: int, spec: HeadSpec, device: torch.device) -> torch.Generator:
-    """Each head draws its dropout masks from its own stream, so that a head trains the same
-    whatever else is in the grid (and like the one-at-a-time reference loop)."""
-    return torch.Generator(device=device).manual_seed(init_seed(run_seed, spec) ^ 0x5EED)
+def mask_seed(run_seed: int, spec: HeadSpec) -> int:
+    """The key of a head's dropout masks (32 bits)."""
+    return (init_seed(run_seed, spec) ^ 0x5EED) & _M32
 
 
-def dropout_mask(gen: torch.Generator, batch: int, hidden: int, p: float,
-                 device: torch.device) -> torch.Tensor:
-    """Inverted-dropout multiplier ``[batch, hidden]``: 0 or ``1 / (1 - p)``."""
-    keep = torch.rand((batch, hidden), generator=gen, device=device) < 1 - p
-    return keep / (1 - p)
+def _mix32(x):  # noqa: ANN001, ANN202 - int or int64 tensor in [0, 2**32)
+    # A 32-bit integer hash (two multiply-xorshift rounds).
+    x = x ^ (x >> 16)
+    x = (x * _MUL) & _M32
+    x = x ^ (x >> 16)
+    x = (x * _MUL) & _M32
+    return x ^ (x >> 16)
+
+
+_INDEX: dict[tuple, torch.Tensor] = {}
+
+
+def _hashed_index(hidden: int, rows: int, device: torch.device) -> torch.Tensor:
+    """``[hidden, rows]`` hash of each unit's position ``b · hidden + j`` (cached)."""
+    key = (hidden, rows, str(device))
+    if key not in _INDEX:
+        if len(_INDEX) > 16:
+            _INDEX.clear()
+        _INDEX[key] = _mix32(torch.arange(rows, device=device) * hidden
+                             + torch.arange(hidden, device=device)[:, None])
+    return _INDEX[key]
+
+
+def dropout_gate(seeds: torch.Tensor, step: int, keep: torch.Tensor, hidden: int,
+                 rows: int) -> torch.Tensor:
+    """Inverted-dropout multipliers ``[h, hidden, rows]``: 0 or ``1 / keep``.
+
+    Unit ``j`` of row ``b`` at training step ``step`` is kept when a hash of (head seed, step,
+    ``b · hidden + j``) falls below ``keep · 2**32``: one vectorised draw for all heads."""
+    head = _mix32(seeds ^ _mix32(step & _M32)).view(-1, 1, 1)
+    # One multiply-xorshift round on the (already hashed) position keyed by head and step.
+    u = (_hashed_index(hidden, rows, seeds.device) ^ head).mul_(_MUL).bitwise_and_(_M32)
+    u ^= u >> 15
+    threshold = torch.floor(keep.double() * 2.0**32).long().view(-1, 1, 1)
+    return (u < threshold) * (1.0 / keep).view(-1, 1, 1)
 
 
 def _uniform(gen: torch.Generator, shape: tuple[int, ...], fan_in: int) -> torch.Tensor:
@@ -82,13 +120,22 @@ def _uniform(gen: torch.Generator, shape: tuple[int, ...], fan_in: int) -> torch
     return (torch.rand(shape, generator=gen, dtype=torch.float32) * 2 - 1) * bound
 
 
+def shapes(kind: str, num_layers: int, dim: int, out: int, hidden: int) -> dict[str, tuple]:
+    """Per-head parameter shapes; the first is the large weight (its own buffer)."""
+    if kind == "mlp":
+        return {"w1": (hidden, dim), "alpha": (num_layers,), "b1": (hidden,),
+                "w2": (hidden, out), "b2": (out,)}
+    return {"w2": (dim, out), "alpha": (num_layers,), "b2": (out,)}
+
+
 def init_head(spec: HeadSpec, run_seed: int, num_layers: int, dim: int, out: int,
               hidden: int) -> dict[str, torch.Tensor]:
-    """Initial parameters of one head (also used by the one-at-a-time reference loop)."""
+    """Initial parameters of one head (also used by the one-at-a-time reference loop).
+    ``w1`` is ``[hidden, dim]`` (``nn.Linear`` layout), ``w2`` is ``[in, out]``."""
     g = torch.Generator().manual_seed(init_seed(run_seed, spec))
     p = {"alpha": torch.zeros(num_layers)}
     if spec.kind == "mlp":
-        p["w1"] = _uniform(g, (hidden, dim), dim).T.contiguous()
+        p["w1"] = _uniform(g, (hidden, dim), dim)
         p["b1"] = _uniform(g, (hidden,), dim)
         p["w2"] = _uniform(g, (out, hidden), hidden).T.contiguous()
         p["b2"] = _uniform(g, (out,), hidden)
@@ -98,112 +145,224 @@ def init_head(spec: HeadSpec, run_seed: int, num_layers: int, dim: int, out: int
     return p
 
 
-class HeadBank:
-    """Heads of one kind, stacked. Single-layer heads first, weighted-sum heads last."""
+def _runs(layers: list[int]) -> list[tuple[int, int, int]]:
+    """``(start, stop, layer)`` of consecutive heads reading the same input."""
+    runs: list[tuple[int, int, int]] = []
+    for i, layer in enumerate(layers):
+        if runs and runs[-1][2] == layer and layer != WEIGHTED:
+            runs[-1] = (runs[-1][0], i + 1, layer)
+        else:
+            runs.append((i, i + 1, layer))
+    return runs
 
-    def __init__(self, kind: str, params: dict[str, torch.Tensor], layer: torch.Tensor,
-                 dropout: torch.Tensor, gens: list[torch.Generator] | None = None) -> None:
-        self.kind = kind
-        self.gens = gens  # per-head dropout streams (training only)
-        self.params = {k: v.requires_grad_(True) for k, v in params.items()}
-        self.layer = layer  # [H] int64, WEIGHTED for weighted-sum heads
-        self.dropout = dropout  # [H] float32
-        self.n_single = int((layer != WEIGHTED).sum())
+
+class HeadBank:
+    """Heads of one kind, stacked: ``big`` ``[H, ...]`` and ``small`` ``[H, n]`` buffers."""
+
+    def __init__(self, kind: str, big: torch.Tensor, small: torch.Tensor, layers: list[int],
+                 dropout: list[float], seeds: list[int], shape: dict[str, tuple],
+                 dtype: torch.dtype = torch.float32) -> None:
+        self.kind, self.big, self.small, self.shape, self.dtype = kind, big, small, shape, dtype
+        self.layers, self.dropout, self.seeds = list(layers), list(dropout), list(seeds)
+        dev = big.device
+        self.seed_t = torch.tensor(self.seeds, dtype=torch.int64, device=dev)
+        self.keep_t = torch.tensor([1.0 - p for p in self.dropout], dtype=torch.float32, device=dev)
+        names = list(shape)[1:]
+        sizes = [math.prod(shape[k]) for k in names]
+        self.offsets = dict(zip(names, zip(np.cumsum([0, *sizes[:-1]]).tolist(), sizes, strict=True),
+                                strict=True))
 
     @classmethod
     def create(cls, specs: list[HeadSpec], run_seed: int, num_layers: int, dim: int, out: int,
-               hidden: int, device: torch.device) -> HeadBank:
+               hidden: int, device: torch.device, dtype: str = "float32") -> HeadBank:
+        kind = specs[0].kind
+        shape = shapes(kind, num_layers, dim, out, hidden)
         heads = [init_head(s, run_seed, num_layers, dim, out, hidden) for s in specs]
-        params = {k: torch.stack([h[k] for h in heads]).to(device) for k in heads[0]}
-        layer = torch.tensor([s.layer for s in specs], dtype=torch.int64, device=device)
-        dropout = torch.tensor([s.dropout for s in specs], dtype=torch.float32, device=device)
-        gens = [dropout_generator(run_seed, s, device) for s in specs]
-        return cls(specs[0].kind, params, layer, dropout, gens)
+        big_name = next(iter(shape))
+        big = torch.stack([h[big_name] for h in heads]).to(device)
+        small = torch.stack([torch.cat([h[k].reshape(-1) for k in list(shape)[1:]])
+                             for h in heads]).to(device)
+        return cls(kind, big, small, [s.layer for s in specs], [s.dropout for s in specs],
+                   [mask_seed(run_seed, s) for s in specs], shape, DTYPES[dtype])
 
     @property
     def num_heads(self) -> int:
-        return int(self.layer.numel())
+        return len(self.layers)
 
-    def inputs(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, L, D]`` standardised features → ``[H, B, D]`` each head's input."""
-        parts = []
-        if self.n_single:
-            parts.append(x[:, self.layer[: self.n_single]].transpose(0, 1))
-        if self.n_single < self.num_heads:
-            w = torch.softmax(self.params["alpha"][self.n_single:], dim=-1)
-            parts.append(torch.einsum("hl,bld->hbd", w, x))
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+    def views(self, big: torch.Tensor, small: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named per-head views of rows of the two buffers (``[h, *shape]`` each)."""
+        out = {next(iter(self.shape)): big}
+        for k, (off, size) in self.offsets.items():
+            out[k] = small[:, off: off + size].view(small.shape[0], *self.shape[k])
+        return out
 
-    def forward(self, x: torch.Tensor, train: bool = False) -> torch.Tensor:
-        """Logits ``[H, B, out]``; with ``train``, dropout from each head's own stream."""
-        h = self.inputs(x)
-        p = self.params
-        if self.kind == "mlp":
-            h = torch.relu(torch.baddbmm(p["b1"].unsqueeze(1), h, p["w1"]))
-            if train and self.gens is not None and bool((self.dropout > 0).any()):
-                _, b, hidden = h.shape
-                h = h * torch.stack([dropout_mask(g, b, hidden, q, h.device)
-                                     for g, q in zip(self.gens, self.dropout.tolist(), strict=True)])
-        return torch.baddbmm(p["b2"].unsqueeze(1), h, p["w2"])
+    @property
+    def params(self) -> dict[str, torch.Tensor]:
+        return self.views(self.big, self.small)
 
-    def select(self, keep: torch.Tensor) -> HeadBank:
-        """A bank holding only the heads ``keep`` (sorted indices), sharing nothing."""
-        params = {k: v.detach()[keep].clone() for k, v in self.params.items()}
-        gens = None if self.gens is None else [self.gens[i] for i in keep.tolist()]
-        return HeadBank(self.kind, params, self.layer[keep], self.dropout[keep], gens)
+    def _mm(self, fn, *args: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        """A head product in the bank's precision, returned in float32."""
+        if self.dtype == torch.float32:
+            return fn(*args)
+        return fn(*(a.to(self.dtype) for a in args)).float()
 
-    def state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach() for k, v in self.params.items()}
+    def _mm_into(self, out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+        if self.dtype == torch.float32:
+            torch.mm(a, b, out=out)
+        else:
+            out.copy_(torch.mm(a.to(self.dtype), b.to(self.dtype)))
 
-    def load(self, idx: torch.Tensor, values: dict[str, torch.Tensor]) -> None:
-        """Overwrite heads ``idx`` with ``values`` (``[len(idx), ...]`` per parameter)."""
-        with torch.no_grad():
-            for k, v in self.params.items():
-                v[idx] = values[k].to(v.device)
+    def _inputs(self, p: dict, x: torch.Tensor, runs: list) -> dict[int, torch.Tensor]:
+        """Weighted-sum heads' inputs ``[n, B, D]`` by run start (single layers read ``x``)."""
+        out = {}
+        for s, e, layer in runs:
+            if layer == WEIGHTED:
+                w = torch.softmax(p["alpha"][s:e], dim=-1)
+                out[s] = torch.einsum("hl,bld->hbd", w, x)
+        return out
+
+    def forward(self, x: torch.Tensor, a: int = 0, b: int | None = None, step: int | None = None,
+                cache: dict | None = None) -> torch.Tensor:
+        """Logits ``[h, B, out]`` of heads ``a:b`` on ``[B, L, D]`` standardised features;
+        with ``step``, dropout as at that training step; ``cache`` receives what the backward
+        pass needs."""
+        b = self.num_heads if b is None else b
+        p = self.views(self.big[a:b], self.small[a:b])
+        runs = _runs(self.layers[a:b])
+        xw = self._inputs(p, x, runs)
+        rows, h = x.shape[0], b - a
+        if self.kind == "linear":
+            out = x.new_empty(h, rows, p["b2"].shape[-1])
+            for s, e, layer in runs:
+                xin = xw[s] if layer == WEIGHTED else x[:, layer]
+                out[s:e] = self._mm(torch.matmul, xin, p["w2"][s:e])
+            out += p["b2"][:, None]
+            if cache is not None:
+                cache.update(p=p, runs=runs, xw=xw)
+            return out
+        hidden = p["b1"].shape[-1]
+        zt = x.new_empty(h, hidden, rows)
+        for s, e, layer in runs:
+            if layer == WEIGHTED:
+                zt[s:e] = self._mm(torch.bmm, p["w1"][s:e], xw[s].transpose(1, 2))
+            else:
+                # The heads of one layer: one product [n·hidden, D] × [D, B].
+                self._mm_into(zt[s:e].view(-1, rows), p["w1"][s:e].reshape(-1, x.shape[2]),
+                              x[:, layer].T)
+        zt += p["b1"][:, :, None]
+        gate = zt > 0
+        if step is not None and any(q > 0 for q in self.dropout[a:b]):
+            gate = gate * dropout_gate(self.seed_t[a:b], step, self.keep_t[a:b], hidden, rows)
+        else:
+            gate = gate.float()
+        ht = zt.mul_(gate)
+        out = torch.baddbmm(p["b2"][:, None], ht.transpose(1, 2), p["w2"])
+        if cache is not None:
+            cache.update(p=p, runs=runs, xw=xw, ht=ht, gate=gate)
+        return out
+
+    def gradients(self, x: torch.Tensor, d_out: torch.Tensor, cache: dict, g_big: torch.Tensor,
+                  g_small: torch.Tensor) -> None:
+        """The gradients of heads ``a:b`` (those of ``cache``) given the logits' gradient
+        ``d_out`` ``[h, B, out]``, written into ``g_big`` / ``g_small`` (``[h, ...]``)."""
+        p, runs, xw = cache["p"], cache["runs"], cache["xw"]
+        g = self.views(g_big, g_small)
+        g["b2"].copy_(d_out.sum(1))
+        g["alpha"].zero_()
+        if self.kind == "linear":
+            d_in = {}
+            for s, e, layer in runs:
+                xin = xw[s] if layer == WEIGHTED else x[:, layer]
+                g["w2"][s:e] = self._mm(torch.matmul, xin.transpose(-1, -2), d_out[s:e])
+                if layer == WEIGHTED:
+                    d_in[s] = torch.bmm(d_out[s:e], p["w2"][s:e].transpose(1, 2))  # [n, B, D]
+        else:
+            ht, gate = cache["ht"], cache["gate"]
+            g["w2"].copy_(torch.bmm(ht, d_out))
+            dzt = torch.bmm(p["w2"], d_out.transpose(1, 2)).mul_(gate)  # [h, hidden, B]
+            g["b1"].copy_(dzt.sum(2))
+            d_in = {}
+            for s, e, layer in runs:
+                if layer == WEIGHTED:
+                    g_big[s:e] = self._mm(torch.bmm, dzt[s:e], xw[s])
+                    d_in[s] = torch.bmm(dzt[s:e].transpose(1, 2), p["w1"][s:e])  # [n, B, D]
+                else:  # one product [n·hidden, B] × [B, D] for the heads of one layer
+                    self._mm_into(g_big[s:e].view(-1, x.shape[2]), dzt[s:e].view(-1, x.shape[0]),
+                                  x[:, layer])
+        for s, d in d_in.items():
+            # x_w = Σ_l softmax(α)_l x_l: dα = w ⊙ (dw − Σ w dw), dw_l = <d x_w, x_l>.
+            e = s + d.shape[0]
+            w = torch.softmax(p["alpha"][s:e], dim=-1)
+            dw = torch.einsum("hbd,bld->hl", d, x)
+            g["alpha"][s:e] = w * (dw - (w * dw).sum(-1, keepdim=True))
+
+    def select(self, keep: list[int]) -> HeadBank:
+        """A bank holding only the heads ``keep`` (sorted positions), sharing nothing."""
+        idx = torch.tensor(keep, dtype=torch.int64, device=self.big.device)
+        return HeadBank(self.kind, self.big[idx].clone(), self.small[idx].clone(),
+                        [self.layers[i] for i in keep], [self.dropout[i] for i in keep],
+                        [self.seeds[i] for i in keep], self.shape, self.dtype)
+
+    def state(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.big, self.small
+
+
+def chunks(bank: HeadBank, max_bytes: int | None) -> list[tuple[int, int]]:
+    """Ranges of heads trained together: all at once (``max_bytes`` None), or as many as keep
+    parameters, gradients and Adam state (4 × 4 bytes per parameter) within ``max_bytes``,
+    heads of one layer together where they fit."""
+    h = bank.num_heads
+    if max_bytes is None or h == 0:
+        return [(0, h)] if h else []
+    per_head = 16 * (bank.big[0].numel() + bank.small.shape[1])
+    size = max(1, max_bytes // per_head)
+    out: list[tuple[int, int]] = []
+    for s, e, _ in _runs(bank.layers):
+        for a in range(s, e, size):
+            out.append((a, min(e, a + size)))
+    return out
 
 
 class StackedAdam:
-    """Adam on stacked per-head tensors with per-head lr and L2 weight decay (``torch.optim.Adam``
-    semantics: decay added to the gradient). Heads step together, so one step count serves."""
+    """Adam on stacked per-head buffers with per-head lr and L2 weight decay (``torch.optim.Adam``
+    semantics: decay added to the gradient), written once over the ``[h, ...]`` rows with
+    in-place tensor ops. Heads step together, so the step count is passed in."""
 
     def __init__(self, bank: HeadBank, lr: torch.Tensor, weight_decay: torch.Tensor,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
-        self.bank = bank
         self.lr = lr.clone()  # [H], reduced on plateau per head
         self.wd = weight_decay.clone()
-        self.betas, self.eps, self.t = betas, eps, 0
-        self.m = {k: torch.zeros_like(v) for k, v in bank.params.items()}
-        self.v = {k: torch.zeros_like(v) for k, v in bank.params.items()}
-
-    def zero_grad(self) -> None:
-        for v in self.bank.params.values():
-            v.grad = None
+        self.decay = bool((weight_decay > 0).any())
+        self.betas, self.eps = betas, eps
+        self.m = [torch.zeros_like(bank.big), torch.zeros_like(bank.small)]
+        self.v = [torch.zeros_like(bank.big), torch.zeros_like(bank.small)]
 
     @torch.no_grad()
-    def step(self) -> None:
-        """One Adam step of every head: torch's fused (single-pass) Adam kernel on per-head
-        views, one call per distinct (lr, weight decay)."""
-        self.t += 1
-        names = [k for k, p in self.bank.params.items() if p.grad is not None]
-        step = torch.tensor(float(self.t), device=self.lr.device)
-        hyper: dict[tuple[float, float], list[int]] = {}
-        for h, key in enumerate(zip(self.lr.tolist(), self.wd.tolist(), strict=True)):
-            hyper.setdefault(key, []).append(h)
-        for (lr, wd), heads in hyper.items():
-            views = [(self.bank.params[k], self.m[k], self.v[k]) for k in names]
-            params = [p[h] for p, _, _ in views for h in heads]
-            torch._fused_adam_(
-                params, [p.grad[h] for p, _, _ in views for h in heads],
-                [m[h] for _, m, _ in views for h in heads],
-                [v[h] for _, _, v in views for h in heads], [], [step] * len(params),
-                lr=lr, beta1=self.betas[0], beta2=self.betas[1], weight_decay=wd,
-                eps=self.eps, amsgrad=False, maximize=False)
+    def step(self, bank: HeadBank, grads: list[torch.Tensor], a: int, b: int, t: int) -> None:
+        """Update heads ``a:b`` of ``bank`` with their gradients (step ``t`` ≥ 1). The
+        gradient buffers are overwritten."""
+        b1, b2 = self.betas
+        bc1, bc2 = 1 - b1**t, 1 - b2**t
+        lr, wd = self.lr[a:b], self.wd[a:b]
+        # p -= lr/bc1 · m / (sqrt(v)/sqrt(bc2) + eps)  ≡  p -= m / (sqrt(v)·scale + shift)
+        scale, shift = (bc1 / math.sqrt(bc2)) / lr, (self.eps * bc1) / lr
+        for param, g, m, v in zip((bank.big, bank.small), grads, self.m, self.v, strict=True):
+            p, m, v = param[a:b], m[a:b], v[a:b]
+            view = (-1,) + (1,) * (p.dim() - 1)
+            if self.decay:
+                g.addcmul_(p, wd.view(view))
+            m.lerp_(g, 1 - b1)
+            v.lerp_(g.square_(), 1 - b2)
+            torch.sqrt(v, out=g)
+            g.mul_(scale.view(view)).add_(shift.view(view))
+            p.addcdiv_(m, g, value=-1.0)
 
-    def select(self, bank: HeadBank, keep: torch.Tensor) -> StackedAdam:
-        """The optimiser of the compacted ``bank`` (state of heads ``keep`` carried over)."""
+    def select(self, keep: list[int]) -> StackedAdam:
+        """The optimiser of the compacted bank (state of heads ``keep`` carried over)."""
+        idx = torch.tensor(keep, dtype=torch.int64, device=self.lr.device)
         new = StackedAdam.__new__(StackedAdam)
-        new.bank, new.betas, new.eps, new.t = bank, self.betas, self.eps, self.t
-        new.lr, new.wd = self.lr[keep].clone(), self.wd[keep].clone()
-        new.m = {k: v[keep].clone() for k, v in self.m.items()}
-        new.v = {k: v[keep].clone() for k, v in self.v.items()}
+        new.betas, new.eps, new.decay = self.betas, self.eps, self.decay
+        new.lr, new.wd = self.lr[idx].clone(), self.wd[idx].clone()
+        new.m = [m[idx].clone() for m in self.m]
+        new.v = [v[idx].clone() for v in self.v]
         return new

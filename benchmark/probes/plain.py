@@ -22,9 +22,9 @@ from mirprobe.probes.heads import (
     WEIGHTED,
     HeadSpec,
     build_grid,
-    dropout_generator,
-    dropout_mask,
+    dropout_gate,
     init_head,
+    mask_seed,
 )
 from mirprobe.probes.spec import ProbeConfig, SplitData
 from mirprobe.probes.train import MIN_DELTA
@@ -33,18 +33,17 @@ from mirprobe.probes.train import MIN_DELTA
 class PlainHead(nn.Module):
     """One probe: a layer (or the softmax-weighted sum of layers) into a linear or MLP head."""
 
-    def __init__(self, spec: HeadSpec, params: dict[str, torch.Tensor],
-                 gen: torch.Generator) -> None:
+    def __init__(self, spec: HeadSpec, params: dict[str, torch.Tensor], seed: int) -> None:
         super().__init__()
-        self.p, self.gen = spec.dropout, gen
+        self.p, self.seed, self.step = spec.dropout, torch.tensor([seed]), 0
         self.weighted = spec.layer == WEIGHTED
         self.alpha = nn.Parameter(params["alpha"].clone()) if self.weighted else None
         w2 = params["w2"]
         last = nn.Linear(w2.shape[0], w2.shape[1])
         last.weight.data, last.bias.data = w2.T.clone(), params["b2"].clone()
         if spec.kind == "mlp":
-            first = nn.Linear(*params["w1"].shape)
-            first.weight.data, first.bias.data = params["w1"].T.clone(), params["b1"].clone()
+            first = nn.Linear(params["w1"].shape[1], params["w1"].shape[0])
+            first.weight.data, first.bias.data = params["w1"].clone(), params["b1"].clone()
             self.first = first
         else:
             self.first = None
@@ -55,8 +54,9 @@ class PlainHead(nn.Module):
             x = torch.einsum("l,bld->bd", torch.softmax(self.alpha, 0), x)
         if self.first is not None:
             x = torch.relu(self.first(x))
-            if self.training:  # dropout, drawn like the batched heads draw it
-                x = x * dropout_mask(self.gen, x.shape[0], x.shape[1], self.p, x.device)
+            if self.training and self.p > 0:  # the batched heads' masks at this step
+                keep = torch.tensor([1.0 - self.p])
+                x = x * dropout_gate(self.seed, self.step, keep, x.shape[1], x.shape[0])[0].T
         return self.last(x)
 
 
@@ -105,7 +105,7 @@ def train_one(task, spec: HeadSpec, data: dict[str, dict], cfg: ProbeConfig, run
     train, val = data["train"], data["val"]
     model = PlainHead(spec, init_head(spec, run_seed, train["x"].shape[1], train["x"].shape[2],
                                       out, cfg.hidden),
-                      dropout_generator(run_seed, spec, torch.device("cpu")))
+                      mask_seed(run_seed, spec))
     opt = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="max", factor=0.5, patience=cfg.lr_patience, threshold=MIN_DELTA,
@@ -122,6 +122,7 @@ def train_one(task, spec: HeadSpec, data: dict[str, dict], cfg: ProbeConfig, run
             loss.backward()
             opt.step()
             steps += 1
+            model.step += 1
         model.eval()
         with torch.no_grad():
             score = float(task.score(_units(model(x_val), val).unsqueeze(0), val["unit_targets"])[0])

@@ -21,7 +21,7 @@ class SplitData:
 class ProbeConfig:
     """The grid and the training protocol (MARBLE's defaults)."""
 
-    heads: list[str] = field(default_factory=lambda: ["mlp"])  # "linear" | "mlp"
+    heads: list[str] = field(default_factory=lambda: ["mlp"])  # "linear" | "mlp", or ["ridge"]
     hidden: int = 512
     dropout: list[float] = field(default_factory=lambda: [0.2])
     lr: list[float] = field(default_factory=lambda: [5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2])
@@ -34,6 +34,8 @@ class ProbeConfig:
     layers: list[int] | None = None  # None: every layer
     weighted_sum: bool = True  # add the learned softmax-weighted sum of layers
     memory_budget_gb: float | None = None  # None: keep features in memory when they fit
+    alpha: list[float] | None = None  # ridge penalties per training row; None: 1e-3 … 1e4
+    dtype: str = "float32"  # precision of the head products: "float32" | "bfloat16"
 
 
 @dataclass
@@ -48,3 +50,33 @@ class ProbeResult:
     test_uids: list[str]
     num_heads: int
     timings: dict[str, float] = field(default_factory=dict)
+
+
+HEAD_KINDS = ("linear", "mlp", "ridge")
+PRECISIONS = ("float32", "bfloat16")
+
+
+def check_heads(cfg) -> None:  # noqa: ANN001 (ProbeConfig or its DictConfig)
+    """``probe.heads``, ``probe.alpha`` and ``probe.dtype``, with one-line errors."""
+    from mirprobe.errors import UserError
+
+    heads = list(cfg.heads)
+    if not heads:
+        raise UserError("config key 'probe.heads' is empty; give at least one of: "
+                        f"{', '.join(HEAD_KINDS)}")
+    for head in heads:
+        if head not in HEAD_KINDS:
+            raise UserError(f"config key 'probe.heads': {head!r} is not allowed; use one of: "
+                            f"{', '.join(HEAD_KINDS)}")
+    if "ridge" in heads and len(heads) > 1:
+        raise UserError(f"config key 'probe.heads': ridge heads run alone (got {heads!r}); "
+                        "use probe.heads=[ridge], and train linear/mlp heads in another run")
+    if cfg.alpha is not None:
+        alpha = list(cfg.alpha)
+        if not alpha or not all(isinstance(a, int | float) and not isinstance(a, bool) and a > 0
+                                for a in alpha):
+            raise UserError(f"config key 'probe.alpha': {alpha!r}; give positive penalties, "
+                            "e.g. probe.alpha=[0.01,0.1,1,10], or null for the default grid")
+    if cfg.dtype not in PRECISIONS:
+        raise UserError(f"config key 'probe.dtype': {cfg.dtype!r} is not allowed; use one of: "
+                        f"{', '.join(PRECISIONS)}")

@@ -1,9 +1,15 @@
-"""The batched training loop: every head of the grid in one pass over the training rows.
+"""The batched training loop: every head of the grid over the same batches.
 
 Per head: its own Adam state and learning rate, reduce-on-plateau (factor 0.5 after
 ``lr_patience`` epochs without improvement of the validation proxy), early stopping after
 ``patience`` such epochs, and its best weights kept. Stopped heads leave the stacked tensors at
 the end of the epoch, so the work per epoch shrinks as heads converge.
+
+Loop order. Within an epoch heads are independent, so the steps of a window of batches can be
+taken chunk of heads by chunk of heads: on a CPU each chunk is sized so that its weights,
+gradients and Adam state stay in the cache over the window (reading them from memory at
+every step would cost more than the products); on a GPU one chunk holds every head. Every
+head takes the same steps, with the same dropout masks, whatever the order.
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ from tqdm.auto import tqdm
 
 from mirprobe.probes.aggregate import merge_units, track_mean
 from mirprobe.probes.data import FeatureSource, SplitRows
-from mirprobe.probes.heads import WEIGHTED, HeadBank, HeadSpec, StackedAdam
+from mirprobe.probes.heads import WEIGHTED, HeadBank, HeadSpec, StackedAdam, chunks
 
 EVAL_BYTES = 128 << 20  # float32 activations of one evaluation sub-batch across heads
+WINDOW_BYTES = 256 << 20  # float32 training batches held to be run chunk by chunk
+CPU_CHUNK_BYTES = 8 << 20  # parameters + gradients + Adam state of one chunk of heads on a CPU
 MIN_DELTA = 1e-6  # a validation score must beat the best by this much to count as better
 
 
@@ -30,41 +38,54 @@ class Group:
     index: np.ndarray  # position of each spec in the grid
     bank: HeadBank
     opt: StackedAdam
-    best: dict[str, torch.Tensor]
+    best: tuple[torch.Tensor, torch.Tensor]  # best (big, small) buffers of every head
     active: torch.Tensor  # [h] live heads' positions in this group
     best_score: torch.Tensor
     bad: torch.Tensor  # epochs since the best score
     plateau: torch.Tensor  # epochs since the last improvement or lr reduction
     epochs: torch.Tensor  # epochs trained per head
     best_epoch: torch.Tensor
+    chunk_bytes: int | None = None
+    ranges: list[tuple[int, int]] | None = None
+    grads: list[torch.Tensor] | None = None
 
     def final_bank(self) -> HeadBank:
         """All heads of the group with their best weights."""
-        layer = torch.tensor([s.layer for s in self.specs], device=self.active.device)
-        dropout = torch.tensor([s.dropout for s in self.specs], device=self.active.device)
-        params = {k: v.clone() for k, v in self.best.items()}
-        return HeadBank(self.specs[0].kind, params, layer, dropout)
+        b = self.bank
+        return HeadBank(b.kind, self.best[0].clone(), self.best[1].clone(),
+                        [s.layer for s in self.specs], [s.dropout for s in self.specs],
+                        [0] * len(self.specs), b.shape, b.dtype)
+
+    def plan(self) -> None:
+        """Chunks of the live bank and gradient buffers for the largest."""
+        self.ranges = chunks(self.bank, self.chunk_bytes)
+        most = max((e - a for a, e in self.ranges), default=0)
+        self.grads = [self.bank.big.new_empty(most, *self.bank.big.shape[1:]),
+                      self.bank.small.new_empty(most, self.bank.small.shape[1])]
 
 
 def make_groups(specs: list[HeadSpec], cfg, run_seed: int, num_layers: int, dim: int, out: int,  # noqa: ANN001
                 device: torch.device) -> list[Group]:
     groups = []
+    chunk_bytes = CPU_CHUNK_BYTES if device.type == "cpu" else None
+    dtype = getattr(cfg, "dtype", "float32")
     # Weighted-sum heads get banks of their own: their input needs a gradient (for the layer
-    # weights), and in a shared bank autograd would compute it for every head.
+    # weights), single-layer heads' does not.
     for kind, weighted in dict.fromkeys((s.kind, s.layer == WEIGHTED) for s in specs):
         index = np.array([i for i, s in enumerate(specs)
                           if s.kind == kind and (s.layer == WEIGHTED) == weighted])
         gspecs = [specs[i] for i in index]
-        bank = HeadBank.create(gspecs, run_seed, num_layers, dim, out, cfg.hidden, device)
+        bank = HeadBank.create(gspecs, run_seed, num_layers, dim, out, cfg.hidden, device, dtype)
         h = len(gspecs)
         lr = torch.tensor([s.lr for s in gspecs], device=device)
         wd = torch.tensor([s.weight_decay for s in gspecs], device=device)
         zeros = torch.zeros(h, dtype=torch.int64, device=device)
-        groups.append(Group(gspecs, index, bank, StackedAdam(bank, lr, wd),
-                            {k: v.detach().clone() for k, v in bank.params.items()},
-                            torch.arange(h, device=device),
-                            torch.full((h,), -torch.inf, device=device),
-                            zeros.clone(), zeros.clone(), zeros.clone(), zeros.clone()))
+        group = Group(gspecs, index, bank, StackedAdam(bank, lr, wd),
+                      (bank.big.clone(), bank.small.clone()), torch.arange(h, device=device),
+                      torch.full((h,), -torch.inf, device=device),
+                      zeros.clone(), zeros.clone(), zeros.clone(), zeros.clone(), chunk_bytes)
+        group.plan()
+        groups.append(group)
     return groups
 
 
@@ -102,14 +123,16 @@ def _targets(split: SplitRows, pos: torch.Tensor) -> torch.Tensor:
     return split.track_targets[split.row_track[pos]]
 
 
-def train_step(task, groups: list[Group], x: torch.Tensor, y: torch.Tensor) -> None:  # noqa: ANN001
-    for g in groups:
-        if g.bank.num_heads == 0:
-            continue
-        loss = task.loss(g.bank.forward(x, train=True), y).sum()
-        g.opt.zero_grad()
-        loss.backward()
-        g.opt.step()
+def train_chunk(task, g: Group, a: int, b: int, x: torch.Tensor, y: torch.Tensor,  # noqa: ANN001
+                step: int) -> None:
+    """One Adam step (number ``step``, from 0) of heads ``a:b`` of the group on one batch."""
+    cache: dict = {}
+    out = g.bank.forward(x, a, b, step=step, cache=cache).requires_grad_(True)
+    with torch.enable_grad():
+        (d_out,) = torch.autograd.grad(task.loss(out, y).sum(), out)
+    grads = [buf[: b - a] for buf in g.grads]
+    g.bank.gradients(x, d_out, cache, *grads)
+    g.opt.step(g.bank, grads, a, b, step + 1)
 
 
 def end_epoch(task, g: Group, source: FeatureSource, val: SplitRows, cfg) -> None:  # noqa: ANN001
@@ -121,22 +144,35 @@ def end_epoch(task, g: Group, source: FeatureSource, val: SplitRows, cfg) -> Non
     g.epochs[a] += 1
     better = score > g.best_score[a] + MIN_DELTA
     improved = a[better]
-    if len(improved):
-        for k, v in g.bank.state().items():
-            g.best[k][improved] = v[better]
-        g.best_score[improved] = score[better]
-        g.best_epoch[improved] = g.epochs[improved]
+    g.best[0][improved] = g.bank.big[better]
+    g.best[1][improved] = g.bank.small[better]
+    g.best_score[improved] = score[better]
+    g.best_epoch[improved] = g.epochs[improved]
     g.bad[a] = torch.where(better, 0, g.bad[a] + 1)
     g.plateau[a] = torch.where(better, 0, g.plateau[a] + 1)
     reduce = g.plateau[a] > cfg.lr_patience
     g.opt.lr = torch.where(reduce, g.opt.lr * 0.5, g.opt.lr)
     g.plateau[a[reduce]] = 0
-    keep = g.bad[a] < cfg.patience
-    if not bool(keep.all()):
-        idx = torch.nonzero(keep).flatten()
+    keep = (g.bad[a] < cfg.patience).tolist()  # one host synchronisation per epoch
+    if not all(keep):
+        idx = [i for i, k in enumerate(keep) if k]
         g.bank = g.bank.select(idx)
-        g.opt = g.opt.select(g.bank, idx)
-        g.active = a[idx]
+        g.opt = g.opt.select(idx)
+        g.active = a[torch.tensor(idx, dtype=torch.int64, device=a.device)]
+        g.plan()
+
+
+def windows(batches, max_bytes: int):  # noqa: ANN001, ANN201
+    """Consecutive training batches grouped up to ``max_bytes`` of features."""
+    window, size = [], 0
+    for pos, x in batches:
+        window.append((pos, x))
+        size += x.numel() * x.element_size()
+        if size >= max_bytes:
+            yield window
+            window, size = [], 0
+    if window:
+        yield window
 
 
 def fit_heads(task, specs: list[HeadSpec], source: FeatureSource, train: SplitRows,  # noqa: ANN001
@@ -149,13 +185,23 @@ def fit_heads(task, specs: list[HeadSpec], source: FeatureSource, train: SplitRo
     shuffle = torch.Generator().manual_seed(run_seed)
     bar = tqdm(range(cfg.max_epochs), desc=f"probe {task.name}", unit="epoch",
                disable=not progress, leave=False)
+    # Streamed features: a window within the share of the budget that one sub-batch may take.
+    window_bytes = min(WINDOW_BYTES, 8 * source.step_bytes) if source.resident else source.step_bytes
+    step = 0
     for _ in bar:
         live = sum(g.bank.num_heads for g in groups)
         if live == 0:
             break
         bar.set_postfix(heads=f"{live}/{len(specs)}")
-        for pos, x in source.train_batches(train.rows, batch_rows or cfg.batch_size, shuffle):
-            train_step(task, groups, x, _targets(train, pos))
+        batches = source.train_batches(train.rows, batch_rows or cfg.batch_size, shuffle)
+        for window in windows(batches, window_bytes):
+            targets = [_targets(train, pos) for pos, _ in window]
+            with torch.no_grad():
+                for g in groups:
+                    for a, b in g.ranges:
+                        for k, ((_, x), y) in enumerate(zip(window, targets, strict=True)):
+                            train_chunk(task, g, a, b, x, y, step + k)
+            step += len(window)
         for g in groups:
             end_epoch(task, g, source, val, cfg)
     bar.close()
