@@ -339,10 +339,15 @@ class BeatTask(Task):
         return self.evaluate(guesses, test_labels)
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "pos_weight": self.pos_weight, "decoder": self.decoder,
+        """Options as set; ``scoring_note`` (shown in table captions) when trimming is on."""
+        info = {**super().describe(), "pos_weight": self.pos_weight, "decoder": self.decoder,
                 "downbeat_decoder": self.downbeat_decoder, "dbn": self.dbn,
                 "target_neighbors": self.target_neighbors, "trim_first_s": self.trim_first_s,
                 "clip_s": self.clip_s, "min_clip_ratio": self.min_clip_ratio}
+        if self.trim_first_s:
+            info["scoring_note"] = (f"whole-track beat metrics ignore the first "
+                                    f"{self.trim_first_s:g} s (mir_eval's trim_beats)")
+        return info
 
 
 __all__ = ["BeatTask", "decode_beats", "decode_downbeats", "dp_beats", "metronome",

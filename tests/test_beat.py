@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import mir_eval
 import numpy as np
@@ -13,6 +14,7 @@ from sklearn.metrics import average_precision_score
 
 from mirprobe.errors import UserError
 from mirprobe.plugins import get_task
+from mirprobe.report.render import leaderboard_caption
 from mirprobe.tasks import beat_marble
 from mirprobe.tasks.beat import decode_beats, metronome
 from mirprobe.tasks.beat_dbn import BeatDBN
@@ -239,7 +241,11 @@ def test_trim_first_s_matches_mir_evals_evaluate():
     want = [mir_eval.beat.evaluate(np.array(lab["beat"]), np.array(p["beat"]))["F-measure"]
             for lab, p in zip(labels, predictions, strict=True)]
     assert result["beat_f_measure"] == pytest.approx(np.mean(want))
-    assert get_task("beat", trim_first_s=5.0).describe()["trim_first_s"] == 5.0
+    info = get_task("beat", trim_first_s=5.0).describe()
+    assert info["trim_first_s"] == 5.0
+    record = SimpleNamespace(task="gtzan-beat", task_info=info, excluded={})
+    assert "first 5 s" in leaderboard_caption([record], ci=False, n_boot=0, seed=0)
+    assert "scoring_note" not in get_task("beat").describe()
 
 
 def test_chance_is_a_120_bpm_metronome_from_zero():
