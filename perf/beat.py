@@ -135,6 +135,7 @@ def main() -> None:
                     help="a Python interpreter that can import madmom (a scratch venv)")
     args = ap.parse_args()
 
+    from mirprobe.tasks import get_task
     from mirprobe.tasks.beat import decode_beats
     from mirprobe.tasks.beat_dbn import BeatDBN
 
@@ -143,11 +144,16 @@ def main() -> None:
     dbn = BeatDBN(args.fps)
     dbn(acts[0])  # load the compiled kernel, build the state space
     madmom = MadmomWorker(acts, args.fps, args.madmom_python)
-    results: dict[str, list[float]] = {"dbn": [], "dp": [], "madmom": []}
+    task = get_task("beat")
+    decode_beats(acts[0], args.fps, method="dp")  # librosa compiles its own numba code
+    task.predictions([np.zeros((int(args.fps), 2))], frame_rate=args.fps)
+    results: dict[str, list[float]] = {"dbn": [], "dp": [], "madmom": [], "task": []}
     same = 0
     for i, a in enumerate(acts):  # interleaved, so that machine load hits all alike
         results["dbn"] += timed(dbn, a[None])
         results["dp"] += timed(lambda x: decode_beats(x, args.fps, method="dp"), a[None])
+        logits = np.log(a / (1 - a))[:, None].repeat(2, 1)
+        results["task"] += timed(lambda x: task.predictions([x], frame_rate=args.fps), logits[None])
         if madmom.proc is not None:
             took, beats = madmom(i)
             results["madmom"].append(took)
@@ -160,6 +166,8 @@ def main() -> None:
     print("| decoder | median ms | spread | ratio |\n|---|---:|---:|---:|")
     print(row("mirprobe DBN (numba)", results["dbn"], base, args.seconds))
     print(row("mirprobe DP (librosa)", results["dp"], base, args.seconds))
+    print(row("task predictions: beats + downbeats, track + clips", results["task"], base,
+              args.seconds))
     if args.fps == 75:
         published = MADMOM_PUBLISHED_MS_PER_10S * 3.0
         print(f"| madmom DBN (Cython), published: 11 ms per 10 s | {published:.1f} | – | "

@@ -71,3 +71,17 @@ def test_input_checks():
     with pytest.raises(ValueError, match="1-D"):
         BeatDBN(75.0)(np.zeros((10, 2)))
     assert BeatDBN(75.0)(np.zeros(100)).size == 0  # an all-zero activation has no beats
+
+
+def test_task_option_dbn_reaches_the_decoder(arrays):
+    """``dbn: {num_tempi: 60}`` on the task decodes as madmom with ``num_tempi=60``."""
+    from mirprobe.tasks import get_task
+
+    case = next(c for c in CASES if c["params"] == {"num_tempi": 60})
+    activation = arrays[f"{case['name']}.activation"].astype(np.float64)
+    logits = np.log(activation / (1 - activation))[:, None].repeat(2, 1)
+    task = get_task("beat", dbn={"num_tempi": 60})
+    (decoded,) = task.predictions([logits], frame_rate=float(case["fps"]))
+    want = arrays[f"{case['name']}.beats"]
+    np.testing.assert_array_equal(np.rint(np.array(decoded["beat"]) * case["fps"]),
+                                  np.rint(want * case["fps"]))
