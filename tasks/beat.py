@@ -285,12 +285,13 @@ class BeatTask(Task):
 
     def evaluate(self, predictions: Any, labels: Sequence[Any]) -> dict[str, float]:
         """Every metric of the module docstring. Downbeat metrics cover the tracks whose label
-        has downbeats (NaN when none has); the clip metrics are NaN for predictions that carry
-        no clip decodings (``clips``)."""
+        has downbeats (NaN when none has); the clip metrics are NaN when the predictions carry
+        no clip decodings (``clips``) or no track is long enough for a clip."""
         if len(predictions) != len(labels):
             raise ValueError(f"{len(predictions)} predictions for {len(labels)} labels")
         per_track: dict[str, list[float]] = {field: [] for field in CHANNELS}
         clip_counts: dict[str, list[tuple[int, int, int]]] = {field: [] for field in CHANNELS}
+        num_clips = dict.fromkeys(CHANNELS, 0)
         hits = events = 0
         with_clips = all("clips" in p for p in predictions)
         with warnings.catch_warnings():  # an empty estimate scores 0; no need to warn per track
@@ -307,10 +308,11 @@ class BeatTask(Task):
                         hits, events = hits + h, events + e
                     if with_clips:
                         clip_counts[field].append(self._clip_counts(estimate["clips"], ref, field))
+                        num_clips[field] += len(estimate["clips"][field])
         out = {f"{field}_f_measure": float(np.mean(v)) if v else math.nan
                for field, v in per_track.items()}
         for field, counts in clip_counts.items():
-            out[f"{field}_f_measure_marble"] = (beat_marble.micro_f(counts) if counts
+            out[f"{field}_f_measure_marble"] = (beat_marble.micro_f(counts) if num_clips[field]
                                                 else math.nan)
         out["beat_f_measure_pooled"] = 2 * hits / events if events else math.nan
         return {name: out[name] for name in self.metrics}
@@ -322,19 +324,19 @@ class BeatTask(Task):
         estimates = clips[field]
         references = [beat_marble.reference_frames(ref, c, frame_rate, clip_s)
                       for c in range(len(estimates))]
-        counts = beat_marble.clip_counts(estimates, references, frame_rate, WINDOW_S)
-        return counts
+        return beat_marble.clip_counts(estimates, references, frame_rate, WINDOW_S)
 
     def chance(self, train_labels: Sequence[Any], test_labels: Sequence[Any]) -> dict[str, float]:
         """A 120 BPM metronome from 0 s (4/4, downbeat on the first beat) on every test track,
         up to its last annotation (the label does not carry the track's duration); for the
-        clip metrics it is cut into clips on a 75 Hz frame grid."""
+        clip metrics it is cut into the clips of a track that ends one metronome beat (0.5 s)
+        after its last annotation, on a 75 Hz frame grid."""
         guesses = []
         for label in test_labels:
             ends = [_times(label, field) for field in CHANNELS]
             end = max((t[-1] for t in ends if t.size), default=0.0)
             guess: dict[str, Any] = metronome(end)
-            num_frames = int(math.floor(end * CHANCE_FRAME_RATE)) + 1
+            num_frames = int(math.floor((end + 0.5) * CHANCE_FRAME_RATE)) + 1
             guess["clips"] = {"frame_rate": CHANCE_FRAME_RATE, "clip_s": self.clip_s, **{
                 field: beat_marble.cut_times(guess[field], CHANCE_FRAME_RATE, num_frames,
                                              self.clip_s, self.min_clip_ratio)

@@ -195,6 +195,11 @@ def test_marble_clip_micro_f_equals_a_direct_computation():
     result = task.evaluate(predictions, labels)
     assert result["beat_f_measure_marble"] == pytest.approx(2 * hits / (n_est + n_ref), abs=1e-12)
     assert beat_marble.micro_f([(0, 0, 0)]) == 1.0  # nothing on either side scores 1
+    # A 7.9 s track has no clip (< 80 % of 10 s): nothing to score, not a perfect score.
+    short = _label(0.5, end=7.9)
+    preds = task.predictions([_activation(short, int(7.9 * FRAME_RATE))], frame_rate=FRAME_RATE)
+    assert preds[0]["clips"]["beat"] == []
+    assert np.isnan(task.evaluate(preds, [short])["beat_f_measure_marble"])
 
 
 def test_evaluate_matches_mir_eval_and_a_naive_pooled_count():
@@ -257,5 +262,13 @@ def test_chance_is_a_120_bpm_metronome_from_zero():
         clicks = np.arange(0, label["beat"][-1] + 1e-9, 0.5)
         want.append(mir_eval.beat.f_measure(np.array(label["beat"]), clicks))
     assert result["beat_f_measure"] == pytest.approx(np.mean(want))
-    assert 0 <= result["beat_f_measure_marble"] <= 1
+    # The tracks end 0.5 s after their last beat, ≥ 8 s: one clip each, on a 75 Hz grid.
+    hits = events = 0
+    for label in test:
+        ref = np.round(np.array(label["beat"]) * 75).astype(np.float32) / 75
+        est = np.round(np.arange(0, label["beat"][-1] + 1e-9, 0.5) * 75).astype(np.float32) / 75
+        hits += len(mir_eval.util.match_events(ref, est, 0.07))
+        events += ref.size + est.size
+    assert result["beat_f_measure_marble"] == pytest.approx(2 * hits / events)
+    assert 0 < result["beat_f_measure_marble"] < 1
     assert metronome(2.0) == {"beat": [0.0, 0.5, 1.0, 1.5, 2.0], "downbeat": [0.0, 2.0]}
