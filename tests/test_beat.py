@@ -195,11 +195,14 @@ def test_marble_clip_micro_f_equals_a_direct_computation():
     result = task.evaluate(predictions, labels)
     assert result["beat_f_measure_marble"] == pytest.approx(2 * hits / (n_est + n_ref), abs=1e-12)
     assert beat_marble.micro_f([(0, 0, 0)]) == 1.0  # nothing on either side scores 1
-    # A 7.9 s track has no clip (< 80 % of 10 s): nothing to score, not a perfect score.
-    short = _label(0.5, end=7.9)
-    preds = task.predictions([_activation(short, int(7.9 * FRAME_RATE))], frame_rate=FRAME_RATE)
+    # A 7.8 s track has no clip (< 80 % of 10 s): nothing to score, not a perfect score.
+    short = _label(0.5, end=7.8)
+    preds = task.predictions([_activation(short, int(7.8 * FRAME_RATE))], frame_rate=FRAME_RATE)
     assert preds[0]["clips"]["beat"] == []
     assert np.isnan(task.evaluate(preds, [short])["beat_f_measure_marble"])
+    # Frames a little short of 8 s (a conv front end's 7.96 s of an 8 s track) keep their clip.
+    assert beat_marble.clip_spans(398, 50.0) == [(0, 398)]
+    assert beat_marble.clip_spans(2244, 75.0) == [(0, 750), (750, 1500), (1500, 2244)]
 
 
 def test_evaluate_matches_mir_eval_and_a_naive_pooled_count():
