@@ -135,7 +135,7 @@ def main() -> None:
                     help="a Python interpreter that can import madmom (a scratch venv)")
     args = ap.parse_args()
 
-    from mirprobe.tasks import get_task
+    from mirprobe.plugins import get_task
     from mirprobe.tasks.beat import decode_beats
     from mirprobe.tasks.beat_dbn import BeatDBN
 

@@ -38,7 +38,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mirprobe.errors import UserError
 from mirprobe.tasks import beat_marble, metrics
 from mirprobe.tasks.base import Task
 
@@ -173,18 +172,18 @@ class BeatTask(Task):
                 raise ValueError("beat option pos_weight must be 'auto', null or [beat, downbeat]")
         self.pos_weight = pos_weight
         if decoder not in DECODERS:
-            raise UserError(f"beat option decoder: {decoder!r} is not one of {', '.join(DECODERS)}")
+            raise ValueError(f"beat option decoder: {decoder!r} is not one of {', '.join(DECODERS)}")
         if downbeat_decoder not in DOWNBEAT_DECODERS:
-            raise UserError(f"beat option downbeat_decoder: {downbeat_decoder!r} is not one of "
+            raise ValueError(f"beat option downbeat_decoder: {downbeat_decoder!r} is not one of "
                             f"{', '.join(DOWNBEAT_DECODERS)}")
         self.decoder, self.downbeat_decoder = decoder, downbeat_decoder
         self.dbn = self._dbn_options(dbn)
         if int(target_neighbors) != target_neighbors or target_neighbors < 0:
-            raise UserError(f"beat option target_neighbors must be a whole number ≥ 0, "
+            raise ValueError(f"beat option target_neighbors must be a whole number ≥ 0, "
                             f"got {target_neighbors!r}")
         self.target_neighbors = int(target_neighbors)
         if trim_first_s < 0 or clip_s <= 0 or not 0 < min_clip_ratio <= 1:
-            raise UserError("beat options: trim_first_s ≥ 0, clip_s > 0 and 0 < min_clip_ratio "
+            raise ValueError("beat options: trim_first_s ≥ 0, clip_s > 0 and 0 < min_clip_ratio "
                             "≤ 1 are required")
         self.trim_first_s, self.clip_s = float(trim_first_s), float(clip_s)
         self.min_clip_ratio = float(min_clip_ratio)
@@ -198,7 +197,7 @@ class BeatTask(Task):
         allowed = {f.name for f in fields(BeatDBN)} - {"frame_rate"}
         unknown = sorted(set(dbn or {}) - allowed)
         if unknown:
-            raise UserError(f"beat option dbn: unknown key(s) {', '.join(unknown)}; "
+            raise ValueError(f"beat option dbn: unknown key(s) {', '.join(unknown)}; "
                             f"known: {', '.join(sorted(allowed))}")
         return dict(dbn or {})
 

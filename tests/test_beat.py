@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import average_precision_score
 
-from mirprobe.errors import UserError
 from mirprobe.plugins import get_task
 from mirprobe.report.render import leaderboard_caption
 from mirprobe.tasks import beat_marble
@@ -127,11 +126,11 @@ def test_flat_activation():
     assert len(dbn["beat"]) > 0 and dbn["beat"] == dbn["downbeat"]
 
 
-def test_bad_options_are_user_errors():
+def test_bad_options_are_clear_errors():
     for options in ({"decoder": "viterbi"}, {"downbeat_decoder": "joint"},
                     {"dbn": {"num_tempo": 60}}, {"target_neighbors": -1},
                     {"trim_first_s": -5}, {"min_clip_ratio": 0}):
-        with pytest.raises(UserError):
+        with pytest.raises(ValueError, match="beat option"):
             get_task("beat", **options)
 
 

@@ -75,7 +75,7 @@ def test_input_checks():
 
 def test_task_option_dbn_reaches_the_decoder(arrays):
     """``dbn: {num_tempi: 60}`` on the task decodes as madmom with ``num_tempi=60``."""
-    from mirprobe.tasks import get_task
+    from mirprobe.plugins import get_task
 
     case = next(c for c in CASES if c["params"] == {"num_tempi": 60})
     activation = arrays[f"{case['name']}.activation"].astype(np.float64)
