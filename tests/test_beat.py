@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import mir_eval
 import numpy as np
@@ -12,7 +13,10 @@ import torch.nn.functional as F
 from sklearn.metrics import average_precision_score
 
 from mirprobe.plugins import get_task
-from mirprobe.tasks.beat import metronome
+from mirprobe.report.render import leaderboard_caption
+from mirprobe.tasks import beat_marble
+from mirprobe.tasks.beat import decode_beats, metronome
+from mirprobe.tasks.beat_dbn import BeatDBN
 
 FRAME_RATE = 75.0
 RNG = np.random.default_rng(1)
@@ -83,9 +87,11 @@ def test_score_is_frame_average_precision_of_beat_channel():
         assert score[h] == pytest.approx(want, abs=1e-9)
 
 
+@pytest.mark.parametrize("decoder", ["dbn", "dp"])
 @pytest.mark.parametrize("period, meter", [(0.5, 4), (0.42, 3), (0.6, 4)])
-def test_decoding_a_clean_activation_recovers_beats_and_downbeats(period, meter):
-    task = get_task("beat")
+def test_decoding_a_clean_activation_recovers_beats_and_bar_phase_downbeats(period, meter,
+                                                                           decoder):
+    task = get_task("beat", decoder=decoder, downbeat_decoder="bar_phase")
     label = _label(period=period, meter=meter)
     logits = _activation(label, num_frames=int(8.2 * FRAME_RATE))
     (decoded,) = task.predictions([logits], frame_rate=FRAME_RATE)
@@ -96,9 +102,106 @@ def test_decoding_a_clean_activation_recovers_beats_and_downbeats(period, meter)
     assert down_f > 0.9
 
 
-def test_flat_activation_decodes_to_nothing():
-    (decoded,) = get_task("beat").predictions([np.full((300, 2), -30.0)], frame_rate=FRAME_RATE)
-    assert decoded == {"beat": [], "downbeat": []}
+def test_dbn_downbeats_are_the_beat_dbn_on_the_downbeat_channel():
+    """MARBLE v2's downbeats. Bars of 2 s are slower than the DBN's 55 BPM floor, so it keeps
+    every downbeat and adds one between each pair: recall 1, precision about 1/2."""
+    label = _label(period=0.5, meter=4)
+    logits = _activation(label, num_frames=int(8.2 * FRAME_RATE))
+    (decoded,) = get_task("beat").predictions([logits], frame_rate=FRAME_RATE)
+    downbeat_act = 1 / (1 + np.exp(-logits[:, 1]))
+    np.testing.assert_array_equal(decoded["downbeat"], decode_beats(downbeat_act, FRAME_RATE))
+    ref, est = np.array(label["downbeat"]), np.array(decoded["downbeat"])
+    assert len(mir_eval.util.match_events(ref, est, 0.07)) == len(ref)
+    assert 0.5 < mir_eval.beat.f_measure(ref, est) < 0.8
+
+
+def test_flat_activation():
+    """The DP tracker finds nothing; the DBN, like madmom, still lays a beat grid (the madmom
+    fixture ``flat_75fps`` pins its beats)."""
+    flat = np.full((300, 2), -30.0)
+    (dp,) = get_task("beat", decoder="dp", downbeat_decoder="dp").predictions(
+        [flat], frame_rate=FRAME_RATE)
+    assert dp["beat"] == [] and dp["downbeat"] == []
+    (dbn,) = get_task("beat").predictions([flat], frame_rate=FRAME_RATE)
+    assert len(dbn["beat"]) > 0 and dbn["beat"] == dbn["downbeat"]
+
+
+def test_bad_options_are_clear_errors():
+    for options in ({"decoder": "viterbi"}, {"downbeat_decoder": "joint"},
+                    {"dbn": {"num_tempo": 60}}, {"target_neighbors": -1},
+                    {"trim_first_s": -5}, {"min_clip_ratio": 0}):
+        with pytest.raises(ValueError, match="beat option"):
+            get_task("beat", **options)
+
+
+def test_target_neighbors_widen_as_marble():
+    """±d frames get 0.5**d, as MARBLE v2's ``widen_temporal_events`` (max filter, then
+    halving what is not an event, ``num_neighbors`` times), written out here with scipy."""
+    from scipy.ndimage import maximum_filter1d
+
+    label = {"beat": [0.02, 0.5, 0.58, 3.96], "downbeat": [0.5], "tempo": 120}
+    for neighbors in (0, 1, 2, 3):
+        target = get_task("beat", target_neighbors=neighbors).encode_frames(label, 200, 50.0)
+        for channel, field in enumerate(("beat", "downbeat")):
+            events = np.zeros(200)
+            events[np.rint(np.array(label[field]) * 50).astype(int)] = 1
+            widened = events.copy()
+            for _ in range(neighbors):
+                widened = maximum_filter1d(widened, size=3)
+                widened[(events != 1) & (widened > 0)] *= 0.5
+            np.testing.assert_array_equal(target[:, channel], widened.astype(np.float32))
+
+
+def _direct_clip_counts(logits: np.ndarray, ref: np.ndarray, clips: int) -> tuple[int, int, int]:
+    """MARBLE's TimeEventFMeasure written out: 10 s clips at 75 fps, each decoded alone,
+    decoded times → frame mask → float32 times, references quantised the same way."""
+    hits = n_est = n_ref = 0
+    for c in range(clips):
+        act = 1 / (1 + np.exp(-logits[c * 750:(c + 1) * 750]))
+        beats = BeatDBN(FRAME_RATE)(act)
+        est_mask = np.zeros(750)
+        frames = np.round(beats * FRAME_RATE).astype(int)
+        est_mask[frames[(frames >= 0) & (frames < 750)]] = 1
+        ref_mask = np.zeros(750)
+        for t in ref:
+            if c * 10 <= t < (c + 1) * 10 and 0 <= round((t - c * 10) * FRAME_RATE) < 750:
+                ref_mask[round((t - c * 10) * FRAME_RATE)] = 1
+        est_t = np.flatnonzero(est_mask).astype(np.float32) / FRAME_RATE
+        ref_t = np.flatnonzero(ref_mask).astype(np.float32) / FRAME_RATE
+        if est_t.size and ref_t.size:
+            hits += len(mir_eval.util.match_events(ref_t, est_t, 0.07))
+        n_est, n_ref = n_est + est_t.size, n_ref + ref_t.size
+    return hits, n_est, n_ref
+
+
+def test_marble_clip_micro_f_equals_a_direct_computation():
+    """Two tracks: 28.6 s (clips of 10, 10 and 8.6 s: the last kept, ≥ 80 %) and 21 s (the
+    1 s remainder dropped); noisy activations with drift and missed beats."""
+    task = get_task("beat", downbeat_decoder="bar_phase")
+    labels = [_label(0.5, start=0.3, end=28.6), _label(0.61, start=0.1, end=21.0)]
+    logits = []
+    for label, seconds in zip(labels, (28.6, 21.0), strict=True):
+        # Drifting by up to 30 ms, a fifth of the beats missing.
+        heard = dict(label, beat=[t + 0.03 * np.sin(t) for t in label["beat"]
+                                  if RNG.random() > 0.2])
+        logits.append(_activation(heard, int(seconds * FRAME_RATE), noise=0.4))
+    predictions = task.predictions(logits, frame_rate=FRAME_RATE)
+    assert [len(p["clips"]["beat"]) for p in predictions] == [3, 2]
+    counts = [_direct_clip_counts(lg[:, 0], np.array(lab["beat"]), n)
+              for lg, lab, n in zip(logits, labels, (3, 2), strict=True)]
+    hits, n_est, n_ref = np.sum(counts, axis=0)
+    assert 0 < 2 * hits < n_est + n_ref  # neither empty nor perfect
+    result = task.evaluate(predictions, labels)
+    assert result["beat_f_measure_marble"] == pytest.approx(2 * hits / (n_est + n_ref), abs=1e-12)
+    assert beat_marble.micro_f([(0, 0, 0)]) == 1.0  # nothing on either side scores 1
+    # A 7.8 s track has no clip (< 80 % of 10 s): nothing to score, not a perfect score.
+    short = _label(0.5, end=7.8)
+    preds = task.predictions([_activation(short, int(7.8 * FRAME_RATE))], frame_rate=FRAME_RATE)
+    assert preds[0]["clips"]["beat"] == []
+    assert np.isnan(task.evaluate(preds, [short])["beat_f_measure_marble"])
+    # Frames a little short of 8 s (a conv front end's 7.96 s of an 8 s track) keep their clip.
+    assert beat_marble.clip_spans(398, 50.0) == [(0, 398)]
+    assert beat_marble.clip_spans(2244, 75.0) == [(0, 750), (750, 1500), (1500, 2244)]
 
 
 def test_evaluate_matches_mir_eval_and_a_naive_pooled_count():
@@ -122,6 +225,9 @@ def test_evaluate_matches_mir_eval_and_a_naive_pooled_count():
     assert result["beat_f_measure"] == pytest.approx(np.mean(per_track))
     assert result["beat_f_measure_pooled"] == pytest.approx(2 * hits / events)
     assert result["downbeat_f_measure"] == pytest.approx(np.mean(downbeat))
+    # No clip decodings in these predictions: MARBLE's clip metrics are undefined.
+    assert np.isnan(result["beat_f_measure_marble"])
+    assert list(result) == list(task.metrics)
 
 
 def test_evaluate_does_not_trim_the_first_five_seconds():
@@ -130,6 +236,23 @@ def test_evaluate_does_not_trim_the_first_five_seconds():
     result = get_task("beat").evaluate([early_only], [label])
     n_early = len(early_only["beat"])
     assert result["beat_f_measure"] == pytest.approx(2 * n_early / (n_early + len(label["beat"])))
+
+
+def test_trim_first_s_matches_mir_evals_evaluate():
+    labels = [_label(0.5, start=0.5, end=12.0), _label(0.45, start=0.2, end=9.0)]
+    predictions = []
+    for label in labels:
+        est = np.array(label["beat"]) + RNG.uniform(-0.09, 0.09, len(label["beat"]))
+        predictions.append({"beat": est.tolist(), "downbeat": est[::4].tolist()})
+    result = get_task("beat", trim_first_s=5.0).evaluate(predictions, labels)
+    want = [mir_eval.beat.evaluate(np.array(lab["beat"]), np.array(p["beat"]))["F-measure"]
+            for lab, p in zip(labels, predictions, strict=True)]
+    assert result["beat_f_measure"] == pytest.approx(np.mean(want))
+    info = get_task("beat", trim_first_s=5.0).describe()
+    assert info["trim_first_s"] == 5.0
+    record = SimpleNamespace(task="gtzan-beat", task_info=info, excluded={})
+    assert "first 5 s" in leaderboard_caption([record], ci=False, n_boot=0, seed=0)
+    assert "scoring_note" not in get_task("beat").describe()
 
 
 def test_chance_is_a_120_bpm_metronome_from_zero():
@@ -141,4 +264,13 @@ def test_chance_is_a_120_bpm_metronome_from_zero():
         clicks = np.arange(0, label["beat"][-1] + 1e-9, 0.5)
         want.append(mir_eval.beat.f_measure(np.array(label["beat"]), clicks))
     assert result["beat_f_measure"] == pytest.approx(np.mean(want))
+    # The tracks end 0.5 s after their last beat, ≥ 8 s: one clip each, on a 75 Hz grid.
+    hits = events = 0
+    for label in test:
+        ref = np.round(np.array(label["beat"]) * 75).astype(np.float32) / 75
+        est = np.round(np.arange(0, label["beat"][-1] + 1e-9, 0.5) * 75).astype(np.float32) / 75
+        hits += len(mir_eval.util.match_events(ref, est, 0.07))
+        events += ref.size + est.size
+    assert result["beat_f_measure_marble"] == pytest.approx(2 * hits / events)
+    assert 0 < result["beat_f_measure_marble"] < 1
     assert metronome(2.0) == {"beat": [0.0, 0.5, 1.0, 1.5, 2.0], "downbeat": [0.0, 2.0]}

@@ -61,16 +61,23 @@ def test_gtzan_genre(tmp_path: Path) -> None:
     assert record.selection_metric == "accuracy"
 
 
-def test_gtzan_beat(tmp_path: Path) -> None:
-    stems = list(make_gtzan(tmp_path / "raw", per_genre=2, seconds=2.0, genres=("blues", "rock", "pop")))
-    make_gtzan_rhythm(tmp_path / "jams", stems, 2.0)
+@pytest.mark.parametrize("decoder", ["dbn", "dp"])
+def test_gtzan_beat(tmp_path: Path, decoder: str) -> None:
+    """12 s tracks: one 10 s clip for MARBLE's clip metric (the 2 s remainder is dropped)."""
+    stems = list(make_gtzan(tmp_path / "raw", per_genre=2, seconds=12.0,
+                            genres=("blues", "rock", "pop")))
+    make_gtzan_rhythm(tmp_path / "jams", stems, 12.0)
     result = prepare("gtzan-rhythm", tmp_path / "raw", tmp_path / "out", annotations=tmp_path / "jams",
                      splits=write_lists(tmp_path / "lists", {s: ("train", "val", "test")[i % 3]
                                                              for i, s in enumerate(stems)}))
     prepared_ok(result)
-    record = run_marble("gtzan-beat", tmp_path / "out", tmp_path / "work")
+    task = f"{{name: gtzan-beat, base: gtzan-beat, decoder: {decoder}, downbeat_decoder: {decoder}}}"
+    record = run_marble(task, tmp_path / "out", tmp_path / "work")
     check_record(record, {"train": 2, "val": 2, "test": 2})
     assert record.selection_metric == "beat_f_measure"
+    assert record.task_info["decoder"] == decoder
+    assert set(record.best["test"]) >= {"beat_f_measure", "beat_f_measure_marble",
+                                        "beat_f_measure_pooled", "downbeat_f_measure"}
 
 
 def test_mtt_tagging(tmp_path: Path) -> None:

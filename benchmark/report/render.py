@@ -43,10 +43,18 @@ def excluded_note(records: Sequence[Record]) -> str:
     return (" Excluded from scoring: " + "; ".join(notes) + ".") if notes else ""
 
 
+def scoring_notes(records: Sequence[Record]) -> str:
+    """The tasks' own notes on non-default scoring (``task_info.scoring_note``), once each."""
+    notes = dict.fromkeys(f"{rec.task}: {rec.task_info['scoring_note']}" for rec in records
+                          if (rec.task_info or {}).get("scoring_note"))
+    return "".join(f" {note}." for note in notes)
+
+
 def leaderboard_caption(records: Sequence[Record], *, ci: bool, n_boot: int, seed: int) -> str:
-    """The leaderboard's caption: how to read it, the interval method, and any excluded test items."""
+    """The leaderboard's caption: how to read it, the interval method, non-default scoring and
+    any excluded test items."""
     return (LEADERBOARD_CAPTION + (CI_CAPTION.format(n_boot=n_boot, seed=seed) if ci else "")
-            + excluded_note(records))
+            + scoring_notes(records) + excluded_note(records))
 
 
 def _has_ci(board: pd.DataFrame) -> bool:
