@@ -85,7 +85,8 @@ def usable_splits(spec: TaskSpec, task: Task, entry: FeatureEntry,
     for s in SPLITS:
         for it in dataset.splits[s]:
             if it.key in failed:
-                excluded[s].append(Problem(str(it.source), it.line, failed[it.key], it.key).to_dict())
+                reason = it.missing(dataset.audio_root) or failed[it.key]
+                excluded[s].append(Problem(str(it.source), it.line, reason, it.key).to_dict())
     usable["train"] = fit_task(spec, task, usable["train"], excluded["train"])
     out = {}
     for s in SPLITS:

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from mirprobe.probes.aggregate import merge_units, track_mean
 from mirprobe.probes.data import FeatureSource, SplitRows
 from mirprobe.probes.heads import WEIGHTED, HeadBank, HeadSpec, StackedAdam
+from mirprobe.progress import progress_bar
 
 EVAL_BYTES = 128 << 20  # float32 activations of one evaluation sub-batch across heads
 MIN_DELTA = 1e-6  # a validation score must beat the best by this much to count as better
@@ -147,8 +147,8 @@ def fit_heads(task, specs: list[HeadSpec], source: FeatureSource, train: SplitRo
     ``batch_rows`` is the number of feature rows per step (default ``cfg.batch_size``)."""
     groups = make_groups(specs, cfg, run_seed, source.num_layers, source.dim, out, device)
     shuffle = torch.Generator().manual_seed(run_seed)
-    bar = tqdm(range(cfg.max_epochs), desc=f"probe {task.name}", unit="epoch",
-               disable=not progress, leave=False)
+    bar = progress_bar(range(cfg.max_epochs), desc=f"probe {task.name}", unit="epoch",
+                       enabled=progress, leave=False)
     for _ in bar:
         live = sum(g.bank.num_heads for g in groups)
         if live == 0:
