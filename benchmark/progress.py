@@ -1,9 +1,9 @@
 """Progress of long stages: a tqdm bar on a terminal, plain lines in a log.
 
 When stderr is not a terminal (SLURM, nohup, CI) a bar's every refresh would land in the log as a
-``\\r`` update; there a stage prints one line at each 10% step (at most one per
-``MIN_GAP_S``), one at least every ``EVERY_S`` while it runs, and one when it ends — the same
-counts, rate and postfix a bar shows.
+``\\r`` update; there a stage prints a line at each 10% step, at most one per ``MIN_GAP_S``
+(30 s), at least one per ``EVERY_S`` (5 min) while it runs, and one when it ends — the same
+counts, rate, time left and postfix a bar shows. A stage shorter than 30 s prints one line.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol, TextIO
 
-MIN_GAP_S = 10.0  # at most one 10%-step line per this many seconds
-EVERY_S = 30.0  # at least one line per this many seconds while a stage runs
+MIN_GAP_S = 30.0  # at most one 10%-step line per this many seconds
+EVERY_S = 300.0  # a line after this many seconds without one, 10% step or not
 
 
 class Progress(Protocol):
@@ -77,6 +77,8 @@ class PlainProgress:
         self.n += n
         now = self.clock()
         step = int(10 * self.n / self.total) if self.total else 0
+        if self.total and self.n >= self.total:
+            return  # the closing line says it
         if (step > self.step and now - self.last >= MIN_GAP_S) or now - self.last >= EVERY_S:
             self._print(now)
             self.step = step
