@@ -69,20 +69,6 @@ def hold(target: Path, what: str) -> Iterator[None]:
         lock.release()
 
 
-def is_locked(target: Path) -> bool:
-    """Whether another process holds ``target``'s lock now (a probe: takes and drops it at once)."""
-    path = lock_path(target)
-    if not path.exists():
-        return False
-    lock = FileLock(str(path))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        return True
-    lock.release()
-    return False
-
-
 @contextmanager
 def try_hold(target: Path) -> Iterator[bool]:
     """Hold ``target``'s lock if it is free now: yields whether it was taken (never waits)."""
