@@ -32,6 +32,16 @@ class Item:
     line: int  # 1-based line number
     uid: str  # ori_uid, else the resolved audio path
     duration: float | None = None
+    written: str | None = None  # audio_path as the row gives it
+
+    def missing(self, audio_root: Path | None = None) -> str | None:
+        """Why the audio file is missing — the row's path and every place looked — or None."""
+        if self.audio_path.exists():
+            return None
+        raw = self.written if self.written is not None else str(self.audio_path)
+        places = ", ".join(str(p) for p in audio_candidates(raw, self.source, audio_root))
+        return (f"audio_path {raw!r} not found (looked for {places}); fix the path in the row "
+                "or set audio_root")
 
     @property
     def key(self) -> str:
@@ -69,6 +79,17 @@ def split_files(folder: Path, prefix: str) -> dict[str, Path]:
         raise UserError(f"{folder}: missing {', '.join(missing)}; found {present or 'no JSONL files'} "
                         f"(set the task's 'jsonl' prefix to match)")
     return files
+
+
+def audio_candidates(raw: str, source: Path, audio_root: Path | None) -> list[Path]:
+    """Every place :func:`resolve_audio` looks for a row's ``audio_path``, in order."""
+    p = Path(raw).expanduser()
+    if p.is_absolute():
+        return [p]
+    if audio_root is not None:
+        return [Path(os.path.abspath(Path(audio_root).expanduser() / p))]
+    folder = Path(os.path.abspath(source)).parent
+    return [Path(os.path.abspath(base / p)) for base in (folder, *folder.parents)]
 
 
 def resolve_audio(raw: str, source: Path, audio_root: Path | None,
@@ -124,7 +145,8 @@ def _parse_row(text: str, path: Path, n: int, split: str, audio_root: Path | Non
     uid = row.get("ori_uid")
     duration = row.get("duration")
     return Item(audio, row["label"], split, path, n, str(uid) if uid is not None else str(audio),
-                float(duration) if isinstance(duration, (int, float)) else None)
+                float(duration) if isinstance(duration, (int, float)) else None,
+                str(row["audio_path"]))
 
 
 @dataclass
@@ -135,6 +157,7 @@ class Dataset:
     folder: Path
     splits: dict[str, list[Item]]
     problems: list[Problem]
+    audio_root: Path | None = None
 
     def all_items(self) -> list[Item]:
         return [it for s in SPLITS for it in self.splits[s]]
@@ -158,4 +181,4 @@ def load_dataset(folder: Path, prefix: str, audio_root: Path | None = None) -> D
     for split in SPLITS:
         if not splits[split]:
             raise UserError(f"{files[split]}: no usable rows; check the file")
-    return Dataset(prefix, Path(folder), splits, problems)
+    return Dataset(prefix, Path(folder), splits, problems, audio_root)

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-from tqdm.auto import tqdm
 
 from mirprobe.errors import DataError, UserError
+from mirprobe.progress import progress_bar
 from mirprobe.windowing import file_windows, min_window_samples, window_samples
 
 F16_MAX = float(np.finfo(np.float16).max)
@@ -175,8 +175,8 @@ def run_chunks(extractor: Any, keys: list[str], chunks: list[list[int]], todo: l
     finishing = {k: len(chunks[k]) for k in todo}  # items not yet finished
     expected: dict[int, int] = {}  # window count of items whose windows have all arrived
     errors: dict[int, str] = {}
-    bar = tqdm(total=sum(arriving.values()), desc=f"extract {label}".strip(), unit="track",
-               disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=sum(arriving.values()), desc=f"extract {label}".strip(), unit="track",
+                       enabled=progress)
 
     def settle() -> None:
         for i in [i for i, n in expected.items() if i in errors or len(batcher.outputs[i]) == n]:

@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from mirprobe.locks import hold
 
 
 @dataclass
@@ -162,38 +165,64 @@ class FeatureStore:
         With ``world_size > 1`` this rank extracts chunks ``k % world_size == rank``; every rank
         must call this with the same arguments. Given ``barrier`` (a collective sync), rank 0
         publishes the entry once all ranks are done and every rank returns it; without one,
-        ranks return None after their own share (publish later with :meth:`finalize`).
+        ranks return None after their own share (a later one-process call publishes the entry).
+
+        Any number of independent processes may call this for one entry: its lock (held by rank
+        0 for all ranks of a job) lets one extract it while the others wait, then find it.
         """
-        from mirprobe.extraction import precision, run_chunks
+        from mirprobe.extraction import precision
 
         if view not in VIEWS:
             raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
         window_s = float(window_s or extractor.context_s)
         identity = entry_identity(extractor, keys, view, window_s, precision(extractor.device, dtype))
         eid = entry_id(identity)
-        found = self.get(eid)
-        if found is not None:  # the same answer on every rank: no collective needed
+        num_chunks = len(_chunks(len(keys), chunk_items))
+        job = dict(extractor=extractor, keys=keys, view=view, window_s=window_s,
+                   batch_size=batch_size, num_workers=num_workers, chunk_items=chunk_items,
+                   dtype=dtype, progress=progress, label=label)
+        if world_size == 1:
+            found = self.get(eid)
+            if found is not None:
+                return found
+            with hold(self.final_path(eid), f"feature entry {eid} ({label or extractor.name})"):
+                found = self.get(eid)  # published by another process while this one waited
+                if found is None:
+                    self._extract_share(eid, rank, world_size, **job)
+                    found = self.finalize(eid, identity, extractor, keys, num_chunks, view, window_s)
             return found
+        if barrier is None:  # no collective: this rank's share only; a later call publishes
+            if self.get(eid) is None:
+                self._extract_share(eid, rank, world_size, **job)
+            return None
+        # Rank 0 holds the entry's lock for all ranks: other jobs on this work folder wait, and
+        # every rank sees the same published-or-not state (nobody else can publish meanwhile).
+        with hold(self.final_path(eid), f"feature entry {eid}") if rank == 0 else nullcontext():
+            barrier()
+            if self.get(eid) is None:
+                self._extract_share(eid, rank, world_size, **job)
+                barrier()  # every rank's chunks are on disk
+                if rank == 0:
+                    self.finalize(eid, identity, extractor, keys, num_chunks, view, window_s)
+            barrier()  # the entry is published
+        return self.get(eid)
+
+    def _extract_share(self, eid: str, rank: int, world_size: int, *, extractor: Any,
+                       keys: list[str], chunk_items: int, **options: Any) -> None:
+        """Extract this rank's missing chunks into ``<eid>.partial/`` (kept from earlier runs)."""
+        from mirprobe.extraction import run_chunks
+
         partial = self.partial_path(eid)
         partial.mkdir(parents=True, exist_ok=True)
-        chunks = [list(range(s, min(s + chunk_items, len(keys)))) for s in range(0, len(keys), chunk_items)]
+        chunks = _chunks(len(keys), chunk_items)
         todo = [k for k in range(len(chunks)) if k % world_size == rank and not _chunk_file(partial, k).exists()]
-        run_chunks(extractor, keys, chunks, todo, partial, view=view, window_s=window_s,
-                   batch_size=batch_size, num_workers=num_workers, dtype=dtype, progress=progress,
-                   label=label)
-        if world_size == 1:
-            return self.finalize(eid, identity, extractor, keys, len(chunks), view, window_s)
-        if barrier is None:
-            return None
-        barrier()  # every rank's chunks are on disk
-        if rank == 0:
-            self.finalize(eid, identity, extractor, keys, len(chunks), view, window_s)
-        barrier()  # the entry is published
-        return self.get(eid)
+        run_chunks(extractor, keys, chunks, todo, partial, **options)
 
     def finalize(self, eid: str, identity: dict[str, Any], extractor: Any, keys: list[str],
                  num_chunks: int, view: str, window_s: float) -> FeatureEntry:
-        """Join the chunk files into one memory-mappable array and publish the entry atomically."""
+        """Join the chunk files into one memory-mappable array and publish the entry atomically.
+
+        The caller holds the entry's lock (:func:`mirprobe.locks.hold` of its final path)."""
         import os
 
         from mirprobe.results import atomic_write_json, versions
@@ -234,6 +263,7 @@ class FeatureStore:
         meta = {"id": eid, "view": view, "window_s": window_s, "frame_rate": extractor.frame_rate,
                 "sample_rate": extractor.sample_rate, "layer_names": extractor.view_layers(view),
                 "model_name": extractor.name, "model": identity["model"], "items": list(keys),
+                "precision": identity.get("precision", "float32"),
                 "shape": [int(offsets[-1]), int(layers), int(dim)], "versions": versions(),
                 **layer_layout(extractor, view, int(dim))}
         atomic_write_json(partial / "meta.json", meta)
@@ -253,6 +283,11 @@ def layer_layout(extractor: Any, view: str, width: int) -> dict[str, Any]:
         return {}
     return {"layer_dims": dims,
             "layer_rates": [float(rates[name]) for name in extractor.view_layers(view)]}
+
+
+def _chunks(n: int, chunk_items: int) -> list[list[int]]:
+    """Item indices of each chunk."""
+    return [list(range(s, min(s + chunk_items, n))) for s in range(0, n, chunk_items)]
 
 
 def _chunk_file(partial: Path, k: int) -> Path:

@@ -11,6 +11,7 @@ and printed, never dropped silently.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -23,6 +24,7 @@ from mirprobe.features import FeatureEntry, FeatureStore, entry_id, entry_identi
 from mirprobe.jobs import Job, make_job, write_record
 from mirprobe.models import check_model, load_model
 from mirprobe.models.base import Extractor
+from mirprobe.models.hub import require_weights
 from mirprobe.probing import probe_job
 from mirprobe.record import Record
 from mirprobe.report.render import print_and_write
@@ -55,7 +57,16 @@ class Runner:
         self.datasets = DatasetResolver(cfg, self.work, self.timer, self.progress)
 
     def job(self, model: str, extractor: Extractor, spec: TaskSpec) -> Job:
-        return make_job(model, extractor, spec, self.datasets.dataset(spec), self.cfg)
+        return make_job(model, self.entry_identity(extractor, spec), spec,
+                        self.datasets.dataset(spec), self.cfg)
+
+    def entry_identity(self, extractor: Extractor, spec: TaskSpec) -> dict[str, Any]:
+        """The identity of the job's feature entry, as extraction will compute it (no extracting)."""
+        task = spec.make()
+        keys = list(dict.fromkeys(it.key for it in self.datasets.dataset(spec).all_items()))
+        window = float(task.window_s or extractor.context_s)
+        return entry_identity(extractor, keys, task.view, window,
+                              precision(self.device, self.cfg.extract.dtype))
 
     def entry(self, extractor: Extractor, spec: TaskSpec, *, extract: bool = True) -> FeatureEntry | None:
         """The job's feature entry: extracted (collectively across ranks) or only looked up."""
@@ -65,8 +76,7 @@ class Runner:
         window = float(task.window_s or extractor.context_s)
         with self.timer.stage("extract"):
             if not extract:
-                found = self.features.get(entry_id(entry_identity(
-                    extractor, keys, task.view, window, precision(self.device, x.dtype))))
+                found = self.features.get(entry_id(self.entry_identity(extractor, spec)))
                 if found is None and self.dist.is_main:
                     print(f"no features yet for {extractor.name} × {spec.name}; run `mirprobe extract` first")
                 return found
@@ -87,7 +97,8 @@ class Runner:
         with self.timer.stage("probe"):
             outcome = probe_job(job.spec, job.entry, dataset, job.identity["probe"],
                                 device=self.device, seed=int(self.cfg.seed), progress=self.progress)
-        return write_record(self.records, job, dataset, outcome, str(self.device))
+        return write_record(self.records, job, dataset, outcome, self.device,
+                            precision(self.device, self.cfg.extract.dtype))
 
 
 def report_problems(records: list[Record]) -> None:
@@ -118,6 +129,7 @@ def run(cfg: DictConfig, *, stages: tuple[str, ...] = ("extract", "probe", "repo
     d = runner.dist
     specs = task_specs(cfg)
     for name, options in model_specs(cfg):  # missing weights fail before any long work
+        require_weights(options)
         check_model(name, **options)
     if d.is_main:  # read every dataset first: data errors surface before any long work
         for spec in specs:  # (rank 0 first: it may have to generate the synthetic suite)
@@ -143,8 +155,10 @@ def run(cfg: DictConfig, *, stages: tuple[str, ...] = ("extract", "probe", "repo
             print(runner.timer.summary())
         return []
     for j, job in enumerate(jobs):
-        if j % d.world_size == d.rank and job.entry is not None and runner.records.get(job.rid) is None:
-            runner.run_job(job)
+        if j % d.world_size == d.rank and job.entry is not None:
+            with runner.records.claim(job.rid) as done:  # another process may be making it
+                if done is None:
+                    runner.run_job(job)
     d.barrier()
     if not d.is_main:
         return []

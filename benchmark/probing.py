@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from mirprobe.admission import admit
-from mirprobe.data import SPLITS, Dataset
+from mirprobe.data import SPLITS, Dataset, Item
 from mirprobe.errors import UserError
 from mirprobe.features import FeatureEntry
 from mirprobe.probes import ProbeConfig, ProbeResult, SplitData, run_probe
@@ -51,7 +51,10 @@ def usable_splits(spec: TaskSpec, entry: FeatureEntry,
     (the rules of :mod:`mirprobe.admission`; audio that failed in extraction is excluded)."""
     index = entry.index()
     failed = {f["path"]: f["reason"] for f in entry.failed}
-    admitted = admit(spec.make, dataset.splits, dataset.problems, lambda it: failed.get(it.key))
+    def failure(it: Item) -> str | None:  # a missing file names every place it was looked for
+        return (it.missing(dataset.audio_root) or failed[it.key]) if it.key in failed else None
+
+    admitted = admit(spec.make, dataset.splits, dataset.problems, failure)
     excluded: Excluded = {s: [p.to_dict() for p in admitted.excluded[s]] for s in SPLITS}
     out = {}
     for s in SPLITS:

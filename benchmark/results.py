@@ -20,12 +20,14 @@ import os
 import platform
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mirprobe.locks import hold
 from mirprobe.record import Record, RecordFormatError, jsonable
 
 
@@ -73,6 +75,15 @@ def versions() -> dict[str, str]:
             "mir_eval": mir_eval.__version__, "mirprobe": mirprobe.__version__}
 
 
+def probe_precision(device: Any) -> str:
+    """The precision probes train in on ``device`` (float32; TF32 matmuls when torch allows them)."""
+    import torch
+
+    matmul = torch.get_float32_matmul_precision()
+    tf32 = str(device).startswith("cuda") and (matmul != "highest" or torch.backends.cuda.matmul.allow_tf32)
+    return "float32 (tf32 matmuls)" if tf32 else "float32"
+
+
 class RecordStore:
     """Run records under ``<work_dir>/records``."""
 
@@ -91,6 +102,13 @@ class RecordStore:
             return Record.read(p)
         except RecordFormatError:
             return None
+
+    @contextmanager
+    def claim(self, rid: str) -> Iterator[Record | None]:
+        """Hold record ``rid``'s lock: yields the record if it exists (made meanwhile by another
+        process), else None, and the caller then makes it and puts it before leaving."""
+        with hold(self.root / rid, f"run record {rid}"):
+            yield self.get(rid)
 
     def put(self, record: Record) -> Path:
         """Write a new record (append-only: a readable record of that id is left untouched)."""

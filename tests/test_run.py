@@ -15,6 +15,7 @@ import torch
 
 from mirprobe.config import load_run_config
 from mirprobe.features import FeatureStore, entry_id, entry_identity
+from mirprobe.locks import try_hold
 from mirprobe.models.random import SmallRandomExtractor
 from mirprobe.pipeline import run
 from mirprobe.synth import generate_suite
@@ -63,7 +64,9 @@ def test_changed_probe_config_is_a_new_record(tmp_path: Path) -> None:
     assert len(list((tmp_path / "records").glob("*.json"))) == 2
 
 
-def test_killed_extraction_resumes_without_recomputing(tmp_path: Path) -> None:
+def test_killed_extraction_resumes_without_recomputing(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIRPROBE_LOCK_TIMEOUT", "60")  # a lock left held fails, never hangs
     suite = generate_suite(tmp_path / "suite", size="tiny", seed=0, progress=False)
     keys = sorted(str(p) for p in (suite / "audio").glob("*.wav")) * 3  # enough chunks to kill mid-way
     store = FeatureStore(tmp_path / "features")
@@ -80,7 +83,9 @@ def test_killed_extraction_resumes_without_recomputing(tmp_path: Path) -> None:
     while time.time() < deadline and len(list(partial.glob("chunk*.npz"))) < 2:
         assert proc.poll() is None, "extraction finished before it could be killed; use more items"
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
+    with try_hold(store.final_path(eid)) as free:
+        assert not free, "the extracting process holds the entry's lock"
+    proc.send_signal(signal.SIGKILL)  # killed holding the lock: the next process must not wait
     proc.wait()
     finished = len(list(partial.glob("chunk*.npz")))
     assert 2 <= finished < len(keys) / 4 and store.get(eid) is None
@@ -96,6 +101,7 @@ def test_killed_extraction_resumes_without_recomputing(tmp_path: Path) -> None:
     assert entry is not None and len(entry.items) == len(keys) and not entry.failed
     assert Counting.seen == entry.features.shape[0] - int(entry.offsets[4 * finished]), \
         "only the unfinished chunks were extracted again"
+    assert not partial.exists(), "the resumed .partial folder became the entry"
 
 
 @pytest.mark.parametrize("override", ["models=[nosuch]", "tasks=[nosuch]"])

@@ -210,7 +210,7 @@ def verify_files(files: dict[str, Path], *, name: str | None = None, audio_root:
         rows[Path(path)] = _raw_rows(Path(path))
         report.splits.append(SplitReport(split, Path(path), rows=len(items[split]) + len(bad)))
     heads = read_headers((it.audio_path for s in items for it in items[s]), workers)
-    bad_items = _check_audio(items, rows, heads, report, window_s)
+    bad_items = _check_audio(items, rows, heads, report, window_s, audio_root)
     if decode:
         bad_items |= _check_decode(items, heads, bad_items, report, workers)
     bad_items |= _check_labels(items, bad_items, report, plugin, options or {})
@@ -227,13 +227,18 @@ def verify_files(files: dict[str, Path], *, name: str | None = None, audio_root:
 
 def _check_audio(items: dict[str, list[Item]], rows: dict[Path, dict[int, dict]],
                  heads: dict[Path, Header], report: VerifyReport,
-                 window_s: float) -> set[tuple[Path, int]]:
+                 window_s: float, audio_root: Path | None = None) -> set[tuple[Path, int]]:
     bad = set()
     for split_items in items.values():
         for it in split_items:
             problems, warnings = header_findings(rows[it.source].get(it.line, {}),
                                                  heads[it.audio_path], window_s)
             where = (str(it.source), it.line)
+            missing = it.missing(audio_root)
+            if missing:  # the row's path as written and every place looked, not one guess
+                report.problems.append(Finding(*where, f"{missing}; the run skips this item"))
+                bad.add((it.source, it.line))
+                continue
             report.problems += [Finding(*where, f"{it.audio_path}: {m}") for m in problems]
             report.warnings += [Finding(*where, f"{it.audio_path}: {m}") for m in warnings]
             if heads[it.audio_path].error or problems:

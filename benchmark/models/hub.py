@@ -142,3 +142,14 @@ def weights_digest(files: list[Path]) -> str:
     for f in files:
         h.update(f"{f.name}:{file_digest(f)}\n".encode())
     return h.hexdigest()
+
+
+def require_weights(options: dict) -> None:
+    """Fail now, before any long work, when a model config's checkpoint or its weights (or a
+    HEAR ``model_file``) cannot be found; the same errors loading the model would raise."""
+    source = options.get("checkpoint") or options.get("path_or_name")
+    if source and options.get("kind") in ("mert", "hf"):
+        weight_files(resolve_checkpoint(str(source)))
+    model_file = options.get("model_file")
+    if model_file and not Path(str(model_file)).expanduser().is_file():
+        raise UserError(f"model_file {model_file} does not exist; give the path of the model's weights")

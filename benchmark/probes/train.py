@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from mirprobe.probes.aggregate import merge_units, track_mean
 from mirprobe.probes.data import FeatureSource, SplitRows
 from mirprobe.probes.heads import WEIGHTED, HeadBank, HeadSpec, StackedAdam, chunks
+from mirprobe.progress import progress_bar
 
 EVAL_BYTES = 128 << 20  # float32 activations of one evaluation sub-batch across heads
 WINDOW_BYTES = 256 << 20  # float32 training batches held to be run chunk by chunk
@@ -183,8 +183,8 @@ def fit_heads(task, specs: list[HeadSpec], source: FeatureSource, train: SplitRo
     ``batch_rows`` is the number of feature rows per step (default ``cfg.batch_size``)."""
     groups = make_groups(specs, cfg, run_seed, source.num_layers, source.dim, out, device)
     shuffle = torch.Generator().manual_seed(run_seed)
-    bar = tqdm(range(cfg.max_epochs), desc=f"probe {task.name}", unit="epoch",
-               disable=not progress, leave=False)
+    bar = progress_bar(range(cfg.max_epochs), desc=f"probe {task.name}", unit="epoch",
+                       enabled=progress, leave=False)
     # Streamed features: a window within the share of the budget that one sub-batch may take.
     window_bytes = min(WINDOW_BYTES, 8 * source.step_bytes) if source.resident else source.step_bytes
     step = 0

@@ -9,8 +9,10 @@ Layout of ``<out_dir>``::
     suite.json                        generator version, size, seed, counts, classes, label rules
 
 The folder is written under ``<out_dir>.partial-<pid>`` and renamed when complete; a folder
-whose ``suite.json`` has the same version, size and seed is reused as is. The same seed
-gives byte-identical files whatever the number of worker processes.
+whose ``suite.json`` has the same version, size and seed is reused as is. One process writes it
+while holding ``<out_dir>.lock`` (others wait, then reuse it; the holder first removes the
+``.partial-*`` folders that killed writers left). The same seed gives byte-identical files
+whatever the number of worker processes.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
-from tqdm.auto import tqdm
 
 from mirprobe.errors import UserError
+from mirprobe.locks import hold
+from mirprobe.progress import Progress, progress_bar
 from mirprobe.synth.labels import DESCRIPTION, TAGS, emotion_raw, standardise, tags
 from mirprobe.synth.render import render
 from mirprobe.synth.spec import GENRES, KEYS, SongSpec, sample_spec
@@ -71,13 +74,17 @@ def generate_suite(out_dir: Path, size: str = "quick", seed: int = 0, progress: 
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "suite.json").exists():
         raise UserError(f"{out_dir} exists and is not a synthetic suite; "
                         "give a new or empty folder for the synthetic data")
-    partial = out_dir.with_name(f"{out_dir.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
-        _write(partial, size, int(seed), progress, workers)
-        _publish(partial, out_dir, size, int(seed))
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
+    with hold(out_dir, f"the synthetic suite {out_dir}"):
+        if _matches(out_dir, size, seed):  # made by another process while this one waited
+            return out_dir
+        for stale in out_dir.parent.glob(f"{out_dir.name}.partial-*"):  # writers killed mid-way
+            shutil.rmtree(stale, ignore_errors=True)
+        partial = out_dir.with_name(f"{out_dir.name}.partial-{os.getpid()}")
+        try:
+            _write(partial, size, int(seed), progress, workers)
+            _publish(partial, out_dir, size, int(seed))
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
     return out_dir
 
 
@@ -128,8 +135,8 @@ def _write(folder: Path, size: str, seed: int, progress: bool, workers: int | No
     jobs = [(spec, params["duration"], str(folder / "audio" / _name(spec))) for _, spec in tracks]
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if len(jobs) > 100 else 1
-    bar = tqdm(total=len(jobs), desc=f"synthesising {size} suite", unit="track",
-               disable=not progress)
+    bar = progress_bar(total=len(jobs), desc=f"synthesising {size} suite", unit="track",
+                       enabled=progress)
     with bar:
         if workers <= 1:
             rendered = [_tick(bar, _render_one(job)) for job in jobs]
@@ -151,7 +158,7 @@ def _write(folder: Path, size: str, seed: int, progress: bool, workers: int | No
     (folder / "suite.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def _tick(bar: tqdm, item: Any) -> Any:
+def _tick(bar: Progress, item: Any) -> Any:
     bar.update(1)
     return item
 
