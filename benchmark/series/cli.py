@@ -33,6 +33,7 @@ def cmd_series(ns: argparse.Namespace) -> int:
     from mirprobe.distributed import launch_from_config
     from mirprobe.series.runner import Series, series_config, watch
 
+    ns = _intermixed(ns)
     if ns.resamples < 100:
         raise UserError(f"--resamples {ns.resamples} is too few for a 95% interval; use 1000 or more")
     if ns.watch is not None and ns.watch <= 0:
@@ -41,22 +42,15 @@ def cmd_series(ns: argparse.Namespace) -> int:
     series = Series(Path(ns.folder), cfg, protocol, name=ns.name, dist=launch_from_config(cfg),
                     ci=not ns.no_ci, n_boot=ns.resamples, seed=ns.seed)
     if ns.watch:
-        watch(series, ns.watch)
+        watch(series, ns.watch)  # until interrupted
     else:
         series.round()
-    return 0
+    return 1 if series.failed else 0  # the others are evaluated; the status flags the failure
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``mirprobe series`` to the ``mirprobe`` parser."""
+def _options(p: argparse.ArgumentParser) -> None:
     from mirprobe.report.stats import N_BOOT, SEED
 
-    p = subparsers.add_parser("series", help="every checkpoint of a pre-training run: score by step",
-                              description=DESCRIPTION,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("folder", metavar="FOLDER", help="checkpoint folder, or a YAML listing")
-    p.add_argument("args", nargs="*", metavar="CONFIG|KEY=VALUE",
-                   help="run config (name or YAML path), then overrides")
     p.add_argument("--name", help="series name (default: the folder's name); models are NAME@step=N")
     p.add_argument("--watch", type=float, metavar="SECONDS",
                    help="poll FOLDER for new checkpoints every SECONDS until interrupted")
@@ -64,4 +58,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resamples", type=int, default=N_BOOT,
                    help=f"bootstrap resamples (default {N_BOOT})")
     p.add_argument("--seed", type=int, default=SEED, help=f"bootstrap seed (default {SEED})")
+
+
+def _intermixed(ns: argparse.Namespace) -> argparse.Namespace:
+    """Options may also follow CONFIG and the overrides (argparse alone stops at the first)."""
+    p = argparse.ArgumentParser(prog="mirprobe series", add_help=False)
+    p.add_argument("args", nargs="*")
+    _options(p)
+    return p.parse_intermixed_args(ns.args, namespace=ns)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``mirprobe series`` to the ``mirprobe`` parser."""
+    p = subparsers.add_parser("series", help="every checkpoint of a pre-training run: score by step",
+                              description=DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folder", metavar="FOLDER", help="checkpoint folder, or a YAML listing")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="CONFIG|KEY=VALUE",
+                   help="run config (name or YAML path), then overrides")
+    _options(p)
     p.set_defaults(func=cmd_series)

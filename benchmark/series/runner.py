@@ -89,6 +89,11 @@ class Series:
         self._signatures: dict[int, tuple] = {}  # at planning time: a re-write after it is redone
 
     @property
+    def failed(self) -> list[int]:
+        """Steps of the checkpoints that could not be evaluated."""
+        return sorted(step for step, out in self.outcomes.items() if out.error)
+
+    @property
     def folder(self) -> Path:
         return report.series_dir(self.work, self.name)
 
