@@ -1,7 +1,8 @@
 """``mirprobe series``: checkpoints whose quality rises with the step, in the real MERT layout.
 
 The checkpoints are tiny MERT models (``tests.fixtures_models``) that share every weight except
-the first convolution, interpolated between two fixed filters: a high-pass filter (``t = 0``)
+the first convolution, interpolated between two fixed filters (``first_conv`` of the example
+``examples/series/make_series.py``, whose toy task is used too): a high-pass filter (``t = 0``)
 that sees only the high-frequency noise of the task's audio, and a low-pass filter (``t = 1``)
 that sees the tone whose pitch is the label. The network's output thus carries the label's
 signal against the noise in proportion to ``t``, and the probe score must rise with it: near
@@ -11,59 +12,44 @@ chance at ``t = 0``, near perfect at ``t = 1`` (on three data seeds the selected
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
 import pytest
-import soundfile as sf
-import torch
 
 from mirprobe.cli import main
 from mirprobe.errors import UserError
 from mirprobe.series.checkpoints import discover, step_of
-from tests.conftest import write_jsonl
 from tests.fixtures_models import make_state_dict, tiny_config, write_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
-SR = 24000
-PITCHES = {"low": 220.0, "mid": 330.0, "high": 495.0}
 CONV0 = "feature_extractor.conv_layers.0.conv.weight"
 
 
-def write_tone_task(folder: Path, per_class: tuple[int, int, int] = (10, 6, 8), seed: int = 0) -> dict:
-    """A 3-class pitch task: a tone plus high-frequency noise of a random level (0.1–10×)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(SR) / SR
-    for split, n in zip(("train", "val", "test"), per_class, strict=True):
-        rows = []
-        for label, freq in PITCHES.items():
-            for i in range(n):
-                tone = 0.3 * np.sin(2 * np.pi * freq * (1 + 0.02 * rng.standard_normal()) * t
-                                    + rng.uniform(0, 2 * np.pi))
-                noise = np.diff(rng.standard_normal(len(t) + 2), 2) / 2 * 0.5 * 10 ** rng.uniform(-1, 1)
-                x = tone + noise
-                path = folder / "audio" / f"{split}_{label}_{i}.wav"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                sf.write(path, (0.9 * x / np.abs(x).max()).astype(np.float32), SR, subtype="PCM_16")
-                rows.append({"audio_path": f"audio/{path.name}", "label": label})
-        write_jsonl(folder / f"Tone.{split}.jsonl", rows)
-    return {"name": "tone", "plugin": "multiclass", "data": str(folder), "jsonl": "Tone"}
+def _example() -> ModuleType:
+    """``examples/series/make_series.py``: the toy task and the first-convolution filters."""
+    spec = importlib.util.spec_from_file_location("make_series", ROOT / "examples" / "series" / "make_series.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+EXAMPLE = _example()
+write_tone_task = EXAMPLE.write_tone_task
 
 
 def write_series_checkpoint(folder: Path, t: float) -> Path:
-    """A tiny MERT checkpoint whose first convolution is ``(1 - t) · high-pass + t · low-pass``."""
+    """A tiny MERT checkpoint (MERT's own layout) whose first convolution is
+    ``(1 - t) · high-pass + t · low-pass``."""
     state = make_state_dict(tiny_config("postln24"), seed=0)
-    gen = torch.Generator().manual_seed(1)
-    low = torch.hann_window(12)[1:11].expand(16, 1, 10) * (1 + 0.3 * torch.rand(16, 1, 1, generator=gen)) / 2
-    high = torch.zeros(16, 1, 10)
-    high[:, 0, 0], high[:, 0, 1] = 1.0, -1.0
-    high = high * torch.sign(torch.randn(16, 1, 1, generator=gen))
-    state[CONV0] = (1 - t) * high + t * low
+    state[CONV0] = EXAMPLE.first_conv(t, channels=16, kernel=10)
     return write_checkpoint(folder, "postln24", state=state)
 
 
@@ -197,7 +183,7 @@ def test_series_trend_failed_checkpoint_rerun_compare_publish(
     write_series_checkpoint(ckpts / "checkpoint-3000", 0.75)
     assert main(["series", str(ckpts), *_args(work, tone)]) == 1
     out = capsys.readouterr().out
-    assert "1 checkpoint × task job(s) trained in this round" in out
+    assert "1 checkpoint × task job(s) trained, 3 reused" in out
     new = set((work / "records").glob("*.json")) - set(stamps)
     assert [json.loads(p.read_text())["model"] for p in new] == ["run-a@step=3000"]
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
@@ -240,7 +226,7 @@ def test_watch_waits_for_checkpoints_and_picks_up_new_ones(
     assert main(["series", str(ckpts), "--watch", "5", "--no-ci", *_args(work, tone)]) == 130
     out = capsys.readouterr().out
     assert out.count("no checkpoint sub-folder") == 1 and "waiting for checkpoints" in out
-    assert out.count("1 checkpoint × task job(s) trained") == 1, "the third poll found nothing new"
+    assert out.count("1 checkpoint × task job(s) trained, 0 reused") == 1, "the third poll found nothing new"
     assert polls == [5.0, 5.0, 5.0]
     manifest = json.loads((work / "series" / "run-b" / "series.json").read_text())
     assert [(c["step"], c["status"]) for c in manifest["checkpoints"]] == [(10, "done")]

@@ -58,6 +58,7 @@ def score_curves(table: pd.DataFrame, out_dir: Path, name: str) -> dict[str, lis
         if len(chance):
             ax.axhline(float(chance.mean()) * scale, ls=":", color="grey", lw=1, label="chance")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.margins(y=0.12)  # room for the layer labels above the points
         ax.set_xlabel("training step")
         ax.set_ylabel(_unit(metric))
         ax.set_title(f"{name} · {task}: score by training step")

@@ -43,7 +43,7 @@ def series_config(config: str | None, overrides: list[str]) -> tuple[DictConfig,
         raise UserError("models=... cannot be set for a series: its models are the checkpoints; "
                         "run other models with `mirprobe run`")
     if config is not None:
-        return C.load_run_config(config, overrides), _describe(config, overrides)
+        return C.load_run_config(config, overrides), _describe(Path(config).name, overrides)
     if FAST_CONFIG in C.available("runs"):
         return C.load_run_config(FAST_CONFIG, overrides), _describe(FAST_CONFIG, overrides)
     name, fixed = FALLBACK
@@ -213,8 +213,9 @@ class Series:
             score_curves(table, out / "plots", self.name)
             layer_heatmaps(layers, out / "plots", self.name)
         trained = sum(len(c["new"]) for c in manifest["checkpoints"])
-        print(f"{trained} checkpoint × task job(s) trained in this round, the others reused; "
-              f"tables and plots written to {out}")
+        reused = sum(len(c["records"]) for c in manifest["checkpoints"]) - trained
+        print(f"{trained} checkpoint × task job(s) trained, {reused} reused; tables and plots "
+              f"written to {out}")
 
 
 def watch(series: Series, seconds: float) -> None:
