@@ -144,6 +144,7 @@ def test_series_trend_failed_checkpoint_rerun_compare_publish(
         write_series_checkpoint(ckpts / f"checkpoint-{step}", t)
     broken = write_series_checkpoint(ckpts / "checkpoint-500", 1.0)
     (broken / "pytorch_model.bin").write_bytes(b"not a checkpoint")
+    (write_series_checkpoint(ckpts / "checkpoint-600", 1.0) / "config.json").unlink()
     (ckpts / "logs").mkdir()
     (ckpts / "trainer_state.json").write_text("{}")
     drawn = _capture_figures(monkeypatch)
@@ -151,6 +152,7 @@ def test_series_trend_failed_checkpoint_rerun_compare_publish(
     assert main(["series", str(ckpts), *_args(work, tone)]) == 1  # one checkpoint failed
     out = capsys.readouterr().out
     assert f"step 500: {broken / 'pytorch_model.bin'}: cannot read the weights" in out
+    assert f"step 600: {ckpts / 'checkpoint-600'}: no config.json in this folder" in out
     table = pd.read_csv(work / "series" / "run-a" / "series.csv")
     assert table["step"].tolist() == [1000, 2000, 4000]
     assert table["model"].tolist() == [f"run-a@step={s}" for s in (1000, 2000, 4000)]
@@ -175,7 +177,7 @@ def test_series_trend_failed_checkpoint_rerun_compare_publish(
 
     manifest = json.loads((work / "series" / "run-a" / "series.json").read_text())
     assert [(c["step"], c["status"]) for c in manifest["checkpoints"]] == [
-        (500, "failed"), (1000, "done"), (2000, "done"), (4000, "done")]
+        (500, "failed"), (600, "failed"), (1000, "done"), (2000, "done"), (4000, "done")]
 
     # a new checkpoint appears: a re-run trains only its jobs and reuses every other record
     stamps = {p: p.stat().st_mtime_ns for p in (work / "records").glob("*.json")}

@@ -30,6 +30,7 @@ from mirprobe.report.records import (
     metric_scale,
     model_name,
     primary_metric,
+    task_name,
 )
 from mirprobe.report.render import CI_CAPTION, markdown_table, text_table
 from mirprobe.report.stats import N_BOOT, SEED, record_interval
@@ -82,10 +83,6 @@ def series_records(manifest: dict[str, Any], records_dir: Path) -> list[tuple[in
     return out
 
 
-def _task(rec: dict[str, Any]) -> str:
-    return str(rec.get("task"))
-
-
 def score_table(manifest: dict[str, Any], records_dir: Path, *, ci: bool = True,
                 n_boot: int = N_BOOT, seed: int = SEED,
                 cache: dict[str, tuple[float, float]] | None = None) -> pd.DataFrame:
@@ -96,7 +93,7 @@ def score_table(manifest: dict[str, Any], records_dir: Path, *, ci: bool = True,
     for step, rec in series_records(manifest, records_dir):
         metric = primary_metric(rec)
         best = layer_entry(rec)
-        row = {"step": step, "model": model_name(rec), "task": _task(rec), "metric": metric,
+        row = {"step": step, "model": model_name(rec), "task": task_name(rec), "metric": metric,
                "layer": str(best["layer"]), "score": best.get("test", {}).get(metric, np.nan),
                "ci_low": np.nan, "ci_high": np.nan,
                "chance": rec.get("chance", {}).get(metric, np.nan),
@@ -122,7 +119,7 @@ def layer_scores(manifest: dict[str, Any], records_dir: Path) -> pd.DataFrame:
         metric = primary_metric(rec)
         chosen = str(layer_entry(rec)["layer"])
         for entry in rec["per_layer"]:
-            rows.append({"step": step, "task": _task(rec), "metric": metric,
+            rows.append({"step": step, "task": task_name(rec), "metric": metric,
                          "layer": str(entry["layer"]), "index": int(entry["index"]),
                          "val": entry.get("val", {}).get(metric, np.nan),
                          "test": entry.get("test", {}).get(metric, np.nan),

@@ -27,6 +27,7 @@ from mirprobe.models import load_model
 from mirprobe.pipeline import Dist, report_problems
 from mirprobe.pipeline import run as run_pipeline
 from mirprobe.report import series as report
+from mirprobe.report.records import model_name, task_name
 from mirprobe.results import atomic_write_json
 from mirprobe.series.checkpoints import Checkpoint, NoCheckpoints, check_name, discover
 
@@ -149,7 +150,8 @@ class Series:
             return False
         if self.dist.is_main:
             print(f"series {self.name}: {len(self.checkpoints)} checkpoint(s), "
-                  f"{len(todo) + len(plan['failed'])} new or changed; protocol: {self.protocol}")
+                  f"{len(todo) + len(plan['failed'])} to evaluate (checkpoint × task pairs already "
+                  f"done are reused); protocol: {self.protocol}")
         before = self._record_ids() if self.dist.is_main else set()
         records = self._run(todo) if todo else []
         if not self.dist.is_main:
@@ -175,12 +177,12 @@ class Series:
             old.new = []
         by_model: dict[str, list[dict[str, Any]]] = {}
         for rec in records:
-            by_model.setdefault(str(rec["model"]), []).append(rec)
+            by_model.setdefault(model_name(rec), []).append(rec)
         for ckpt in todo:
             mine = by_model.get(ckpt.model_name(self.name), [])
             self.outcomes[ckpt.step] = Outcome(
-                self._signatures[ckpt.step], {str(r["task"]): r["id"] for r in mine},
-                [str(r["task"]) for r in mine if r["id"] not in before])
+                self._signatures[ckpt.step], {task_name(r): r["id"] for r in mine},
+                [task_name(r) for r in mine if r["id"] not in before])
         for step, error in failed.items():
             ckpt = next(c for c in self.checkpoints if c.step == int(step))
             self.outcomes[ckpt.step] = Outcome(self._signatures[ckpt.step], error=error)
