@@ -28,6 +28,7 @@ from mirprobe.pipeline import Dist, report_problems
 from mirprobe.pipeline import run as run_pipeline
 from mirprobe.report import series as report
 from mirprobe.report.records import model_name, task_name
+from mirprobe.report.series_plots import layer_heatmaps, score_curves
 from mirprobe.results import atomic_write_json
 from mirprobe.series.checkpoints import Checkpoint, NoCheckpoints, check_name, discover
 
@@ -204,8 +205,6 @@ class Series:
 
     def report(self) -> None:
         """Write the manifest, the tables and the plots; print the tables."""
-        from mirprobe.report.series_plots import layer_heatmaps, score_curves
-
         manifest = self.manifest()
         report.write_manifest(self.folder, manifest)
         out = Path(str(self.cfg.output)) if self.cfg.output else self.folder
