@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from mirprobe.errors import UserError
 
 # Areas that add their own subcommands through a ``register(subparsers)`` function.
-COMMAND_MODULES = ("mirprobe.models.cli", "mirprobe.report.cli", "mirprobe.datasets.cli")
+COMMAND_MODULES = ("mirprobe.models.cli", "mirprobe.report.cli", "mirprobe.datasets.cli",
+                   "mirprobe.series.cli")
 
 RUN_HELP = """\
 CONFIG is a run config name under configs/runs/ (default: quickstart) or a YAML path.
