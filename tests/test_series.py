@@ -126,14 +126,14 @@ def _capture_figures(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
     from mirprobe.report import series_plots
 
     drawn: dict[str, object] = {}
-    save = series_plots._save
+    save = series_plots.save_figure
 
     def keep(fig, out_dir, stem):  # noqa: ANN001, ANN202
         ax = fig.axes[0]
         drawn[stem] = ax.images[0].get_array().filled(np.nan) if ax.images else ax.lines[0].get_xydata()
         return save(fig, out_dir, stem)
 
-    monkeypatch.setattr(series_plots, "_save", keep)
+    monkeypatch.setattr(series_plots, "save_figure", keep)
     return drawn
 
 

@@ -126,7 +126,8 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _round(value: Any, metric: str) -> float:
+def displayed(value: Any, metric: str) -> float:
+    """A raw metric value rounded as displayed (×100 with one decimal for 0–1 scores)."""
     v = _num(value)
     return float(np.round(v * metric_scale(metric), 1 if metric_scale(metric) == 100 else 3))
 
@@ -143,10 +144,10 @@ def leaderboard_csv(board: pd.DataFrame) -> pd.DataFrame:
                 continue
             m = cell["metric"]
             row = {"model": model, "task": task.split(SEP)[0], "metric": m, "scale": metric_scale(m),
-                   "layer": cell["layer"], "score": _round(cell["score"], m)}
+                   "layer": cell["layer"], "score": displayed(cell["score"], m)}
             if ci:
-                row |= {"ci_low": _round(cell["ci_low"], m), "ci_high": _round(cell["ci_high"], m)}
-            row |= {"chance": _round(cell["chance"], m),
+                row |= {"ci_low": displayed(cell["ci_low"], m), "ci_high": displayed(cell["ci_high"], m)}
+            row |= {"chance": displayed(cell["chance"], m),
                     "higher_is_better": bool(cell["higher_is_better"]),
                     "norm_mean": float(np.round(agg.loc[model, "normalised"] * 100, 1)),
                     "norm_tasks": int(agg.loc[model, "tasks"])}
@@ -164,8 +165,8 @@ def layers_csv(table: pd.DataFrame) -> pd.DataFrame:
             if cell.isna().all():
                 continue
             rows.append({"model": table.attrs.get("model"), "task": task, "metric": metric,
-                         "layer": layer, "val": _round(cell["val"], metric),
-                         "test": _round(cell["test"], metric), "selected": bool(cell["selected"])})
+                         "layer": layer, "val": displayed(cell["val"], metric),
+                         "test": displayed(cell["test"], metric), "selected": bool(cell["selected"])})
     return pd.DataFrame(rows)
 
 

@@ -22,17 +22,9 @@ import numpy as np
 import pandas as pd
 
 from mirprobe.errors import UserError
-from mirprobe.report.records import (
-    fmt,
-    higher_is_better,
-    layer_entry,
-    layer_label,
-    metric_scale,
-    model_name,
-    primary_metric,
-    task_name,
-)
-from mirprobe.report.render import CI_CAPTION, markdown_table, text_table
+from mirprobe.record import Record
+from mirprobe.report.records import fmt, layer_entry, layer_label, metric_scale
+from mirprobe.report.render import CI_CAPTION, displayed, markdown_table, text_table
 from mirprobe.report.stats import N_BOOT, SEED, record_interval
 from mirprobe.results import RecordStore, atomic_write_json
 
@@ -71,7 +63,7 @@ def read_manifests(work_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-def series_records(manifest: dict[str, Any], records_dir: Path) -> list[tuple[int, dict[str, Any]]]:
+def series_records(manifest: dict[str, Any], records_dir: Path) -> list[tuple[int, Record]]:
     """``(step, record)`` of every record the manifest names that is on disk, in step order."""
     store = RecordStore(records_dir)
     out = []
@@ -91,15 +83,14 @@ def score_table(manifest: dict[str, Any], records_dir: Path, *, ci: bool = True,
     ``cache`` (record id → interval) spares recomputing intervals of unchanged records."""
     rows = []
     for step, rec in series_records(manifest, records_dir):
-        metric = primary_metric(rec)
+        metric = rec.selection_metric
         best = layer_entry(rec)
-        row = {"step": step, "model": model_name(rec), "task": task_name(rec), "metric": metric,
+        row = {"step": step, "model": rec.model, "task": rec.task, "metric": metric,
                "layer": str(best["layer"]), "score": best.get("test", {}).get(metric, np.nan),
-               "ci_low": np.nan, "ci_high": np.nan,
-               "chance": rec.get("chance", {}).get(metric, np.nan),
-               "higher_is_better": higher_is_better(rec), "record": rec["id"]}
+               "ci_low": np.nan, "ci_high": np.nan, "chance": rec.chance.get(metric, np.nan),
+               "higher_is_better": rec.higher_is_better, "record": rec.id}
         if ci:
-            key = f"{rec['id']}:{n_boot}:{seed}"
+            key = f"{rec.id}:{n_boot}:{seed}"
             interval = cache.get(key) if cache is not None else None
             if interval is None:
                 interval = record_interval(rec, None, metric, records_dir=records_dir,
@@ -116,10 +107,10 @@ def layer_scores(manifest: dict[str, Any], records_dir: Path) -> pd.DataFrame:
     """One row per step × task × layer: raw validation and test score, selected or not."""
     rows = []
     for step, rec in series_records(manifest, records_dir):
-        metric = primary_metric(rec)
+        metric = rec.selection_metric
         chosen = str(layer_entry(rec)["layer"])
-        for entry in rec["per_layer"]:
-            rows.append({"step": step, "task": task_name(rec), "metric": metric,
+        for entry in rec.per_layer:
+            rows.append({"step": step, "task": rec.task, "metric": metric,
                          "layer": str(entry["layer"]), "index": int(entry["index"]),
                          "val": entry.get("val", {}).get(metric, np.nan),
                          "test": entry.get("test", {}).get(metric, np.nan),
@@ -170,18 +161,12 @@ def layer_display(layers: pd.DataFrame, task: str) -> pd.DataFrame:
     return out
 
 
-def _round(value: Any, metric: str) -> float:
-    v = float(value)
-    scale = metric_scale(metric)
-    return float(np.round(v * scale, 1 if scale == 100 else 3))
-
-
 def score_csv(table: pd.DataFrame) -> pd.DataFrame:
     """The score table with values as displayed (×100 for 0–1 metrics)."""
     out = table.copy()
     out.insert(4, "scale", [metric_scale(m) for m in out["metric"]])
     for col in ("score", "ci_low", "ci_high", "chance"):
-        out[col] = [_round(v, m) for v, m in zip(out[col], out["metric"], strict=True)]
+        out[col] = [displayed(v, m) for v, m in zip(out[col], out["metric"], strict=True)]
     return out
 
 
@@ -189,7 +174,7 @@ def layers_csv(layers: pd.DataFrame) -> pd.DataFrame:
     """The layer table with values as displayed (×100 for 0–1 metrics)."""
     out = layers.copy()
     for col in ("val", "test"):
-        out[col] = [_round(v, m) for v, m in zip(out[col], out["metric"], strict=True)]
+        out[col] = [displayed(v, m) for v, m in zip(out[col], out["metric"], strict=True)]
     return out
 
 
@@ -243,8 +228,8 @@ def write_tables(manifest: dict[str, Any], out_dir: Path, records_dir: Path, *,
     return table, layers
 
 
-def leaderboard_records(records: Sequence[dict[str, Any]],
-                        manifests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def leaderboard_records(records: Sequence[Record],
+                        manifests: Sequence[dict[str, Any]]) -> list[Record]:
     """Records for a leaderboard next to series: every record that belongs to no series, and
     of each series only its latest evaluated step (the series has its own section)."""
     drop: set[str] = set()
@@ -252,5 +237,5 @@ def leaderboard_records(records: Sequence[dict[str, Any]],
         done = [c for c in manifest["checkpoints"] if c.get("records")]
         latest = max(done, key=lambda c: c["step"]) if done else None
         drop |= {c["model"] for c in manifest["checkpoints"] if c is not latest}
-    kept = [r for r in records if model_name(r) not in drop]
+    kept = [r for r in records if r.model not in drop]
     return kept or list(records)

@@ -13,22 +13,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from mirprobe.report.plots import FORMATS, slug  # noqa: E402
+from mirprobe.report.plots import save_figure, slug  # noqa: E402
 from mirprobe.report.records import layer_label, metric_scale  # noqa: E402
 from mirprobe.report.series import tasks_of  # noqa: E402
 
 #: Annotate heatmap cells with their values up to this many cells.
 MAX_ANNOTATED = 400
-
-
-def _save(fig: plt.Figure, out_dir: Path, stem: str) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{stem}.{ext}" for ext in FORMATS]
-    for path in paths:
-        fig.savefig(path, dpi=110, bbox_inches="tight",
-                    metadata={"Date": None} if path.suffix == ".svg" else None)
-    plt.close(fig)
-    return paths
 
 
 def _unit(metric: str) -> str:
@@ -64,7 +54,7 @@ def score_curves(table: pd.DataFrame, out_dir: Path, name: str) -> dict[str, lis
         ax.set_title(f"{name} · {task}: score by training step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
-        out[task] = _save(fig, out_dir, f"series_{slug(name)}_{slug(task)}")
+        out[task] = save_figure(fig, out_dir, f"series_{slug(name)}_{slug(task)}")
     return out
 
 
@@ -104,5 +94,5 @@ def layer_heatmaps(layers: pd.DataFrame, out_dir: Path, name: str) -> dict[str, 
         ax.set_title(f"{name} · {task}: test score by step and layer\n(red frame: selected on "
                      "validation)", fontsize=9)
         fig.colorbar(im, ax=ax, label=_unit(metric))
-        out[task] = _save(fig, out_dir, f"series_{slug(name)}_{slug(task)}_layers")
+        out[task] = save_figure(fig, out_dir, f"series_{slug(name)}_{slug(task)}_layers")
     return out

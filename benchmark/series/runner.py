@@ -22,12 +22,13 @@ from typing import Any
 from omegaconf import DictConfig
 
 from mirprobe import config as C
+from mirprobe.distributed import Dist
 from mirprobe.errors import UserError
 from mirprobe.models import load_model
-from mirprobe.pipeline import Dist, report_problems
+from mirprobe.pipeline import report_problems
 from mirprobe.pipeline import run as run_pipeline
+from mirprobe.record import Record
 from mirprobe.report import series as report
-from mirprobe.report.records import model_name, task_name
 from mirprobe.report.series_plots import layer_heatmaps, score_curves
 from mirprobe.results import atomic_write_json
 from mirprobe.series.checkpoints import Checkpoint, NoCheckpoints, check_name, discover
@@ -163,7 +164,7 @@ class Series:
         self.report()
         return True
 
-    def _run(self, todo: list[Checkpoint]) -> list[dict[str, Any]]:
+    def _run(self, todo: list[Checkpoint]) -> list[Record]:
         cfg = self.cfg.copy()
         cfg.name = self.name
         cfg.models = [c.model_entry(self.name) for c in todo]
@@ -173,17 +174,17 @@ class Series:
         return {p.stem for p in (self.work / "records").glob("*.json")}
 
     def _collect(self, todo: list[Checkpoint], failed: dict[str, str],
-                 records: list[dict[str, Any]], before: set[str]) -> None:
+                 records: list[Record], before: set[str]) -> None:
         for old in self.outcomes.values():
             old.new = []
-        by_model: dict[str, list[dict[str, Any]]] = {}
+        by_model: dict[str, list[Record]] = {}
         for rec in records:
-            by_model.setdefault(model_name(rec), []).append(rec)
+            by_model.setdefault(rec.model, []).append(rec)
         for ckpt in todo:
             mine = by_model.get(ckpt.model_name(self.name), [])
             self.outcomes[ckpt.step] = Outcome(
-                self._signatures[ckpt.step], {task_name(r): r["id"] for r in mine},
-                [task_name(r) for r in mine if r["id"] not in before])
+                self._signatures[ckpt.step], {r.task: r.id for r in mine},
+                [r.task for r in mine if r.id not in before])
         for step, error in failed.items():
             ckpt = next(c for c in self.checkpoints if c.step == int(step))
             self.outcomes[ckpt.step] = Outcome(self._signatures[ckpt.step], error=error)
