@@ -119,7 +119,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "compare", help="paired bootstrap of A − B per task on the same test tracks",
         description="Paired bootstrap of the difference A − B per task over the same test "
                     "tracks: difference, 95% interval, P(A better). A and B are MODEL (its "
-                    "validation-selected layer) or MODEL@LAYER (e.g. MERT-v1-95M@7, @weighted).")
+                    "validation-selected layer) or MODEL@LAYER (e.g. MERT-v1-95M@7, @weighted); a "
+                    "checkpoint of a series is SERIES@step=N (SERIES@step=N@7 for a layer).")
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
     _common(p)

@@ -28,9 +28,9 @@ COLUMNS = ("metric", "layer_a", "layer_b", "a", "b", "diff", "ci_low", "ci_high"
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
     """``MODEL`` (its validation-selected layer per task) or ``MODEL@LAYER`` (``@7``,
-    ``@layer7``, ``@weighted``)."""
+    ``@layer7``, ``@weighted``). A checkpoint of a series is the model ``SERIES@step=N``."""
     model, sep, layer = spec.rpartition("@")
-    if not sep:
+    if not sep or layer.startswith("step="):
         return spec, None
     if not model or not layer:
         raise UserError(f"bad model spec {spec!r}: write MODEL or MODEL@LAYER (e.g. MERT-v1-95M@7)")

@@ -36,7 +36,8 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
 
 
-def _save(fig: plt.Figure, out_dir: Path, stem: str) -> list[Path]:
+def save_figure(fig: plt.Figure, out_dir: Path, stem: str) -> list[Path]:
+    """Save ``fig`` as ``<stem>.png`` and ``.svg`` (no date in the SVG: reproducible files) and close it."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for ext in FORMATS:
@@ -94,7 +95,7 @@ def layer_curves(records: Sequence[Record], out_dir: Path) -> dict[str, list[Pat
         ax.set_title(f"{task}: test (solid) and validation (dashed) by layer")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
-        out[task] = _save(fig, out_dir, f"layers_{slug(task)}")
+        out[task] = save_figure(fig, out_dir, f"layers_{slug(task)}")
     return out
 
 
@@ -124,4 +125,4 @@ def heatmap(board: pd.DataFrame, out_dir: Path) -> list[Path]:
     ax.set_yticks(range(len(board.index)), list(board.index), fontsize=8)
     fig.colorbar(im, ax=ax, label="(score − chance) / (best − chance)")
     ax.set_title("Test score of the validation-selected layer")
-    return _save(fig, out_dir, "heatmap")
+    return save_figure(fig, out_dir, "heatmap")

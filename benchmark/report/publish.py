@@ -31,6 +31,8 @@ from mirprobe.report.render import (
     markdown_table,
     task_header,
 )
+from mirprobe.report.series import leaderboard_records, read_manifests
+from mirprobe.report.series_page import series_sections
 from mirprobe.report.stats import N_BOOT, SEED
 from mirprobe.report.tables import aggregate, layer_table, leaderboard
 from mirprobe.results import atomic_write_json
@@ -71,9 +73,14 @@ def provenance(records: Sequence[Record]) -> pd.DataFrame:
 def publish(records: Sequence[Record], out_dir: Path, *, records_dir: Path | None = None,
             ci: bool = True, all_metrics: bool = False, n_boot: int = N_BOOT, seed: int = SEED,
             title: str = "mirprobe results") -> dict[str, Path]:
-    """Write every output format into ``out_dir``; returns name → path."""
+    """Write every output format into ``out_dir``; returns name → path.
+
+    Checkpoint series of the work folder (manifests beside ``records_dir``) get their own
+    sections; in the tables above them each series shows only its latest step."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    manifests = read_manifests(Path(records_dir).parent) if records_dir else []
+    records = leaderboard_records(records, manifests)
     board = leaderboard(records, ci=ci, all_metrics=all_metrics, records_dir=records_dir,
                         n_boot=n_boot, seed=seed)
     shown = leaderboard_display(board)
@@ -117,6 +124,8 @@ def publish(records: Sequence[Record], out_dir: Path, *, records_dir: Path | Non
                  + "".join(html.figure(p[0], f"Layer curves: {t}") for t, p in figures.items()))]
     sections += [(f"Layers: {t.attrs['model']}", html.table(layers_display(t), caption=LAYERS_CAPTION))
                  for t in layer_tables]
+    sections += series_sections(manifests, out, Path(records_dir or ""), ci=ci, n_boot=n_boot,
+                                seed=seed)
     sections.append(("Provenance", html.table(prov.astype(str), caption=method)))
     paths["html"].write_text(html.page(title, sections))
     paths["plots"] = out / "plots"

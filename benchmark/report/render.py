@@ -141,7 +141,8 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _round(value: Any, scale: float) -> float:
+def displayed(value: Any, scale: float) -> float:
+    """A raw metric value rounded as displayed (×100 with one decimal for 0–1 scores)."""
     v = _num(value)
     return float(np.round(v * scale, 1 if scale == 100 else 3))
 
@@ -158,11 +159,11 @@ def leaderboard_csv(board: pd.DataFrame) -> pd.DataFrame:
                 continue
             m, scale = cell["metric"], float(cell["scale"])
             row = {"model": model, "task": task.split(SEP)[0], "metric": m, "scale": scale,
-                   "layer": cell["layer"], "score": _round(cell["score"], scale)}
+                   "layer": cell["layer"], "score": displayed(cell["score"], scale)}
             if ci:
-                row |= {"ci_low": _round(cell["ci_low"], scale),
-                        "ci_high": _round(cell["ci_high"], scale)}
-            row |= {"chance": _round(cell["chance"], scale),
+                row |= {"ci_low": displayed(cell["ci_low"], scale),
+                        "ci_high": displayed(cell["ci_high"], scale)}
+            row |= {"chance": displayed(cell["chance"], scale),
                     "higher_is_better": bool(cell["higher_is_better"]),
                     "norm_mean": float(np.round(agg.loc[model, "normalised"] * 100, 1)),
                     "norm_tasks": int(agg.loc[model, "tasks"])}
@@ -181,8 +182,8 @@ def layers_csv(table: pd.DataFrame) -> pd.DataFrame:
             if cell.isna().all():
                 continue
             rows.append({"model": table.attrs.get("model"), "task": task, "metric": metric,
-                         "layer": layer, "val": _round(cell["val"], scale),
-                         "test": _round(cell["test"], scale), "selected": bool(cell["selected"])})
+                         "layer": layer, "val": displayed(cell["val"], scale),
+                         "test": displayed(cell["test"], scale), "selected": bool(cell["selected"])})
     return pd.DataFrame(rows)
 
 
