@@ -50,6 +50,24 @@ class Extractor(ABC):
     def layer_names(self) -> list[str]:
         return [f"layer{i}" for i in range(self.num_layers)]
 
+    # Layers that differ in width or time resolution (CNN encoders: musicnn). The defaults describe
+    # a model whose every layer is ``dim`` wide at ``frame_rate`` in both views.
+
+    def view_layers(self, view: str) -> list[str]:
+        """Names of the layers the ``clip`` or ``frame`` view holds, in row order. A model with
+        per-window layers (pooled, dense) keeps only its frame-level layers in the frame view."""
+        return self.layer_names()
+
+    def layer_dims(self, view: str) -> list[int]:
+        """True width of each layer of ``view``. A narrower layer is zero-padded at the end to the
+        view's width (``dim`` for frames, ``clip_dim`` for clips): the cache keeps one array."""
+        width = self.dim if view == "frame" else self.clip_dim
+        return [width] * len(self.view_layers(view))
+
+    def layer_rates(self) -> dict[str, float]:
+        """Native time resolution of each layer, in vectors per second of audio."""
+        return dict.fromkeys(self.layer_names(), float(self.frame_rate))
+
     def num_frames(self, num_samples: int) -> int:
         """Frames ``forward`` returns for a window of ``num_samples`` samples."""
         return int(num_samples * self.frame_rate / self.sample_rate)

@@ -36,6 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _weights_status(options: dict[str, Any]) -> str:
     from mirprobe.models.hub import resolve_checkpoint, weight_files
 
+    if options.get("kind") == "musicnn":
+        from mirprobe.models.musicnn import weights_status
+
+        return weights_status(options.get("checkpoint", "MTT_musicnn"))
     if options.get("kind") not in WEIGHTED_KINDS:
         return "no weights needed"
     try:

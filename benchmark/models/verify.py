@@ -5,7 +5,8 @@ window, many windows) the extractor runs the way extraction runs it — windows 
 the tail its own shorter window (dropped when too short for a frame), per-window normalisation —
 and each result must have the declared layers and width, be float32 and finite, hold exactly the
 frames ``num_frames`` promises for its windows, and cover the clip's duration (within a frame per
-window). A last check: a window gives the same features alone and in a batch.
+window). Then: a window gives the same features alone and in a batch, and the clip view has the
+declared layers and width, with zeros past each layer's true width.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def describe(extractor: Extractor) -> dict[str, Any]:
         "source": str(getattr(extractor, "source", None) or "-"),
         "sample_rate": extractor.sample_rate, "frame_rate": extractor.frame_rate,
         "layers": extractor.num_layers, "dim": extractor.dim, "context_s": extractor.context_s,
+        "clip layers": ", ".join(f"{n} ({d})" for n, d in zip(
+            extractor.view_layers("clip"), extractor.layer_dims("clip"), strict=True)),
         "normalize": extractor.normalize,
         "parameters": f"{params:,}" if params is not None else "-",
         "fingerprint": extractor.fingerprint(),
@@ -114,10 +117,30 @@ def check_batching(extractor: Extractor) -> Check:
                  f"max difference {diff:.2e} (values up to {scale:.2e})")
 
 
+@torch.inference_mode()
+def check_clip_view(extractor: Extractor) -> Check:
+    """The clip view (``pool``) of a two-window batch: the declared layers and width, finite, and
+    zeros past each layer's declared true width."""
+    n = int(round(min(extractor.context_s, 5.0) * extractor.sample_rate))
+    waves = np.stack([extractor.prepare(probe_signal(n / extractor.sample_rate, extractor.sample_rate, seed=s))
+                      for s in (3, 4)])
+    try:
+        out = extractor.pool(extractor.forward(torch.from_numpy(waves).to(extractor.device))).float().cpu()
+    except Exception as e:
+        return Check("clip view", False, f"{type(e).__name__}: {str(e).splitlines()[0]}")
+    dims = extractor.layer_dims("clip")
+    want = (len(extractor.view_layers("clip")), 2, extractor.clip_dim)
+    padding = max((float(out[i, :, d:].abs().max()) for i, d in enumerate(dims) if d < want[2]),
+                  default=0.0) if tuple(out.shape) == want else float("nan")
+    ok = tuple(out.shape) == want and bool(torch.isfinite(out).all()) and padding == 0.0
+    return Check("clip view", ok, f"{tuple(out.shape)} (want {want}), largest padding value {padding:g}")
+
+
 def verify(extractor: Extractor, lengths: tuple[float, ...] = DEFAULT_LENGTHS) -> list[Check]:
     """Every check, in order; the model passes when all are ``ok``."""
     checks: list[Check] = []
     for seconds in lengths:
         checks += check_length(extractor, seconds)
     checks.append(check_batching(extractor))
+    checks.append(check_clip_view(extractor))
     return checks

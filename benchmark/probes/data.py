@@ -1,6 +1,7 @@
 """What a probe job reads: split rows and targets, standardisation, resident or streamed features.
 
-Features are standardised per layer and dimension with train statistics only (z-scores). MARBLE
+Features are standardised per layer and dimension with train statistics only (z-scores); columns
+constant on train (the zero padding of a narrower layer, see ``FeatureEntry.layer_dims``) stay 0. MARBLE
 feeds raw hidden states; the layers of a transformer differ in scale by orders of magnitude, so
 one learning-rate grid fits every layer only after standardisation, which makes the per-layer
 comparison fairer and linear probes converge to the logistic-regression optimum.
@@ -192,7 +193,10 @@ class FeatureSource:
         mean = total / len(rows)
         var = (sq / len(rows) - mean * mean).clamp_min(0)
         self.mean = mean.float()
-        self.inv_std = 1.0 / var.sqrt().clamp_min(1e-6).float()
+        # A column constant on train (a layer's zero padding, a dead unit) is set to 0, not blown
+        # up: 1/std of a constant would turn any later variation into huge z-scores.
+        std = var.sqrt().float()
+        self.inv_std = torch.where(std > 1e-6, 1.0 / std.clamp_min(1e-6), torch.zeros_like(std))
 
     def train_batches(self, rows: np.ndarray, batch_size: int,
                       gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
