@@ -234,7 +234,11 @@ def read_bundle(prefix: str, keep: Callable[[str], bool] | None = None,
         path = _shard_path(prefix, shard, num_shards)
         if not path.is_file():
             raise UserError(f"{path}: checkpoint data file not found{hint}")
-        data[shard] = np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size else np.zeros(0, np.uint8)
+        size = max(e["offset"] + e["size"] for e in entries.values() if e["shard"] == shard)
+        if path.stat().st_size < size:
+            raise UserError(f"{path}: {path.stat().st_size} bytes, the index needs {size} "
+                            f"(truncated){hint}")
+        data[shard] = np.memmap(path, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
     out = {}
     for name, e in entries.items():
         if keep is not None and not keep(name):
