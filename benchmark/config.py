@@ -61,7 +61,7 @@ class RunConfig:
     device: str = "auto"
     seed: int = 0
     progress: bool = True
-    models: list[Any] = field(default_factory=lambda: ["handcrafted", "random"])
+    models: list[Any] = field(default_factory=lambda: ["handcrafted", "random", "musicnn-mtt"])
     tasks: list[Any] = field(default_factory=lambda: ["key", "genre", "tagging", "emotion", "beat"])
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)

@@ -21,7 +21,7 @@ from mirprobe.errors import UserError
 from mirprobe.extraction import batch_windows, compile_extractor, precision
 from mirprobe.features import FeatureEntry, FeatureStore, entry_id, entry_identity
 from mirprobe.jobs import Job, make_job, write_record
-from mirprobe.models import load_model
+from mirprobe.models import check_model, load_model
 from mirprobe.models.base import Extractor
 from mirprobe.probing import probe_job
 from mirprobe.record import Record
@@ -117,6 +117,8 @@ def run(cfg: DictConfig, *, stages: tuple[str, ...] = ("extract", "probe", "repo
     runner = Runner(cfg, dist)
     d = runner.dist
     specs = task_specs(cfg)
+    for name, options in model_specs(cfg):  # missing weights fail before any long work
+        check_model(name, **options)
     if d.is_main:  # read every dataset first: data errors surface before any long work
         for spec in specs:  # (rank 0 first: it may have to generate the synthetic suite)
             runner.datasets.dataset(spec)

@@ -169,3 +169,29 @@ def test_mixed_widths_through_cache_and_probe_data(tmp_path: Path, view: str) ->
     assert np.isfinite(z).all() and np.allclose(z, expect, atol=1e-3)
     for i, d in enumerate(dims):
         assert not z[:, i, d:].any()
+
+
+def test_run_without_the_wheel_fails_before_any_work(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from mirprobe.config import load_run_config
+    from mirprobe.pipeline import run
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    cfg = load_run_config("quickstart", ["synthetic.size=tiny", "progress=false", f"work_dir={tmp_path}"])
+    with pytest.raises(UserError, match=r"pip install --no-deps musicnn==0\.1\.0"):
+        run(cfg)
+    assert not (tmp_path / "synthetic").exists() and not (tmp_path / "features").exists()
+
+
+@needs_weights
+def test_tiny_run_probes_every_layer(tmp_path: Path) -> None:
+    from mirprobe.config import load_run_config
+    from mirprobe.pipeline import run
+
+    cfg = load_run_config("quickstart", [
+        "synthetic.size=tiny", "progress=false", "models=[musicnn-mtt]", f"work_dir={tmp_path}",
+        "probe.heads=[linear]", "probe.lr=[1e-2]", "probe.max_epochs=3"])
+    records = {r["task"]: r for r in run(cfg)}
+    assert sorted(records) == ["beat", "emotion", "genre", "key", "tagging"]
+    assert records["genre"]["layers"] == [*FRAME_LAYERS, *PATCH_LAYERS, "weighted"]
+    assert records["beat"]["layers"] == [*FRAME_LAYERS, "weighted"]

@@ -44,4 +44,15 @@ def load_model(name_or_path: str, **options: Any) -> Extractor:
         raise UserError(f"model {name_or_path!r} ({kind}): {e}; check the model's options") from e
 
 
-__all__ = ["Extractor", "available_kinds", "load_model", "model_options"]
+def check_model(name_or_path: str, **options: Any) -> None:
+    """The cheap checks a kind offers before any long work (its factory's ``preflight``, e.g.
+    musicnn's weights are installed), so that a run fails at once rather than after other models."""
+    merged = {**model_options(name_or_path), **options} if "kind" not in options else dict(options)
+    kinds = available_kinds()
+    kind = merged.pop("kind", None)
+    preflight = getattr(load(kinds[kind]), "preflight", None) if kind in kinds else None
+    if preflight is not None:
+        preflight(**merged)
+
+
+__all__ = ["Extractor", "available_kinds", "check_model", "load_model", "model_options"]

@@ -246,6 +246,19 @@ def load_musicnn(name: str = "musicnn-mtt", checkpoint: str = "MTT_musicnn",
     return MusicnnExtractor(name, checkpoint=checkpoint, context_s=context_s)
 
 
+def preflight(checkpoint: str = "MTT_musicnn", **_: Any) -> None:
+    """Fail at once, before a run's long work, when the checkpoint's files are not installed."""
+    if checkpoint not in CHECKPOINTS:
+        raise UserError(f"musicnn: unknown checkpoint {checkpoint!r}; use one of {', '.join(CHECKPOINTS)}")
+    index = package_folder() / checkpoint / ".index"
+    if not index.is_file():
+        raise UserError(f"{index}: checkpoint index not found; run `pip install --force-reinstall "
+                        f"{INSTALL.split(' ', 2)[2]}`")
+
+
+load_musicnn.preflight = preflight  # type: ignore[attr-defined]
+
+
 def weights_status(checkpoint: str) -> str:
     """What ``models list`` says about a musicnn checkpoint (found offline or not)."""
     try:
