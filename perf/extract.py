@@ -9,6 +9,10 @@ one run. Peak memory is measured in a fresh process per track for a 10 s and a 1
 
     python perf/extract.py                       # tiny + random MERT-v1-95M
     python perf/extract.py --models tiny --tracks 8 --seconds 20 --batch-size 16
+    python perf/extract.py --models musicnn-mtt --threads 1 --dtypes float32 --skip-memory
+
+Besides the ratio, each row gives mirprobe's audio seconds per second and its arithmetic rate
+(the model's FLOPs per audio second, counted by torch's FlopCounterMode, times that speed).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from scipy.signal import resample_poly
 
 from mirprobe.extraction import batch_windows
 from mirprobe.features import FeatureStore
+from mirprobe.models import load_model
 from mirprobe.models.base import Extractor
 from mirprobe.models.mert import random_architecture
 
@@ -78,14 +83,22 @@ def mirprobe_extract(extractor: Extractor, paths: list[str], root: Path, *, batc
 
 
 def build(model: str) -> Extractor:
-    extractor = random_architecture(model, seed=0)
+    """A random-init architecture (``tiny``, ``mert-v1-95m``, …) or a model config (``musicnn-mtt``)."""
+    from mirprobe.config import available
+
+    extractor = load_model(model) if model in available("models") else random_architecture(model, seed=0)
     extractor.forward(torch.zeros(1, extractor.sample_rate))  # warm-up: first-call costs out of timings
     return extractor
 
 
+CPU_TIMES: dict[str, list[float]] = {}  # process CPU seconds of each timed path (a loaded machine's
+# wall time says little; CPU time at one thread approximates an idle core's wall time)
+
+
 def timed(fn, *args, **kwargs) -> tuple[float, object]:
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = fn(*args, **kwargs)
+    CPU_TIMES.setdefault(fn.__name__ + str(kwargs.get("dtype", "")), []).append(time.process_time() - cpu)
     return time.perf_counter() - start, result
 
 
@@ -210,11 +223,18 @@ def main() -> None:
         for model in args.models:
             extractor = build(model)
             rows = speed(extractor, model, paths, work, args)
-            bounds.append((model, rows, flops_per_audio_second(extractor) * extractor.context_s))
+            flops = flops_per_audio_second(extractor)
+            bounds.append((model, rows, flops * extractor.context_s))
+            audio = args.tracks * args.seconds
             for r in rows:
                 print(f"{model:<14} {r['dtype']:<9} {r['naive_s']:>14.2f} {r['mirprobe_s']:>13.2f} "
                       f"{r['ratio']:>8.2f}x {r['windows']:>8d} {r['dev_naive']:>24.1e} "
                       f"{r['dev_fp32']:>14.1e}")
+                print(f"  {model} {r['dtype']}: {flops / 1e9:.2f} GFLOP per audio second; mirprobe "
+                      f"{audio / r['mirprobe_s']:.1f} audio s/s ({flops * audio / r['mirprobe_s'] / 1e9:.0f} "
+                      f"GFLOP/s), naive {audio / r['naive_s']:.1f} audio s/s; per CPU second: mirprobe "
+                      f"{audio / min(CPU_TIMES['mirprobe_extract' + r['dtype']]):.1f}, naive "
+                      f"{audio / min(CPU_TIMES['naive_extract']):.1f} audio s")
         print("\nceiling: the naive loop's arithmetic rate against this CPU's matmul peak")
         peaks = {d: matmul_peak(getattr(torch, d)) for d in args.dtypes}
         for model, rows, window_flops in bounds:

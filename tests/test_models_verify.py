@@ -34,7 +34,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_sound_model_passes_every_check(tiny: Path) -> None:
     checks = verify(load_mert("tiny", checkpoint=str(tiny)))
-    assert len(checks) == 4 * len(DEFAULT_LENGTHS) + 1
+    assert len(checks) == 4 * len(DEFAULT_LENGTHS) + 2  # + batched = alone, clip view
     assert all(c.ok for c in checks), [c for c in checks if not c.ok]
 
 
@@ -86,7 +86,7 @@ def test_cli_verify_and_list(tiny: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert main(["models", "verify", str(tiny), "--lengths", "0.3", "5.01"]) == 0
     out = capsys.readouterr().out
     assert "HubertModel (post layer norm, 2 x 32)" in out and "sample_rate   16000" in out
-    assert out.count("PASS") == 9 and "FAIL" not in out
+    assert out.count("PASS") == 10 and "FAIL" not in out
     assert main(["models", "list"]) == 0
     listing = capsys.readouterr().out
     for name in ("mert-v1-330m", "mert-v1-95m", "mert-v0-public", "mert-v0", "music2vec-v1"):

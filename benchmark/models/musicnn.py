@@ -113,17 +113,25 @@ class MusicnnNet(torch.nn.Module):
 
     def _norm(self, x: torch.Tensor, index: int, dim: int = 1) -> torch.Tensor:
         """Inference batch norm ``index`` over axis ``dim`` of ``x``."""
-        p = f"batch_normalization{'' if index == 0 else f'_{index}'}"
-        scale = self._w(f"{p}/gamma") * torch.rsqrt(self._w(f"{p}/moving_variance") + EPS)
-        shift = self._w(f"{p}/beta") - self._w(f"{p}/moving_mean") * scale
+        scale, shift = self._scale_shift(index)
         shape = [1] * x.dim()
         shape[dim] = -1
         return x * scale.view(shape) + shift.view(shape)
 
-    def _conv2d(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        """TF kernel ``[time, freq, in, out]`` on ``[B, in, time, freq]``, valid, ReLU."""
-        kernel = self._w(f"{name}/kernel").permute(3, 2, 0, 1)
-        return torch.relu(F.conv2d(x, kernel, self._w(f"{name}/bias")))
+    def _scale_shift(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        p = f"batch_normalization{'' if index == 0 else f'_{index}'}"
+        scale = self._w(f"{p}/gamma") * torch.rsqrt(self._w(f"{p}/moving_variance") + EPS)
+        return scale, self._w(f"{p}/beta") - self._w(f"{p}/moving_mean") * scale
+
+    def _branch(self, x: torch.Tensor, conv: str, norm: int) -> torch.Tensor:
+        """Conv (TF kernel ``[time, freq, in, out]`` on ``[B, in, time, freq]``, valid), ReLU, batch
+        norm, max over frequency → ``[B, out, time]``. ReLU and a batch norm of positive scale are
+        non-decreasing, so the max over frequency is taken first (of negative scale: the min),
+        which spares three passes over the largest tensor of the network; the result is the same."""
+        z = F.conv2d(x, self._w(f"{conv}/kernel").permute(3, 2, 0, 1))
+        scale, shift = self._scale_shift(norm)
+        peak = torch.where((scale >= 0)[:, None], z.amax(dim=3), z.amin(dim=3))
+        return torch.relu(peak + self._w(f"{conv}/bias")[:, None]) * scale[:, None] + shift[:, None]
 
     def frames(self, logmel: torch.Tensor) -> list[torch.Tensor]:
         """``[B, T, 96]`` log-mel → front end ``[B, 561, T]`` and cnn1..3 ``[B, 64, T]``."""
@@ -131,11 +139,11 @@ class MusicnnNet(torch.nn.Module):
         branches = []
         padded = F.pad(x, (0, 0, 3, 3))
         for conv, norm in TIMBRAL:
-            branches.append(self._norm(self._conv2d(padded, conv), norm).amax(dim=3))
+            branches.append(self._branch(padded, conv, norm))
         for conv, norm in TEMPORAL:
             k = self._w(f"{conv}/kernel").shape[0]
             same = F.pad(x, (0, 0, (k - 1) // 2, k // 2))  # TF 'same': the extra frame after
-            branches.append(self._norm(self._conv2d(same, conv), norm).amax(dim=3))
+            branches.append(self._branch(same, conv, norm))
         front = torch.cat(branches, dim=1)
         layers, h = [front], front
         for i, (conv, norm) in enumerate(MIDEND):
