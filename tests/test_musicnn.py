@@ -191,7 +191,7 @@ def test_tiny_run_probes_every_layer(tmp_path: Path) -> None:
     cfg = load_run_config("quickstart", [
         "synthetic.size=tiny", "progress=false", "models=[musicnn-mtt]", f"work_dir={tmp_path}",
         "probe.heads=[linear]", "probe.lr=[1e-2]", "probe.max_epochs=3"])
-    records = {r["task"]: r for r in run(cfg)}
+    records = {r.task: r for r in run(cfg)}
     assert sorted(records) == ["beat", "emotion", "genre", "key", "tagging"]
-    assert records["genre"]["layers"] == [*FRAME_LAYERS, *PATCH_LAYERS, "weighted"]
-    assert records["beat"]["layers"] == [*FRAME_LAYERS, "weighted"]
+    assert records["genre"].layers == [*FRAME_LAYERS, *PATCH_LAYERS, "weighted"]
+    assert records["beat"].layers == [*FRAME_LAYERS, "weighted"]
