@@ -38,15 +38,15 @@ def test_changed_extraction_precision_is_a_new_record(tmp_path: Path) -> None:
     base = ["models=[random]", "tasks=[genre]"]
     fp32 = _run(tmp_path, *base, "extract.dtype=float32")
     bf16 = _run(tmp_path, *base, "extract.dtype=bfloat16")
-    assert fp32[0]["id"] != bf16[0]["id"], "a record is never reused for other features"
-    assert fp32[0]["feature_entry"] != bf16[0]["feature_entry"]
-    assert bf16[0]["config"]["extract_precision"] == "bfloat16"
-    assert fp32[0]["config"]["probe_precision"] == "float32" and fp32[0]["config"]["device"] == "cpu"
+    assert fp32[0].id != bf16[0].id, "a record is never reused for other features"
+    assert fp32[0].feature_entry != bf16[0].feature_entry
+    assert bf16[0].config["extract_precision"] == "bfloat16"
+    assert fp32[0].config["probe_precision"] == "float32" and fp32[0].config["device"] == "cpu"
     assert len(list((tmp_path / "records").glob("*.json"))) == 2
     assert len(list((tmp_path / "features").glob("*/meta.json"))) == 2
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "records").glob("*.json")}
     again = _run(tmp_path, *base, "extract.dtype=bfloat16")
-    assert again[0]["id"] == bf16[0]["id"]
+    assert again[0].id == bf16[0].id
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "records").glob("*.json")} == stamps
     assert len(list((tmp_path / "features").glob("*/meta.json"))) == 2, "nothing extracted again"
 
@@ -136,7 +136,7 @@ def test_missing_audio_names_the_row_path_and_every_place_looked(tmp_path: Path)
         write_jsonl(data / f"G.{s}.jsonl", r)
     task = f"{{name: g, plugin: multiclass, data: {data}, jsonl: G}}"
     [rec] = _run(tmp_path / "w", "models=[handcrafted]", f"tasks=[{task}]")
-    [problem] = rec["excluded"]["test"]
+    [problem] = rec.excluded["test"]
     reason = problem["reason"]
     assert problem["line"] == 7 and "'HoldBad/audio/x.wav'" in reason
     for place in (data / "HoldBad/audio/x.wav", tmp_path / "HoldBad/audio/x.wav",
@@ -165,7 +165,7 @@ def test_cache_lists_and_removes_only_on_request(tmp_path: Path) -> None:
     with hold(store.final_path("1" * 20), "a test"):  # a running process's entry
         listing = subprocess.run(_mirprobe("cache", "--work-dir", str(work)), cwd=ROOT, env=_env(),
                                  capture_output=True, text=True, check=True).stdout
-        assert rec["feature_entry"] in listing and "random" in listing and rec["id"] in listing
+        assert rec.feature_entry in listing and "random" in listing and rec.id in listing
         assert "used by 1 record(s)" in listing and "used by 0 record(s)" in listing
         assert "in use by a running process" in listing and "no process holds it" in listing
         assert dead.exists() and live.exists(), "listing removes nothing"
@@ -174,5 +174,5 @@ def test_cache_lists_and_removes_only_on_request(tmp_path: Path) -> None:
                                  capture_output=True, text=True, check=True).stdout
     assert f"removed {dead}" in removed and not dead.exists() and live.exists()
     assert store.get(handcrafted["feature_entry"]) is None, "the unused entry is removed"
-    assert store.get(rec["feature_entry"]) is not None, "the used one is kept"
-    assert [r["id"] for r in _run(work, "models=[random]", "tasks=[genre]")] == [rec["id"]]
+    assert store.get(rec.feature_entry) is not None, "the used one is kept"
+    assert [r.id for r in _run(work, "models=[random]", "tasks=[genre]")] == [rec.id]
