@@ -137,6 +137,11 @@ def _capture_figures(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
     return drawn
 
 
+def feature_entries(work: Path) -> set[str]:
+    """The work folder's feature entries (their lock files aside)."""
+    return {p.name for p in (work / "features").iterdir() if p.suffix != ".lock"}
+
+
 def test_series_trend_failed_checkpoint_rerun_compare_publish(
         tmp_path: Path, tone: dict, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     ckpts, work = tmp_path / "run-a", tmp_path / "work"
@@ -181,7 +186,7 @@ def test_series_trend_failed_checkpoint_rerun_compare_publish(
 
     # a new checkpoint appears: a re-run trains only its jobs and reuses every other record
     stamps = {p: p.stat().st_mtime_ns for p in (work / "records").glob("*.json")}
-    entries = set(os.listdir(work / "features"))
+    entries = feature_entries(work)
     write_series_checkpoint(ckpts / "checkpoint-3000", 0.75)
     assert main(["series", str(ckpts), *_args(work, tone)]) == 1
     out = capsys.readouterr().out
@@ -189,7 +194,7 @@ def test_series_trend_failed_checkpoint_rerun_compare_publish(
     new = set((work / "records").glob("*.json")) - set(stamps)
     assert [json.loads(p.read_text())["model"] for p in new] == ["run-a@step=3000"]
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
-    assert len(set(os.listdir(work / "features")) - entries) == 1
+    assert len(feature_entries(work) - entries) == 1
     table = pd.read_csv(work / "series" / "run-a" / "series.csv")
     assert table["step"].tolist() == [1000, 2000, 3000, 4000]
 
