@@ -281,9 +281,9 @@ def step_probe(ns: argparse.Namespace, device: torch.device) -> dict:
     print(f"  MLP grid ({batched.num_heads} heads, {case.tracks} tracks, {case.layers} × {case.dim}): "
           f"batched {t_batched:.1f} s, one at a time {plain['seconds']:.1f} s on {out['plain_device']} "
           f"-> {out['ratio']:.1f}x; selected test {out['best_batched']:.2f} vs {out['best_plain']:.2f}")
-    from mirprobe.config import HEADS
+    from mirprobe.probes.spec import HEAD_KINDS
 
-    if "ridge" in HEADS:
+    if "ridge" in HEAD_KINDS:
         ridge_cfg = ProbeConfig(heads=["ridge"])
         t_ridge, ridge = timed(lambda: run_probe(task, entry, splits, ridge_cfg, device=device,
                                                  progress=False), device)
