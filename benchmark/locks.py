@@ -42,14 +42,19 @@ def timeout_s() -> float:
         raise UserError(f"MIRPROBE_LOCK_TIMEOUT={value!r} is not a number of seconds") from None
 
 
+def _file_lock(target: Path) -> tuple[Path, FileLock]:
+    """``target``'s lock file (its folder made) and a lock on it."""
+    path = lock_path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path, FileLock(str(path))
+
+
 @contextmanager
 def hold(target: Path, what: str) -> Iterator[None]:
     """Hold the lock of ``target`` while producing it; ``what`` names it in messages.
 
     Waits (saying so once on stderr) while another process holds it."""
-    path = lock_path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path))
+    path, lock = _file_lock(target)
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -72,9 +77,7 @@ def hold(target: Path, what: str) -> Iterator[None]:
 @contextmanager
 def try_hold(target: Path) -> Iterator[bool]:
     """Hold ``target``'s lock if it is free now: yields whether it was taken (never waits)."""
-    path = lock_path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path))
+    _, lock = _file_lock(target)
     try:
         lock.acquire(timeout=0)
     except Timeout:
