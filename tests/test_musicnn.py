@@ -169,6 +169,9 @@ def test_mixed_widths_through_cache_and_probe_data(tmp_path: Path, view: str) ->
     assert np.isfinite(z).all() and np.allclose(z, expect, atol=1e-3)
     for i, d in enumerate(dims):
         assert not z[:, i, d:].any()
+    # The heads' products leave each layer's padding out (and a trailing dead unit: 3 clips).
+    assert all(d - 8 < w <= d for w, d in zip(source.widths, dims, strict=True))
+    assert not any(z[:, i, w:].any() for i, w in enumerate(source.widths))
 
 
 def test_run_without_the_wheel_fails_before_any_work(tmp_path: Path,

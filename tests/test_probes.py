@@ -217,10 +217,12 @@ def test_same_seed_same_result_and_seeds_recorded():
     assert all([s["seed"] for s in p["seeds"]] == [0, 1] for p in a.per_layer)
 
 
+@pytest.mark.parametrize("widths", [None, [3, 5]])
 @pytest.mark.parametrize("kind", ["mlp", "linear"])
-def test_bank_steps_match_autograd_and_torch_adam(kind):
+def test_bank_steps_match_autograd_and_torch_adam(kind, widths):
     """Hand-written gradients and the stacked Adam (per-head lr and weight decay, heads of one
-    layer in one product, chunked) against autograd and torch.optim.Adam head by head."""
+    layer in one product, chunked) against autograd and torch.optim.Adam head by head; with
+    ``widths``, layer 0 is zero-padded beyond column 3 and its heads' products leave it out."""
     from mirprobe.probes.heads import StackedAdam, chunks
     from mirprobe.probes.train import Group, train_chunk
 
@@ -229,7 +231,7 @@ def test_bank_steps_match_autograd_and_torch_adam(kind):
              for layer, lr, wd in [(0, 1e-3, 0.0), (0, 1e-2, 1e-2), (1, 5e-3, 0.0), (-1, 5e-3, 0.0),
                                    (-1, 1e-2, 1e-3)]]
     bank = HeadBank.create(specs, 0, num_layers=2, dim=5, out=3, hidden=7,
-                           device=torch.device("cpu"))
+                           device=torch.device("cpu"), widths=widths)
     opt = StackedAdam(bank, torch.tensor([s.lr for s in specs]),
                       torch.tensor([s.weight_decay for s in specs]))
     group = Group(specs, np.arange(5), bank, opt, (bank.big, bank.small), *[None] * 6,
@@ -243,6 +245,8 @@ def test_bank_steps_match_autograd_and_torch_adam(kind):
     task = Classes(classes=["a", "b", "c"])
     for step in range(6):
         x = torch.randn(4, 2, 5)
+        if widths:
+            x[:, 0, widths[0]:] = 0
         y = torch.randint(0, 3, (4,))
         for a, b in group.ranges:
             train_chunk(task, group, a, b, x, y, step)

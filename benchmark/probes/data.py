@@ -148,29 +148,41 @@ class FeatureSource:
         self.device = device
         self.num_layers, self.dim = features.shape[1], features.shape[2]
         row_bytes = self.num_layers * self.dim * 2
+        self.budget = budget
+        self.needed = needed
         self.resident = len(needed) * row_bytes <= budget
         self.step_bytes = min(STEP_BYTES, max(1, int(budget * STREAM_SHARE)))
         self.chunk_rows = max(1, int((chunk_bytes or budget * STREAM_SHARE) // row_bytes))
         self.mean = torch.zeros(self.num_layers, self.dim, device=device)
         self.inv_std = torch.ones(self.num_layers, self.dim, device=device)
-        if self.resident:
-            self.index = np.unique(needed)
-            data = np.empty((len(self.index), self.num_layers, self.dim), dtype=np.float16)
-            for pos, (a, b) in _runs(self.index, self.chunk_rows):
-                data[pos: pos + b - a] = self.reader.read(a, b)
-            self.data = torch.from_numpy(data).to(device)
+        self.widths = [self.dim] * self.num_layers
+        self.data: torch.Tensor | None = None  # resident z-scores, once the statistics are known
+
+    def _load_resident(self) -> None:
+        """The needed rows as z-scores on the device: float32 when that fits the budget, else
+        float16 (z-scores round better than raw values of a large mean)."""
+        self.index = np.unique(self.needed)
+        shape = (len(self.index), self.num_layers, self.dim)
+        wide = len(self.index) * self.num_layers * self.dim * 4 <= self.budget
+        self.data = torch.empty(shape, dtype=torch.float32 if wide else torch.float16,
+                                device=self.device)
+        for pos, (a, b) in _runs(self.index, self.chunk_rows):
+            raw = torch.from_numpy(self.reader.read(a, b)).to(self.device)
+            self.data[pos: pos + b - a] = self._z(raw)
 
     def _chunks(self, rows: np.ndarray) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-        """``(positions, raw float16 rows)`` in chunks of the split's rows, in row order."""
+        """``(positions, rows)`` in chunks of the split's rows, in row order: resident z-scores,
+        or raw rows read from the file."""
         order = np.argsort(rows, kind="stable")
         sorted_rows = rows[order]
         # Resident copies are bounded too: a split's rows are gathered a chunk at a time.
-        span = min(self.chunk_rows, 8 * self.step_rows()) if self.resident else self.chunk_rows
+        resident = self.data is not None
+        span = min(self.chunk_rows, 8 * self.step_rows()) if resident else self.chunk_rows
         start = 0
         while start < len(rows):
             a = sorted_rows[start]
             stop = int(np.searchsorted(sorted_rows, a + span, side="left"))
-            if self.resident:
+            if resident:
                 loc = torch.from_numpy(np.searchsorted(self.index, sorted_rows[start:stop]))
                 x = self.data[loc.to(self.device)]
             else:
@@ -179,13 +191,21 @@ class FeatureSource:
             yield order[start:stop], x
             start = stop
 
+    def _z(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw rows → float32 z-scores (one new tensor, updated in place)."""
+        return x.to(torch.float32, copy=True).sub_(self.mean).mul_(self.inv_std)
+
     def standardise(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.float() - self.mean) * self.inv_std
+        """Rows as this source yields them (resident z-scores, or raw streamed rows) → float32
+        z-scores."""
+        return x.float() if self.data is not None else self._z(x)
 
     def fit_standardiser(self, rows: np.ndarray) -> None:
-        """Per layer and dimension mean and std over ``rows`` (the train split only)."""
+        """Per layer and dimension mean and std over ``rows`` (the train split only); then the
+        resident rows are standardised once, so that batches are plain gathers."""
         total = torch.zeros(self.num_layers, self.dim, dtype=torch.float64, device=self.device)
         sq = torch.zeros_like(total)
+        self.data = None
         for _, x in self._raw(rows, self.step_rows() // 2):
             x = x.double()
             total += x.sum(0)
@@ -197,11 +217,17 @@ class FeatureSource:
         # up: 1/std of a constant would turn any later variation into huge z-scores.
         std = var.sqrt().float()
         self.inv_std = torch.where(std > 1e-6, 1.0 / std.clamp_min(1e-6), torch.zeros_like(std))
+        # Trailing columns that are 0 in every z-score (a narrower layer's padding) are left out
+        # of the heads' products.
+        live = (self.inv_std > 0).cpu().numpy()
+        self.widths = [int(np.flatnonzero(c)[-1]) + 1 if c.any() else 1 for c in live]
+        if self.resident:
+            self._load_resident()
 
     def train_batches(self, rows: np.ndarray, batch_size: int,
                       gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Shuffled batches ``(positions, x)``; streamed: chunk order and rows within shuffled."""
-        if self.resident:
+        if self.data is not None:
             perm = torch.randperm(len(rows), generator=gen)
             loc = torch.from_numpy(np.searchsorted(self.index, rows))
             for i in range(0, len(rows), batch_size):

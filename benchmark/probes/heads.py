@@ -161,9 +161,12 @@ class HeadBank:
 
     def __init__(self, kind: str, big: torch.Tensor, small: torch.Tensor, layers: list[int],
                  dropout: list[float], seeds: list[int], shape: dict[str, tuple],
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype = torch.float32, widths: list[int] | None = None) -> None:
         self.kind, self.big, self.small, self.shape, self.dtype = kind, big, small, shape, dtype
         self.layers, self.dropout, self.seeds = list(layers), list(dropout), list(seeds)
+        # Per input layer, the columns that can be non-zero (a narrower layer's zero padding
+        # is left out of its heads' products; those weights never see a non-zero input).
+        self.widths = list(widths) if widths is not None else None
         dev = big.device
         self.seed_t = torch.tensor(self.seeds, dtype=torch.int64, device=dev)
         self.keep_t = torch.tensor([1.0 - p for p in self.dropout], dtype=torch.float32, device=dev)
@@ -174,7 +177,8 @@ class HeadBank:
 
     @classmethod
     def create(cls, specs: list[HeadSpec], run_seed: int, num_layers: int, dim: int, out: int,
-               hidden: int, device: torch.device, dtype: str = "float32") -> HeadBank:
+               hidden: int, device: torch.device, dtype: str = "float32",
+               widths: list[int] | None = None) -> HeadBank:
         kind = specs[0].kind
         shape = shapes(kind, num_layers, dim, out, hidden)
         heads = [init_head(s, run_seed, num_layers, dim, out, hidden) for s in specs]
@@ -183,7 +187,7 @@ class HeadBank:
         small = torch.stack([torch.cat([h[k].reshape(-1) for k in list(shape)[1:]])
                              for h in heads]).to(device)
         return cls(kind, big, small, [s.layer for s in specs], [s.dropout for s in specs],
-                   [mask_seed(run_seed, s) for s in specs], shape, DTYPES[dtype])
+                   [mask_seed(run_seed, s) for s in specs], shape, DTYPES[dtype], widths)
 
     @property
     def num_heads(self) -> int:
@@ -207,19 +211,35 @@ class HeadBank:
         return fn(*(a.to(self.dtype) for a in args)).float()
 
     def _mm_into(self, out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
-        if self.dtype == torch.float32:
+        if self.dtype == torch.float32 and out.is_contiguous():
             torch.mm(a, b, out=out)
         else:
-            out.copy_(torch.mm(a.to(self.dtype), b.to(self.dtype)))
+            out.copy_(self._mm(torch.mm, a, b))
+
+    def width(self, layer: int, dim: int) -> int:
+        """Columns of ``layer`` that the heads read (all for the weighted sum)."""
+        return dim if self.widths is None or layer == WEIGHTED else self.widths[layer]
 
     def _inputs(self, p: dict, x: torch.Tensor, runs: list) -> dict[int, torch.Tensor]:
-        """Weighted-sum heads' inputs ``[n, B, D]`` by run start (single layers read ``x``)."""
+        """Weighted-sum heads' inputs ``[n, B, D]`` by run start (single layers read ``x``):
+        ``Σ_l w_l x_l`` accumulated layer by layer (an einsum over ``[B, L, D]`` copies ``x``)."""
         out = {}
         for s, e, layer in runs:
             if layer == WEIGHTED:
                 w = torch.softmax(p["alpha"][s:e], dim=-1)
-                out[s] = torch.einsum("hl,bld->hbd", w, x)
+                xw = x.new_empty(e - s, x.shape[0], x.shape[2])
+                for i in range(e - s):
+                    torch.mul(x[:, 0], w[i, 0], out=xw[i])
+                    for k in range(1, x.shape[1]):
+                        xw[i].addcmul_(x[:, k], w[i, k])
+                out[s] = xw
         return out
+
+    def _linear(self, x: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+        """``[B, d] × [n, d, out]`` → ``[n, B, out]`` as one product ``[B, d] × [d, n·out]``."""
+        n, d, o = w2.shape
+        y = self._mm(torch.mm, x, w2.permute(1, 0, 2).reshape(d, n * o))
+        return y.view(-1, n, o).transpose(0, 1)
 
     def forward(self, x: torch.Tensor, a: int = 0, b: int | None = None, step: int | None = None,
                 cache: dict | None = None) -> torch.Tensor:
@@ -234,8 +254,11 @@ class HeadBank:
         if self.kind == "linear":
             out = x.new_empty(h, rows, p["b2"].shape[-1])
             for s, e, layer in runs:
-                xin = xw[s] if layer == WEIGHTED else x[:, layer]
-                out[s:e] = self._mm(torch.matmul, xin, p["w2"][s:e])
+                if layer == WEIGHTED:
+                    out[s:e] = self._mm(torch.bmm, xw[s], p["w2"][s:e])
+                else:
+                    d = self.width(layer, x.shape[2])
+                    out[s:e] = self._linear(x[:, layer, :d], p["w2"][s:e, :d])
             out += p["b2"][:, None]
             if cache is not None:
                 cache.update(p=p, runs=runs, xw=xw)
@@ -246,9 +269,10 @@ class HeadBank:
             if layer == WEIGHTED:
                 zt[s:e] = self._mm(torch.bmm, p["w1"][s:e], xw[s].transpose(1, 2))
             else:
-                # The heads of one layer: one product [n·hidden, D] × [D, B].
-                self._mm_into(zt[s:e].view(-1, rows), p["w1"][s:e].reshape(-1, x.shape[2]),
-                              x[:, layer].T)
+                # The heads of one layer: one product [n·hidden, d] × [d, B].
+                d = self.width(layer, x.shape[2])
+                self._mm_into(zt[s:e].view(-1, rows), p["w1"][s:e, :, :d].reshape(-1, d),
+                              x[:, layer, :d].T)
         zt += p["b1"][:, :, None]
         gate = zt > 0
         if step is not None and any(q > 0 for q in self.dropout[a:b]):
@@ -272,10 +296,16 @@ class HeadBank:
         if self.kind == "linear":
             d_in = {}
             for s, e, layer in runs:
-                xin = xw[s] if layer == WEIGHTED else x[:, layer]
-                g["w2"][s:e] = self._mm(torch.matmul, xin.transpose(-1, -2), d_out[s:e])
                 if layer == WEIGHTED:
+                    g["w2"][s:e] = self._mm(torch.bmm, xw[s].transpose(1, 2), d_out[s:e])
                     d_in[s] = torch.bmm(d_out[s:e], p["w2"][s:e].transpose(1, 2))  # [n, B, D]
+                    continue
+                # One product [d, B] × [B, n·out] for the heads of one layer.
+                d, (n, rows, o) = self.width(layer, x.shape[2]), d_out[s:e].shape
+                dy = d_out[s:e].transpose(0, 1).reshape(rows, n * o)
+                gw = self._mm(torch.mm, x[:, layer, :d].T, dy).view(d, n, o)
+                g["w2"][s:e, :d] = gw.transpose(0, 1)
+                g["w2"][s:e, d:] = 0
         else:
             ht, gate = cache["ht"], cache["gate"]
             g["w2"].copy_(torch.bmm(ht, d_out))
@@ -286,14 +316,16 @@ class HeadBank:
                 if layer == WEIGHTED:
                     g_big[s:e] = self._mm(torch.bmm, dzt[s:e], xw[s])
                     d_in[s] = torch.bmm(dzt[s:e].transpose(1, 2), p["w1"][s:e])  # [n, B, D]
-                else:  # one product [n·hidden, B] × [B, D] for the heads of one layer
-                    self._mm_into(g_big[s:e].view(-1, x.shape[2]), dzt[s:e].view(-1, x.shape[0]),
-                                  x[:, layer])
+                else:  # one product [n·hidden, B] × [B, d] for the heads of one layer
+                    d = self.width(layer, x.shape[2])
+                    self._mm_into(g_big[s:e, :, :d].view(-1, d), dzt[s:e].view(-1, x.shape[0]),
+                                  x[:, layer, :d])
+                    g_big[s:e, :, d:] = 0
         for s, d in d_in.items():
             # x_w = Σ_l softmax(α)_l x_l: dα = w ⊙ (dw − Σ w dw), dw_l = <d x_w, x_l>.
             e = s + d.shape[0]
             w = torch.softmax(p["alpha"][s:e], dim=-1)
-            dw = torch.einsum("hbd,bld->hl", d, x)
+            dw = torch.bmm(d.transpose(0, 1), x.transpose(1, 2)).sum(0)  # [n, L]
             g["alpha"][s:e] = w * (dw - (w * dw).sum(-1, keepdim=True))
 
     def select(self, keep: list[int]) -> HeadBank:
@@ -301,7 +333,7 @@ class HeadBank:
         idx = torch.tensor(keep, dtype=torch.int64, device=self.big.device)
         return HeadBank(self.kind, self.big[idx].clone(), self.small[idx].clone(),
                         [self.layers[i] for i in keep], [self.dropout[i] for i in keep],
-                        [self.seeds[i] for i in keep], self.shape, self.dtype)
+                        [self.seeds[i] for i in keep], self.shape, self.dtype, self.widths)
 
     def state(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.big, self.small

@@ -54,7 +54,7 @@ class Group:
         b = self.bank
         return HeadBank(b.kind, self.best[0].clone(), self.best[1].clone(),
                         [s.layer for s in self.specs], [s.dropout for s in self.specs],
-                        [0] * len(self.specs), b.shape, b.dtype)
+                        [0] * len(self.specs), b.shape, b.dtype, b.widths)
 
     def plan(self) -> None:
         """Chunks of the live bank and gradient buffers for the largest."""
@@ -65,7 +65,7 @@ class Group:
 
 
 def make_groups(specs: list[HeadSpec], cfg, run_seed: int, num_layers: int, dim: int, out: int,  # noqa: ANN001
-                device: torch.device) -> list[Group]:
+                device: torch.device, widths: list[int] | None = None) -> list[Group]:
     groups = []
     chunk_bytes = CPU_CHUNK_BYTES if device.type == "cpu" else None
     dtype = getattr(cfg, "dtype", "float32")
@@ -75,7 +75,8 @@ def make_groups(specs: list[HeadSpec], cfg, run_seed: int, num_layers: int, dim:
         index = np.array([i for i, s in enumerate(specs)
                           if s.kind == kind and (s.layer == WEIGHTED) == weighted])
         gspecs = [specs[i] for i in index]
-        bank = HeadBank.create(gspecs, run_seed, num_layers, dim, out, cfg.hidden, device, dtype)
+        bank = HeadBank.create(gspecs, run_seed, num_layers, dim, out, cfg.hidden, device, dtype,
+                               widths)
         h = len(gspecs)
         lr = torch.tensor([s.lr for s in gspecs], device=device)
         wd = torch.tensor([s.weight_decay for s in gspecs], device=device)
@@ -181,7 +182,8 @@ def fit_heads(task, specs: list[HeadSpec], source: FeatureSource, train: SplitRo
     """Train every head; returns the groups with their best weights and epoch counts.
 
     ``batch_rows`` is the number of feature rows per step (default ``cfg.batch_size``)."""
-    groups = make_groups(specs, cfg, run_seed, source.num_layers, source.dim, out, device)
+    groups = make_groups(specs, cfg, run_seed, source.num_layers, source.dim, out, device,
+                         source.widths)
     shuffle = torch.Generator().manual_seed(run_seed)
     bar = progress_bar(range(cfg.max_epochs), desc=f"probe {task.name}", unit="epoch",
                        enabled=progress, leave=False)
