@@ -27,6 +27,7 @@ from mirprobe.progress import progress_bar
 EVAL_BYTES = 128 << 20  # float32 activations of one evaluation sub-batch across heads
 WINDOW_BYTES = 256 << 20  # float32 training batches held to be run chunk by chunk
 CPU_CHUNK_BYTES = 8 << 20  # parameters + gradients + Adam state of one chunk of heads on a CPU
+MERGE_ROWS = 1024  # batches up to this many rows train small layers' heads in shared chunks
 MIN_DELTA = 1e-6  # a validation score must beat the best by this much to count as better
 
 
@@ -46,6 +47,7 @@ class Group:
     epochs: torch.Tensor  # epochs trained per head
     best_epoch: torch.Tensor
     chunk_bytes: int | None = None
+    merge: bool = False  # small layers' heads share a chunk (small batches)
     ranges: list[tuple[int, int]] | None = None
     grads: list[torch.Tensor] | None = None
 
@@ -58,15 +60,17 @@ class Group:
 
     def plan(self) -> None:
         """Chunks of the live bank and gradient buffers for the largest."""
-        self.ranges = chunks(self.bank, self.chunk_bytes)
+        self.ranges = chunks(self.bank, self.chunk_bytes, self.merge)
         most = max((e - a for a, e in self.ranges), default=0)
         self.grads = [self.bank.big.new_empty(most, *self.bank.big.shape[1:]),
                       self.bank.small.new_empty(most, self.bank.small.shape[1])]
 
 
 def make_groups(specs: list[HeadSpec], cfg, run_seed: int, num_layers: int, dim: int, out: int,  # noqa: ANN001
-                device: torch.device, widths: list[int] | None = None) -> list[Group]:
+                device: torch.device, widths: list[int] | None = None,
+                batch_rows: int | None = None) -> list[Group]:
     groups = []
+    merge = (batch_rows or cfg.batch_size) <= MERGE_ROWS
     chunk_bytes = CPU_CHUNK_BYTES if device.type == "cpu" else None
     dtype = getattr(cfg, "dtype", "float32")
     # Weighted-sum heads get banks of their own: their input needs a gradient (for the layer
@@ -84,7 +88,8 @@ def make_groups(specs: list[HeadSpec], cfg, run_seed: int, num_layers: int, dim:
         group = Group(gspecs, index, bank, StackedAdam(bank, lr, wd),
                       (bank.big.clone(), bank.small.clone()), torch.arange(h, device=device),
                       torch.full((h,), -torch.inf, device=device),
-                      zeros.clone(), zeros.clone(), zeros.clone(), zeros.clone(), chunk_bytes)
+                      zeros.clone(), zeros.clone(), zeros.clone(), zeros.clone(), chunk_bytes,
+                      merge)
         group.plan()
         groups.append(group)
     return groups
@@ -183,7 +188,7 @@ def fit_heads(task, specs: list[HeadSpec], source: FeatureSource, train: SplitRo
 
     ``batch_rows`` is the number of feature rows per step (default ``cfg.batch_size``)."""
     groups = make_groups(specs, cfg, run_seed, source.num_layers, source.dim, out, device,
-                         source.widths)
+                         source.widths, batch_rows)
     shuffle = torch.Generator().manual_seed(run_seed)
     bar = progress_bar(range(cfg.max_epochs), desc=f"probe {task.name}", unit="epoch",
                        enabled=progress, leave=False)
