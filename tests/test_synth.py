@@ -128,6 +128,18 @@ def test_second_call_reuses_the_suite(suite):
     assert {p: p.stat().st_mtime_ns for p in suite.rglob("*")} == before
 
 
+def test_suite_of_an_older_definition_is_not_reused(tmp_path, monkeypatch):
+    """A size whose definition changed (tracks, clip length) is written again, not reused."""
+    from mirprobe.synth import suite as suite_module
+
+    out = generate_suite(tmp_path / "s", "tiny", seed=0, progress=False)
+    assert suite_module._matches(out, "tiny", 0)
+    monkeypatch.setitem(SIZES, "tiny", {**SIZES["tiny"], "duration": 2.0})
+    assert not suite_module._matches(out, "tiny", 0)
+    generate_suite(out, "tiny", seed=0, progress=False)
+    assert json.loads((out / "suite.json").read_text())["params"]["duration"] == 2.0
+
+
 def test_bad_input_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="size"):
         generate_suite(tmp_path / "x", "huge")
@@ -143,7 +155,8 @@ def test_bad_input_is_a_user_error(tmp_path):
 def test_quick_plan_is_stratified():
     tracks = plan("quick", 0)
     counts = Counter(split for split, _ in tracks)
-    assert [counts[s] for s in ("train", "val", "test")] == split_counts(720, (0.6, 0.2, 0.2))
+    expect = split_counts(SIZES["quick"]["tracks"], (0.6, 0.2, 0.2))
+    assert [counts[s] for s in ("train", "val", "test")] == expect
     train = [s for split, s in tracks if split == "train"]
     key_counts = Counter(s.key for s in train)
     genre_counts = Counter(s.genre for s in train)
