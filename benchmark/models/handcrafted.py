@@ -4,6 +4,13 @@ Per frame (16 kHz, hop 320 → 50 Hz, like MERT-v0): log-mel (64 bands, dB), chr
 MFCC (20), onset strength and RMS (2), and their concatenation as the last layer. Groups are
 zero-padded to a common width so the cache keeps one array; the clip view pools each window
 with mean and standard deviation, so it holds per-window statistics.
+
+The features are computed in torch by :mod:`mirprobe.dsp`, batched over the windows of a forward
+pass, and equal librosa's on each window (tests/test_dsp.py): power spectrogram of a centred,
+zero-padded STFT (n_fft 1024, periodic Hann); ``power_to_db`` of the mel power (ref 1, amin 1e-10,
+top_db 80 below the window's peak); ``chroma_stft`` (tuning 0, each frame scaled to peak 1);
+``mfcc`` of the log-mel (DCT-II, orthonormal); ``onset_strength`` of the log-mel; ``rms``.
+librosa itself is not imported (its numba compilation would dominate a short run).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mirprobe import dsp
 from mirprobe.models.base import Extractor
 
 GROUPS = ("logmel", "chroma", "mfcc", "onset")
@@ -34,10 +42,8 @@ class HandcraftedExtractor(Extractor):
         self.num_layers = len(GROUPS) + 1
 
     def identity(self) -> dict[str, Any]:
-        import librosa
-
         return {"kind": self.kind, "groups": WIDTHS, "n_fft": self.n_fft, "hop": self.hop,
-                "sample_rate": self.sample_rate, "librosa": librosa.__version__, "version": 1}
+                "sample_rate": self.sample_rate, "version": 2}
 
     def layer_names(self) -> list[str]:
         return [*GROUPS, "all"]
@@ -51,38 +57,39 @@ class HandcraftedExtractor(Extractor):
         return torch.cat([h.mean(dim=2), h.std(dim=2, unbiased=False)], dim=-1)
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
-        out = [self._clip(w) for w in waves.detach().cpu().numpy()]
-        return torch.from_numpy(np.stack(out, axis=1)).to(self.device)
-
-    @functools.cache  # noqa: B019 - one filter bank per extractor, built once
-    def _mel_basis(self) -> np.ndarray:
-        import librosa
-
-        return librosa.filters.mel(sr=self.sample_rate, n_fft=self.n_fft, n_mels=WIDTHS["logmel"])
-
-    def _clip(self, wave: np.ndarray) -> np.ndarray:
-        """``[samples]`` → ``[layers, frames, dim]``."""
-        import librosa
-
-        frames = self.num_frames(len(wave))
-        power = np.abs(librosa.stft(wave, n_fft=self.n_fft, hop_length=self.hop)) ** 2
-        logmel = librosa.power_to_db(self._mel_basis() @ power, ref=1.0, amin=1e-10)
-        groups = {
-            "logmel": logmel,
-            # tuning fixed at A440: per-window tuning estimation would dominate the run time
-            "chroma": librosa.feature.chroma_stft(S=power, sr=self.sample_rate, n_fft=self.n_fft,
-                                                  tuning=0.0),
-            "mfcc": librosa.feature.mfcc(S=logmel, n_mfcc=WIDTHS["mfcc"]),
-            "onset": np.stack([
-                librosa.onset.onset_strength(S=logmel, sr=self.sample_rate, hop_length=self.hop),
-                librosa.feature.rms(S=np.sqrt(power), frame_length=self.n_fft)[0],
-            ]),
-        }
-        out = np.zeros((self.num_layers, frames, self.dim), dtype=np.float32)
+        frames = self.num_frames(waves.shape[-1])
+        # float32 whatever extract.dtype asks: autocast would run the filter banks in bfloat16
+        with torch.no_grad(), torch.autocast(waves.device.type, enabled=False):
+            feats = self.features(waves.detach().float())[:, :frames]  # [B, frames, dim]
+        out = feats.new_zeros(self.num_layers, *feats.shape)
         col = 0
         for i, name in enumerate(GROUPS):
-            g = groups[name][:, :frames].T  # [frames, width]
-            out[i, : len(g), : g.shape[1]] = g
-            out[-1, : len(g), col : col + g.shape[1]] = g
-            col += g.shape[1]
-        return out
+            out[i, ..., : WIDTHS[name]] = feats[..., col : col + WIDTHS[name]]
+            col += WIDTHS[name]
+        out[-1] = feats
+        return out.to(self.device)
+
+    def features(self, waves: torch.Tensor) -> torch.Tensor:
+        """``[B, samples]`` → ``[B, stft frames, dim]``: the groups side by side, every STFT frame
+        (one more than :meth:`num_frames`: the top_db floor and the onset envelope see it)."""
+        bases = _bases(self.sample_rate, self.n_fft)
+        mel, chroma, dct = (torch.from_numpy(b).to(waves.device) for b in bases)
+        power = dsp.power_spectrogram(waves, self.n_fft, self.hop)  # [B, bins, frames]
+        logmel = dsp.power_to_db(mel @ power)
+        groups = [
+            logmel,
+            dsp.peak_normalize(chroma @ power),
+            dct @ logmel,
+            dsp.onset_strength(logmel, hop=self.hop)[:, None],
+            dsp.rms(power, self.n_fft)[:, None],
+        ]
+        return torch.cat(groups, dim=1).transpose(1, 2)
+
+
+@functools.cache
+def _bases(sample_rate: int, n_fft: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mel, chroma (tuning fixed at A440: per-window tuning estimation would dominate the run
+    time) and DCT matrices."""
+    n_mels = WIDTHS["logmel"]
+    return (dsp.mel_filterbank(sample_rate, n_fft, n_mels),
+            dsp.chroma_filterbank(sample_rate, n_fft), dsp.dct_matrix(WIDTHS["mfcc"], n_mels))

@@ -8,8 +8,9 @@ the tensor bundle is read by :mod:`mirprobe.models.tfbundle`.
 The network, layer by layer as in the paper (TF variable names in brackets):
 
 - input: 16 kHz, librosa's mel spectrogram (n_fft 512, hop 256, 96 slaney mels, power 2, centred,
-  zero-padded), ``log10(10000·mel + 1)`` in float32 (musicnn's own float16 log overflows),
-  then a one-channel batch norm (``batch_normalization``);
+  zero-padded; computed in torch, the filter bank from :mod:`mirprobe.dsp`, without importing
+  librosa), ``log10(10000·mel + 1)`` in float32 (musicnn's own float16 log overflows), then a
+  one-channel batch norm (``batch_normalization``);
 - front end: timbral convs 7×38 and 7×67 (``conv2d``, ``conv2d_1``, 204 filters each, 'valid' in
   frequency, the input padded by 3 frames in time) and temporal convs 128×1, 64×1, 32×1
   (``conv2d_2..4``, 51 each, TF 'same'), each ReLU → batch norm → max over frequency: 561 per frame;
@@ -36,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mirprobe.dsp import mel_filterbank
 from mirprobe.errors import UserError
 from mirprobe.models.base import Extractor
 
@@ -90,12 +92,10 @@ class MusicnnNet(torch.nn.Module):
     """The network with its weights as buffers; batch norms folded to a scale and a shift."""
 
     def __init__(self, weights: dict[str, np.ndarray]) -> None:
-        import librosa
-
         super().__init__()
         for name, w in weights.items():
             self.register_buffer(name.replace("/", "__"), torch.from_numpy(np.array(w, dtype=np.float32)))
-        basis = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS)  # slaney, as musicnn
+        basis = mel_filterbank(SAMPLE_RATE, N_FFT, N_MELS)  # slaney, as musicnn's librosa
         self.register_buffer("mel_basis", torch.from_numpy(basis))
         self.register_buffer("window", torch.hann_window(N_FFT, periodic=True))
 
