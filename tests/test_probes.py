@@ -223,7 +223,8 @@ def test_bank_steps_match_autograd_and_torch_adam(kind, widths):
     """Hand-written gradients and the stacked Adam (per-head lr and weight decay, heads of one
     layer in one product, chunked) against autograd and torch.optim.Adam head by head; with
     ``widths``, layer 0 is zero-padded beyond column 3 and its heads' products leave it out."""
-    from mirprobe.probes.heads import StackedAdam, chunks
+    from mirprobe.probes.adam import HeadAdam
+    from mirprobe.probes.heads import chunks
     from mirprobe.probes.train import Group, train_chunk
 
     torch.manual_seed(0)
@@ -232,10 +233,11 @@ def test_bank_steps_match_autograd_and_torch_adam(kind, widths):
                                    (-1, 1e-2, 1e-3)]]
     bank = HeadBank.create(specs, 0, num_layers=2, dim=5, out=3, hidden=7,
                            device=torch.device("cpu"), widths=widths)
-    opt = StackedAdam(bank, torch.tensor([s.lr for s in specs]),
+    opt = HeadAdam(bank, torch.tensor([s.lr for s in specs]),
                       torch.tensor([s.weight_decay for s in specs]))
     group = Group(specs, np.arange(5), bank, opt, (bank.big, bank.small), *[None] * 6,
-                  chunk_bytes=16 * (bank.big[0].numel() + bank.small.shape[1]) * 2, merge=True)
+                  chunk_bytes=16 * (bank.big[0].numel() + bank.small.shape[1]
+                                    + 4 * (3 + 7 * (kind == "mlp"))) * 2, batch_rows=4)
     group.plan()
     assert group.ranges == [(0, 2), (2, 4), (4, 5)]  # layer 1 and a weighted head share one
     refs = [{k: v[h].detach().clone().requires_grad_(True) for k, v in bank.params.items()}

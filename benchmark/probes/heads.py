@@ -2,8 +2,8 @@
 
 Every parameter has a leading head axis ``H``. A bank keeps its heads in two buffers: the large
 weight (``w1`` ``[H, hidden, D]`` of an MLP, ``w2`` ``[H, D, out]`` of a linear head) and the
-small rest (``alpha``, ``b1``, ``w2``, ``b2`` flattened per head), so that one Adam pass per
-buffer updates every head of a chunk. Heads that read the same layer sit next to each other:
+small rest (``alpha``, ``b1``, ``w2``, ``b2`` flattened per head); ``mirprobe.probes.adam``
+updates them. Heads that read the same layer sit next to each other:
 their first layer is one matrix product ``[H·hidden, D] × [D, B]`` and its weight gradient one
 ``[H·hidden, B] × [B, D]``. Gradients are written by hand (autograd only differentiates the
 task's loss with respect to the logits), into preallocated buffers.
@@ -339,16 +339,19 @@ class HeadBank:
         return self.big, self.small
 
 
-def chunks(bank: HeadBank, max_bytes: int | None, merge: bool = False) -> list[tuple[int, int]]:
+def chunks(bank: HeadBank, max_bytes: int | None, rows: int = 0,
+           merge: bool = False) -> list[tuple[int, int]]:
     """Ranges of heads trained together: all at once (``max_bytes`` None), or as many as keep
-    parameters, gradients and Adam state (4 × 4 bytes per parameter) within ``max_bytes``,
-    heads of one layer together where they fit. With ``merge``, the heads of small layers share
-    a chunk: on small batches the per-step overhead outweighs the products (measured: 2× on
-    64-window batches; on frame batches of thousands of rows it costs ~25%, so they don't)."""
+    parameters, gradients and Adam state (4 × 4 bytes per parameter) and the step's activations
+    for ``rows`` rows (4 float32 arrays per unit) within ``max_bytes``, heads of one layer
+    together where they fit. With ``merge``, the heads of small layers share a chunk: on small
+    batches the per-step overhead outweighs the products (measured: 2× on 64-window batches; on
+    frame batches of thousands of rows it costs ~25%, so they don't)."""
     h = bank.num_heads
     if max_bytes is None or h == 0:
         return [(0, h)] if h else []
-    per_head = 16 * (bank.big[0].numel() + bank.small.shape[1])
+    units = bank.shape["b2"][0] + (bank.shape["b1"][0] if "b1" in bank.shape else 0)
+    per_head = 16 * (bank.big[0].numel() + bank.small.shape[1]) + 16 * rows * units
     size = max(1, max_bytes // per_head)
     out: list[tuple[int, int]] = []
     for s, e, _ in _runs(bank.layers):
@@ -359,48 +362,3 @@ def chunks(bank: HeadBank, max_bytes: int | None, merge: bool = False) -> list[t
             else:
                 out.append((a, b))
     return out
-
-
-class StackedAdam:
-    """Adam on stacked per-head buffers with per-head lr and L2 weight decay (``torch.optim.Adam``
-    semantics: decay added to the gradient), written once over the ``[h, ...]`` rows with
-    in-place tensor ops. Heads step together, so the step count is passed in."""
-
-    def __init__(self, bank: HeadBank, lr: torch.Tensor, weight_decay: torch.Tensor,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
-        self.lr = lr.clone()  # [H], reduced on plateau per head
-        self.wd = weight_decay.clone()
-        self.decay = bool((weight_decay > 0).any())
-        self.betas, self.eps = betas, eps
-        self.m = [torch.zeros_like(bank.big), torch.zeros_like(bank.small)]
-        self.v = [torch.zeros_like(bank.big), torch.zeros_like(bank.small)]
-
-    @torch.no_grad()
-    def step(self, bank: HeadBank, grads: list[torch.Tensor], a: int, b: int, t: int) -> None:
-        """Update heads ``a:b`` of ``bank`` with their gradients (step ``t`` ≥ 1). The
-        gradient buffers are overwritten."""
-        b1, b2 = self.betas
-        bc1, bc2 = 1 - b1**t, 1 - b2**t
-        lr, wd = self.lr[a:b], self.wd[a:b]
-        # p -= lr/bc1 · m / (sqrt(v)/sqrt(bc2) + eps)  ≡  p -= m / (sqrt(v)·scale + shift)
-        scale, shift = (bc1 / math.sqrt(bc2)) / lr, (self.eps * bc1) / lr
-        for param, g, m, v in zip((bank.big, bank.small), grads, self.m, self.v, strict=True):
-            p, m, v = param[a:b], m[a:b], v[a:b]
-            view = (-1,) + (1,) * (p.dim() - 1)
-            if self.decay:
-                g.addcmul_(p, wd.view(view))
-            m.lerp_(g, 1 - b1)
-            v.lerp_(g.square_(), 1 - b2)
-            torch.sqrt(v, out=g)
-            g.mul_(scale.view(view)).add_(shift.view(view))
-            p.addcdiv_(m, g, value=-1.0)
-
-    def select(self, keep: list[int]) -> StackedAdam:
-        """The optimiser of the compacted bank (state of heads ``keep`` carried over)."""
-        idx = torch.tensor(keep, dtype=torch.int64, device=self.lr.device)
-        new = StackedAdam.__new__(StackedAdam)
-        new.betas, new.eps, new.decay = self.betas, self.eps, self.decay
-        new.lr, new.wd = self.lr[idx].clone(), self.wd[idx].clone()
-        new.m = [m[idx].clone() for m in self.m]
-        new.v = [v[idx].clone() for v in self.v]
-        return new

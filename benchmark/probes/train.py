@@ -19,14 +19,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mirprobe.probes.adam import HeadAdam
 from mirprobe.probes.aggregate import merge_units, track_mean
 from mirprobe.probes.data import FeatureSource, SplitRows
-from mirprobe.probes.heads import WEIGHTED, HeadBank, HeadSpec, StackedAdam, chunks
+from mirprobe.probes.heads import WEIGHTED, HeadBank, HeadSpec, chunks
 from mirprobe.progress import progress_bar
 
 EVAL_BYTES = 128 << 20  # float32 activations of one evaluation sub-batch across heads
 WINDOW_BYTES = 256 << 20  # float32 training batches held to be run chunk by chunk
-CPU_CHUNK_BYTES = 8 << 20  # parameters + gradients + Adam state of one chunk of heads on a CPU
+# Parameters, gradients, Adam state and activations of one chunk of heads on a CPU. With a
+# fused Adam (one pass over the state) large chunks win: on MARBLE's MLP grid (13 x 768, 64-row
+# batches) 8 MB chunks took 17.6 s and whole-bank chunks 13.9 s (perf/README.md).
+CPU_CHUNK_BYTES = 512 << 20
 MERGE_ROWS = 1024  # batches up to this many rows train small layers' heads in shared chunks
 MIN_DELTA = 1e-6  # a validation score must beat the best by this much to count as better
 
@@ -38,7 +42,7 @@ class Group:
     specs: list[HeadSpec]
     index: np.ndarray  # position of each spec in the grid
     bank: HeadBank
-    opt: StackedAdam
+    opt: HeadAdam
     best: tuple[torch.Tensor, torch.Tensor]  # best (big, small) buffers of every head
     active: torch.Tensor  # [h] live heads' positions in this group
     best_score: torch.Tensor
@@ -47,7 +51,7 @@ class Group:
     epochs: torch.Tensor  # epochs trained per head
     best_epoch: torch.Tensor
     chunk_bytes: int | None = None
-    merge: bool = False  # small layers' heads share a chunk (small batches)
+    batch_rows: int = 0  # rows per training step (sizes the chunks)
     ranges: list[tuple[int, int]] | None = None
     grads: list[torch.Tensor] | None = None
 
@@ -60,7 +64,8 @@ class Group:
 
     def plan(self) -> None:
         """Chunks of the live bank and gradient buffers for the largest."""
-        self.ranges = chunks(self.bank, self.chunk_bytes, self.merge)
+        self.ranges = chunks(self.bank, self.chunk_bytes, self.batch_rows,
+                             merge=self.batch_rows <= MERGE_ROWS)
         most = max((e - a for a, e in self.ranges), default=0)
         self.grads = [self.bank.big.new_empty(most, *self.bank.big.shape[1:]),
                       self.bank.small.new_empty(most, self.bank.small.shape[1])]
@@ -70,7 +75,7 @@ def make_groups(specs: list[HeadSpec], cfg, run_seed: int, num_layers: int, dim:
                 device: torch.device, widths: list[int] | None = None,
                 batch_rows: int | None = None) -> list[Group]:
     groups = []
-    merge = (batch_rows or cfg.batch_size) <= MERGE_ROWS
+    rows = batch_rows or cfg.batch_size
     chunk_bytes = CPU_CHUNK_BYTES if device.type == "cpu" else None
     dtype = getattr(cfg, "dtype", "float32")
     # Weighted-sum heads get banks of their own: their input needs a gradient (for the layer
@@ -85,11 +90,11 @@ def make_groups(specs: list[HeadSpec], cfg, run_seed: int, num_layers: int, dim:
         lr = torch.tensor([s.lr for s in gspecs], device=device)
         wd = torch.tensor([s.weight_decay for s in gspecs], device=device)
         zeros = torch.zeros(h, dtype=torch.int64, device=device)
-        group = Group(gspecs, index, bank, StackedAdam(bank, lr, wd),
+        group = Group(gspecs, index, bank, HeadAdam(bank, lr, wd),
                       (bank.big.clone(), bank.small.clone()), torch.arange(h, device=device),
                       torch.full((h,), -torch.inf, device=device),
                       zeros.clone(), zeros.clone(), zeros.clone(), zeros.clone(), chunk_bytes,
-                      merge)
+                      rows)
         group.plan()
         groups.append(group)
     return groups
@@ -138,7 +143,7 @@ def train_chunk(task, g: Group, a: int, b: int, x: torch.Tensor, y: torch.Tensor
         (d_out,) = torch.autograd.grad(task.loss(out, y).sum(), out)
     grads = [buf[: b - a] for buf in g.grads]
     g.bank.gradients(x, d_out, cache, *grads)
-    g.opt.step(g.bank, grads, a, b, step + 1)
+    g.opt.step(g.bank, grads, a, b)
 
 
 def end_epoch(task, g: Group, source: FeatureSource, val: SplitRows, cfg) -> None:  # noqa: ANN001
