@@ -56,7 +56,11 @@ def get_task(plugin: str, **options: Any) -> Task:
     known = available_tasks()
     if plugin not in known:
         raise UserError(f"unknown task plugin {plugin!r}; available: {', '.join(sorted(known))}")
-    return load(known[plugin])(**options)
+    try:
+        return load(known[plugin])(**options)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"task plugin {plugin!r}: {err}; fix the task's options in the run "
+                        "config (configs/tasks/*.yaml list them)") from err
 
 
 def available_kinds() -> dict[str, str]:

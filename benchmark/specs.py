@@ -44,8 +44,10 @@ def task_specs(cfg: DictConfig) -> list[TaskSpec]:
             if not opts.get(key):
                 raise UserError(f"task {name!r} has no {key!r} key; see configs/tasks/*.yaml for examples")
         options = task_options(opts)
-        specs.append(TaskSpec(name, str(plugin), str(opts["data"]), str(opts["jsonl"]), options,
-                              opts.get("audio_root")))
+        spec = TaskSpec(name, str(plugin), str(opts["data"]), str(opts["jsonl"]), options,
+                        opts.get("audio_root"))
+        spec.make()  # bad options fail here, before any long work
+        specs.append(spec)
     return specs
 
 

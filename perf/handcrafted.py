@@ -22,12 +22,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from mirprobe.models.handcrafted import GROUPS, WIDTHS, HandcraftedExtractor
+from mirprobe.models.handcrafted import GROUPS, HandcraftedExtractor
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # librosa_reference
 
 SR, N_FFT, HOP = 16000, 1024, 320
 
@@ -48,30 +51,10 @@ print(time.perf_counter() - t)
 
 def librosa_forward(waves: np.ndarray) -> np.ndarray:
     """The extractor's forward pass before mirprobe.dsp: librosa on one window at a time."""
-    import librosa
+    from librosa_reference import librosa_window
 
-    mel = librosa.filters.mel(sr=SR, n_fft=N_FFT, n_mels=WIDTHS["logmel"])
     frames = int(waves.shape[-1] * 50 / SR)
-    out = []
-    for wave in waves:
-        power = np.abs(librosa.stft(wave, n_fft=N_FFT, hop_length=HOP)) ** 2
-        logmel = librosa.power_to_db(mel @ power, ref=1.0, amin=1e-10)
-        groups = [
-            logmel,
-            librosa.feature.chroma_stft(S=power, sr=SR, n_fft=N_FFT, tuning=0.0),
-            librosa.feature.mfcc(S=logmel, n_mfcc=WIDTHS["mfcc"]),
-            np.stack([librosa.onset.onset_strength(S=logmel, sr=SR, hop_length=HOP),
-                      librosa.feature.rms(S=np.sqrt(power), frame_length=N_FFT)[0]]),
-        ]
-        feats = np.concatenate(groups)[:, :frames].T.astype(np.float32)
-        layers = np.zeros((len(GROUPS) + 1, *feats.shape), dtype=np.float32)
-        col = 0
-        for i, g in enumerate(groups):
-            layers[i, :, : len(g)] = feats[:, col : col + len(g)]
-            col += len(g)
-        layers[-1] = feats
-        out.append(layers)
-    return np.stack(out, axis=1)
+    return np.stack([librosa_window(w, frames) for w in waves], axis=1)
 
 
 def make_windows(n: int, seconds: float, seed: int = 0) -> np.ndarray:

@@ -106,10 +106,16 @@ class Task(ABC):
 
     def __init__(self, classes: Sequence[str] | None = None, window_s: float | None = None,
                  **options: Any) -> None:
+        # A plugin takes its own options before calling this; what is left is a typo, which
+        # would otherwise change nothing but the record's id.
+        if options:
+            raise TypeError(f"unknown option(s) {', '.join(sorted(options))}")
+        if window_s is not None and not (isinstance(window_s, int | float) and window_s > 0):
+            raise ValueError(f"window_s must be a positive number of seconds or null (the "
+                             f"model's native context), not {window_s!r}")
         self.classes = list(classes) if classes is not None else None
         #: Window length in seconds; None means the model's native context.
         self.window_s = window_s
-        self.options = options
 
     @property
     def selection_metric(self) -> str:
@@ -225,7 +231,7 @@ class Task(ABC):
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "view": self.view,
                 "metrics": list(self.metrics), "declarations": self.declarations(),
-                "classes": self.classes, "window_s": self.window_s, **self.options}
+                "classes": self.classes, "window_s": self.window_s}
 
     def declarations(self) -> dict[str, dict[str, Any]]:
         """Metric name → its declaration (what run records keep)."""

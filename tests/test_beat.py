@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import average_precision_score
 
+from mirprobe.errors import UserError
 from mirprobe.plugins import get_task
 from mirprobe.report.render import leaderboard_caption
 from mirprobe.tasks import beat_marble
@@ -130,7 +131,7 @@ def test_bad_options_are_clear_errors():
     for options in ({"decoder": "viterbi"}, {"downbeat_decoder": "joint"},
                     {"dbn": {"num_tempo": 60}}, {"target_neighbors": -1},
                     {"trim_first_s": -5}, {"min_clip_ratio": 0}):
-        with pytest.raises(ValueError, match="beat option"):
+        with pytest.raises(UserError, match="task plugin 'beat': beat option"):
             get_task("beat", **options)
 
 

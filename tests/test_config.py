@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -83,3 +85,18 @@ def test_auto_extract_batch_depends_on_the_device() -> None:
     assert batch_windows("auto", torch.device("cpu")) == 2
     assert batch_windows("auto", torch.device("cuda")) == 16
     assert batch_windows(5, torch.device("cpu")) == 5
+
+
+@pytest.mark.parametrize(("entry", "fragment"), [
+    ("{name: k2, base: key, windw_s: 10}", "task plugin 'key': unknown option\\(s\\) windw_s"),
+    ("{name: t2, base: tagging, window_s: -3}", "task plugin 'tagging': window_s must be a positive"),
+    ("{name: b2, base: beat, clip_s: 0}", "task plugin 'beat': beat options"),
+])
+def test_bad_task_options_are_one_line_errors(tmp_path, monkeypatch, capsys, entry: str,
+                                               fragment: str) -> None:
+    monkeypatch.setenv("MIRPROBE_HOME", str(tmp_path))
+    code = main(["run", "quickstart", f"tasks=[{entry}]", "models=[handcrafted]", "progress=false",
+                 "synthetic.size=tiny"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert re.search(fragment, err), err

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 import scipy.fft
 import torch
+from librosa_reference import HOP, N_FFT, SR, librosa_window
 
 from mirprobe import dsp
 from mirprobe.models.handcrafted import GROUPS, WIDTHS, HandcraftedExtractor
 
 REPO = Path(__file__).resolve().parents[1]
-SR, N_FFT, HOP = 16000, 1024, 320
 # per group: (rtol, atol); dB-valued groups get the 1e-3 dB of the module docstring
 pytestmark = pytest.mark.filterwarnings("ignore:n_fft=.* is too large:UserWarning")  # short windows
 TOLERANCE = {"logmel": (0, 1e-3), "chroma": (1e-5, 1e-6), "mfcc": (1e-5, 1e-3), "onset": (1e-4, 1e-4)}
@@ -46,28 +46,6 @@ def batch(n: int) -> np.ndarray:
 
 
 LENGTHS = [320, 1000, 16000, 80000]  # one frame, shorter than n_fft, 1 s, 5 s
-
-
-def librosa_window(wave: np.ndarray, frames: int) -> np.ndarray:
-    """One window's handcrafted features by librosa: ``[layers, frames, dim]``."""
-    power = np.abs(librosa.stft(wave, n_fft=N_FFT, hop_length=HOP)) ** 2
-    mel = librosa.filters.mel(sr=SR, n_fft=N_FFT, n_mels=WIDTHS["logmel"])
-    logmel = librosa.power_to_db(mel @ power, ref=1.0, amin=1e-10)
-    groups = [
-        logmel,
-        librosa.feature.chroma_stft(S=power, sr=SR, n_fft=N_FFT, tuning=0.0),
-        librosa.feature.mfcc(S=logmel, n_mfcc=WIDTHS["mfcc"]),
-        np.stack([librosa.onset.onset_strength(S=logmel, sr=SR, hop_length=HOP),
-                  librosa.feature.rms(S=np.sqrt(power), frame_length=N_FFT)[0]]),
-    ]
-    feats = np.concatenate(groups)[:, :frames].T  # [frames, dim]
-    out = np.zeros((len(GROUPS) + 1, frames, feats.shape[1]), dtype=np.float32)
-    col = 0
-    for i, g in enumerate(groups):
-        out[i, :, : len(g)] = feats[:, col : col + len(g)]
-        col += len(g)
-    out[-1] = feats
-    return out
 
 
 @pytest.mark.parametrize(("sr", "n_fft", "n_mels", "fmin", "fmax"), [

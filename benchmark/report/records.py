@@ -103,7 +103,7 @@ def rebuild_task(record: Record) -> Task:
     info = dict(record.task_info)
     plugin = (record.config.get("task") or {}).get("plugin") or info.get("name")
     options = {k: v for k, v in info.items()
-               if k not in ("name", "kind", "view", "metrics", "declarations")}
+               if k not in ("name", "kind", "view", "metrics", "declarations", "scoring_note")}
     return get_task(plugin, **options)
 
 
