@@ -95,7 +95,7 @@ def mirprobe_cmd(*args: str) -> list[str]:
 
 def step_tests(ns: argparse.Namespace, device: torch.device) -> dict:
     cmd = [sys.executable, "-m", "pytest", "-q", "-m", "device", "--device", device.type,
-           "-p", "no:cacheprovider", str(ROOT / "tests" / "test_device.py")]
+           "-n", "0", "-p", "no:cacheprovider", str(ROOT / "tests" / "test_device.py")]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:]
     print(f"  {' '.join(cmd[2:6])} ... -> exit {proc.returncode}: {tail[0] if tail else ''}")
