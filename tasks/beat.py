@@ -86,9 +86,6 @@ def dp_beats(activation: np.ndarray, frame_rate: float) -> np.ndarray:
     option does), and weak beats at either end (below half the median beat activation) are
     dropped. A flat activation has no beats.
     """
-    from mirprobe.numba_target import configure
-
-    configure()  # before librosa's numba functions compile
     import librosa
 
     if activation.size < 2 or np.ptp(activation) < 1e-6:

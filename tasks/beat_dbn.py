@@ -30,13 +30,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
+import numba
 import numpy as np
-
-from mirprobe.numba_target import configure
-
-configure()  # before numba is imported
-
-import numba  # noqa: E402
 
 
 class StateSpace(NamedTuple):

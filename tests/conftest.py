@@ -10,11 +10,6 @@ import pytest
 import soundfile as sf
 import torch
 
-from mirprobe.numba_target import configure
-
-# numba's target, before any test module imports librosa (mirprobe/numba_target.py says why).
-configure()
-
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--device", default="cpu",

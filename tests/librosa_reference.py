@@ -3,14 +3,10 @@ for ``mirprobe.dsp`` (tests/test_dsp.py) and the "before" path of perf/handcraft
 
 from __future__ import annotations
 
+import librosa
 import numpy as np
 
 from mirprobe.models.handcrafted import GROUPS, WIDTHS
-from mirprobe.numba_target import configure
-
-configure()  # before librosa's numba functions compile
-
-import librosa  # noqa: E402
 
 SR, N_FFT, HOP = 16000, 1024, 320
 

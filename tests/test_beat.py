@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from types import SimpleNamespace
 
 import mir_eval
@@ -276,22 +275,3 @@ def test_chance_is_a_120_bpm_metronome_from_zero():
     assert result["beat_f_measure_marble"] == pytest.approx(2 * hits / events)
     assert 0 < result["beat_f_measure_marble"] < 1
     assert metronome(2.0) == {"beat": [0.0, 0.5, 1.0, 1.5, 2.0], "downbeat": [0.0, 2.0]}
-
-
-def test_numba_target_avoids_the_miscompiled_zen5_target(monkeypatch: pytest.MonkeyPatch) -> None:
-    """On a Zen 5 host numba compiles for znver4 (librosa's DP tracker segfaults otherwise);
-    elsewhere, or when the user chose a target, NUMBA_CPU_NAME is left as it is."""
-    from llvmlite import binding
-
-    from mirprobe import numba_target
-
-    monkeypatch.setattr(numba_target, "sys", type("S", (), {"modules": {}}))  # no reload here
-    for host, user, expected in (("znver5", None, "znver4"), ("znver4", None, None),
-                                 ("znver5", "generic", "generic")):
-        monkeypatch.setattr(binding, "get_host_cpu_name", lambda host=host: host)
-        if user is None:
-            monkeypatch.delenv("NUMBA_CPU_NAME", raising=False)
-        else:
-            monkeypatch.setenv("NUMBA_CPU_NAME", user)
-        numba_target.configure()
-        assert os.environ.get("NUMBA_CPU_NAME") == expected, host
