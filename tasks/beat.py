@@ -39,6 +39,7 @@ import torch
 
 from mirprobe.tasks import beat_marble, metrics
 from mirprobe.tasks.base import Metric, Task
+from mirprobe.tasks.numba_cache import first_call
 
 WINDOW_S = 0.07  # F-measure tolerance, mir_eval's default and MARBLE's
 CHANNELS = ("beat", "downbeat")
@@ -90,8 +91,9 @@ def dp_beats(activation: np.ndarray, frame_rate: float) -> np.ndarray:
 
     if activation.size < 2 or np.ptp(activation) < 1e-6:
         return np.zeros(0)
-    _, frames = librosa.beat.beat_track(onset_envelope=activation.astype(np.float64),
-                                        sr=frame_rate, hop_length=1, trim=False)
+    # librosa.beat compiles its numba functions on import and on the first call.
+    _, frames = first_call("librosa.beat", lambda: librosa.beat.beat_track(
+        onset_envelope=activation.astype(np.float64), sr=frame_rate, hop_length=1, trim=False))
     if frames.size == 0:
         return np.zeros(0)
     reach = max(1, int(np.median(np.diff(frames)) / 4)) if frames.size > 1 else 1

@@ -33,6 +33,8 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
+from mirprobe.tasks.numba_cache import first_call
+
 
 class StateSpace(NamedTuple):
     intervals: np.ndarray  # int64 [I]: beat interval (frames) of each tempo
@@ -164,8 +166,9 @@ class BeatDBN:
             log_beat = np.log(act).astype(np.float64)
         st = self.states
         log_init = float(np.log(1.0 / len(st.state_interval)))
-        return _viterbi(log_beat, log_nobeat, st.intervals, st.first, st.beat_state,
-                        st.log_trans_in, st.lo, st.hi, st.state_interval, log_init)
+        return first_call("beat_dbn", lambda: _viterbi(
+            log_beat, log_nobeat, st.intervals, st.first, st.beat_state, st.log_trans_in, st.lo,
+            st.hi, st.state_interval, log_init))
 
     def frames(self, activation: np.ndarray) -> np.ndarray:
         """Beat frame indices (int64) of a 1-D activation in [0, 1]."""

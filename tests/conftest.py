@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+
+# Test modules call librosa's numba functions directly, outside mirprobe's compile lock
+# (mirprobe/tasks/numba_cache.py): each parallel worker gets a numba cache of its own.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    _key = hashlib.sha1(sys.prefix.encode()).hexdigest()[:10]
+    os.environ["NUMBA_CACHE_DIR"] = str(Path(tempfile.gettempdir()) / f"mirprobe-tests-numba-{_key}"
+                                        / os.environ["PYTEST_XDIST_WORKER"])
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

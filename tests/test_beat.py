@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import mir_eval
@@ -275,3 +279,33 @@ def test_chance_is_a_120_bpm_metronome_from_zero():
     assert result["beat_f_measure_marble"] == pytest.approx(2 * hits / events)
     assert 0 < result["beat_f_measure_marble"] < 1
     assert metronome(2.0) == {"beat": [0.0, 0.5, 1.0, 1.5, 2.0], "downbeat": [0.0, 2.0]}
+
+
+DECODE_SCRIPT = """
+import json
+import numpy as np
+from mirprobe.tasks.beat import decode_beats
+t = np.arange(900) / 75.0
+a = 0.05 + 0.9 * np.exp(-0.5 * ((t % 0.5) / 0.02) ** 2)
+print(json.dumps([decode_beats(a, 75.0, m).round(4).tolist() for m in ("dp", "dbn")]))
+"""
+
+
+def test_processes_decoding_at_once_leave_a_sound_numba_cache(tmp_path: Path) -> None:
+    """Two processes decode beats at once on a fresh numba cache, then a third loads it: all
+    give the same beats. (Unguarded, the two compile into the cache together and leave files
+    that crash every later process with a segmentation fault.)"""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", DECODE_SCRIPT], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    pair = [start(), start()]
+    outs = [(p.communicate(timeout=600), p.returncode) for p in pair]
+    third = start()
+    outs.append((third.communicate(timeout=600), third.returncode))
+    for (_, err), code in outs:
+        assert code == 0, f"exit {code}: {err[-2000:]}"
+    beats = [json.loads(out) for (out, _), _ in outs]
+    assert beats[0] == beats[1] == beats[2] and len(beats[0][0]) > 15
