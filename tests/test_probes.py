@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from mirprobe.features import FeatureEntry
 from mirprobe.probes import ProbeConfig, SplitData, run_probe
 from mirprobe.probes.aggregate import merge_units
-from mirprobe.probes.heads import HeadBank, HeadSpec
+from mirprobe.probes.heads import HeadBank, HeadSpec, dropout_gate
 from mirprobe.probes.plain import run_plain
 from mirprobe.tasks.base import Task
 
@@ -509,3 +509,36 @@ def test_ridge_streamed_features_give_the_same_heads(tmp_path):
     assert [p["chosen"] for p in resident.per_layer] == [p["chosen"] for p in streamed.per_layer]
     for k, v in resident.predictions.items():
         np.testing.assert_allclose(streamed.predictions[k], v, rtol=1e-4, atol=1e-5)
+
+
+def test_dropout_gate_matches_a_python_reference() -> None:
+    """The int32 mask hash against the same hash in Python integers (mod 2**32), so a platform
+    whose int32 products do not wrap fails here; and the masks keep the stated share of units,
+    independently across heads and steps."""
+    m32, mul = 0xFFFFFFFF, 0x45D9F3B
+
+    def mix(x: int) -> int:
+        x ^= x >> 16
+        x = (x * mul) & m32
+        x ^= x >> 16
+        x = (x * mul) & m32
+        return x ^ (x >> 16)
+
+    seeds = [3, 0xFFFFFFF0, 123456789]
+    keep = [0.8, 0.5, 1.0]
+    hidden, rows = 16, 12
+    for step in (0, 7, 2**33 + 5):
+        gate = dropout_gate(torch.tensor(seeds), step, torch.tensor(keep), hidden, rows)
+        for h, (seed, k) in enumerate(zip(seeds, keep, strict=True)):
+            key = mix(seed ^ mix(step & m32))
+            for j in range(hidden):
+                for b in range(rows):
+                    u = ((mix(b * hidden + j) ^ key) * mul) & m32
+                    kept = u ^ 0x80000000 < int(np.floor(k * 2.0**32))  # signed u + 2**31
+                    assert gate[h, j, b].item() == pytest.approx(1 / k if kept else 0.0), (h, j, b)
+    big = dropout_gate(torch.arange(64), 0, torch.full((64,), 0.8), 512, 64) > 0
+    assert abs(big.float().mean().item() - 0.8) < 0.003
+    nxt = dropout_gate(torch.arange(64), 1, torch.full((64,), 0.8), 512, 64) > 0
+    both = (big & nxt).float().mean().item()  # independent masks: 0.8 · 0.8
+    assert abs(both - 0.64) < 0.004
+    assert abs((big[0] & big[1]).float().mean().item() - 0.64) < 0.02

@@ -89,14 +89,19 @@ def _mix32(x):  # noqa: ANN001, ANN202 - int or int64 tensor in [0, 2**32)
 _INDEX: dict[tuple, torch.Tensor] = {}
 
 
+def _to_int32(x: torch.Tensor) -> torch.Tensor:
+    """int64 values in [0, 2**32) → the int32 tensor of the same 32 bits."""
+    return (x - ((x >> 31) << 32)).to(torch.int32)
+
+
 def _hashed_index(hidden: int, rows: int, device: torch.device) -> torch.Tensor:
-    """``[hidden, rows]`` hash of each unit's position ``b · hidden + j`` (cached)."""
+    """``[hidden, rows]`` int32 hash of each unit's position ``b · hidden + j`` (cached)."""
     key = (hidden, rows, str(device))
     if key not in _INDEX:
         if len(_INDEX) > 16:
             _INDEX.clear()
-        _INDEX[key] = _mix32(torch.arange(rows, device=device) * hidden
-                             + torch.arange(hidden, device=device)[:, None])
+        _INDEX[key] = _to_int32(_mix32(torch.arange(rows, device=device) * hidden
+                                       + torch.arange(hidden, device=device)[:, None]))
     return _INDEX[key]
 
 
@@ -105,13 +110,18 @@ def dropout_gate(seeds: torch.Tensor, step: int, keep: torch.Tensor, hidden: int
     """Inverted-dropout multipliers ``[h, hidden, rows]``: 0 or ``1 / keep``.
 
     Unit ``j`` of row ``b`` at training step ``step`` is kept when a hash of (head seed, step,
-    ``b · hidden + j``) falls below ``keep · 2**32``: one vectorised draw for all heads."""
-    head = _mix32(seeds ^ _mix32(step & _M32)).view(-1, 1, 1)
-    # One multiply-xorshift round on the (already hashed) position keyed by head and step.
-    u = (_hashed_index(hidden, rows, seeds.device) ^ head).mul_(_MUL).bitwise_and_(_M32)
-    u ^= u >> 15
-    threshold = torch.floor(keep.double() * 2.0**32).long().view(-1, 1, 1)
-    return (u < threshold) * (1.0 / keep).view(-1, 1, 1)
+    ``b · hidden + j``), read as a signed 32-bit number plus 2**31, falls below
+    ``keep · 2**32``: one vectorised draw for all heads. The
+    per-step work is one xor and one multiply (Knuth's multiplicative hash; the comparison
+    reads the product's high bits) in int32, which wraps modulo 2**32 and is several times
+    faster than int64 on CPUs; ``test_dropout_gate_matches_a_python_reference`` checks the
+    wrap-around against Python integers."""
+    head = _to_int32(_mix32(seeds ^ _mix32(step & _M32))).view(-1, 1, 1)
+    u = torch.bitwise_xor(_hashed_index(hidden, rows, seeds.device), head).mul_(_MUL)
+    # Kept: the signed product shifted into [0, 2**32) is below T, u + 2**31 < T, i.e.
+    # u <= T − 2**31 − 1 (in int32 range for T ≥ 1; T = 2**32, keep = 1, keeps every unit).
+    threshold = torch.floor(keep.double() * 2.0**32).long() - 2**31 - 1
+    return (u <= threshold.to(torch.int32).view(-1, 1, 1)) * (1.0 / keep).view(-1, 1, 1)
 
 
 def _uniform(gen: torch.Generator, shape: tuple[int, ...], fan_in: int) -> torch.Tensor:
