@@ -106,7 +106,7 @@ def _hashed_index(hidden: int, rows: int, device: torch.device) -> torch.Tensor:
 
 
 def dropout_gate(seeds: torch.Tensor, step: int, keep: torch.Tensor, hidden: int,
-                 rows: int) -> torch.Tensor:
+                 rows: int, work: Workspace | None = None) -> torch.Tensor:
     """Inverted-dropout multipliers ``[h, hidden, rows]``: 0 or ``1 / keep``.
 
     Unit ``j`` of row ``b`` at training step ``step`` is kept when a hash of (head seed, step,
@@ -116,12 +116,38 @@ def dropout_gate(seeds: torch.Tensor, step: int, keep: torch.Tensor, hidden: int
     reads the product's high bits) in int32, which wraps modulo 2**32 and is several times
     faster than int64 on CPUs; ``test_dropout_gate_matches_a_python_reference`` checks the
     wrap-around against Python integers."""
+    work = work or Workspace()
+    shape = (len(seeds), hidden, rows)
     head = _to_int32(_mix32(seeds ^ _mix32(step & _M32))).view(-1, 1, 1)
-    u = torch.bitwise_xor(_hashed_index(hidden, rows, seeds.device), head).mul_(_MUL)
+    u = torch.bitwise_xor(_hashed_index(hidden, rows, seeds.device), head,
+                          out=work.get("hash", shape, torch.int32, seeds.device)).mul_(_MUL)
     # Kept: the signed product shifted into [0, 2**32) is below T, u + 2**31 < T, i.e.
     # u <= T − 2**31 − 1 (in int32 range for T ≥ 1; T = 2**32, keep = 1, keeps every unit).
     threshold = torch.floor(keep.double() * 2.0**32).long() - 2**31 - 1
-    return (u <= threshold.to(torch.int32).view(-1, 1, 1)) * (1.0 / keep).view(-1, 1, 1)
+    kept = torch.le(u, threshold.to(torch.int32).view(-1, 1, 1),
+                    out=work.get("kept", shape, torch.bool, seeds.device))
+    return torch.mul(kept, (1.0 / keep).view(-1, 1, 1),
+                     out=work.get("gate", shape, torch.float32, seeds.device))
+
+
+class Workspace:
+    """Reused buffers for a training step's large temporaries. A fresh tensor of a few MB is
+    new memory from the operating system on every step (page faults on first touch); on
+    MARBLE's MLP grid the per-step allocations cost about a tenth of the step."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[tuple, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype,
+            device: torch.device) -> torch.Tensor:
+        """The buffer ``name`` of this shape (allocated on first use; its contents are
+        whatever the last user left)."""
+        key = (name, tuple(shape), dtype, str(device))
+        if key not in self._bufs:
+            if len(self._bufs) > 32:  # shapes change as heads stop: keep the recent ones
+                self._bufs.clear()
+            self._bufs[key] = torch.empty(shape, dtype=dtype, device=device)
+        return self._bufs[key]
 
 
 def _uniform(gen: torch.Generator, shape: tuple[int, ...], fan_in: int) -> torch.Tensor:
@@ -178,6 +204,7 @@ class HeadBank:
         # is left out of its heads' products; those weights never see a non-zero input).
         self.widths = list(widths) if widths is not None else None
         dev = big.device
+        self.work = Workspace()  # a training step's temporaries
         self.seed_t = torch.tensor(self.seeds, dtype=torch.int64, device=dev)
         self.keep_t = torch.tensor([1.0 - p for p in self.dropout], dtype=torch.float32, device=dev)
         names = list(shape)[1:]
@@ -274,7 +301,10 @@ class HeadBank:
                 cache.update(p=p, runs=runs, xw=xw)
             return out
         hidden = p["b1"].shape[-1]
-        zt = x.new_empty(h, hidden, rows)
+        # Training steps reuse the bank's buffers; evaluation batches (up to 128 MB of
+        # activations, once per epoch) allocate theirs.
+        work = self.work if cache is not None else Workspace()
+        zt = work.get("zt", (h, hidden, rows), x.dtype, x.device)
         for s, e, layer in runs:
             if layer == WEIGHTED:
                 zt[s:e] = self._mm(torch.bmm, p["w1"][s:e], xw[s].transpose(1, 2))
@@ -284,11 +314,12 @@ class HeadBank:
                 self._mm_into(zt[s:e].view(-1, rows), p["w1"][s:e, :, :d].reshape(-1, d),
                               x[:, layer, :d].T)
         zt += p["b1"][:, :, None]
-        gate = zt > 0
+        positive = torch.gt(zt, 0, out=work.get("positive", zt.shape, torch.bool, zt.device))
         if step is not None and any(q > 0 for q in self.dropout[a:b]):
-            gate = gate * dropout_gate(self.seed_t[a:b], step, self.keep_t[a:b], hidden, rows)
+            gate = dropout_gate(self.seed_t[a:b], step, self.keep_t[a:b], hidden, rows,
+                                work).mul_(positive)
         else:
-            gate = gate.float()
+            gate = work.get("gate", zt.shape, torch.float32, zt.device).copy_(positive)
         ht = zt.mul_(gate)
         out = torch.baddbmm(p["b2"][:, None], ht.transpose(1, 2), p["w2"])
         if cache is not None:
@@ -319,7 +350,8 @@ class HeadBank:
         else:
             ht, gate = cache["ht"], cache["gate"]
             g["w2"].copy_(torch.bmm(ht, d_out))
-            dzt = torch.bmm(p["w2"], d_out.transpose(1, 2)).mul_(gate)  # [h, hidden, B]
+            dzt = torch.bmm(p["w2"], d_out.transpose(1, 2),  # [h, hidden, B]
+                            out=self.work.get("dzt", gate.shape, gate.dtype, gate.device)).mul_(gate)
             g["b1"].copy_(dzt.sum(2))
             d_in = {}
             for s, e, layer in runs:
