@@ -314,6 +314,8 @@ class HeadBank:
                 self._mm_into(zt[s:e].view(-1, rows), p["w1"][s:e, :, :d].reshape(-1, d),
                               x[:, layer, :d].T)
         zt += p["b1"][:, :, None]
+        if cache is None and step is None:  # evaluation: no dropout, no backward pass
+            return torch.baddbmm(p["b2"][:, None], zt.relu_().transpose(1, 2), p["w2"])
         positive = torch.gt(zt, 0, out=work.get("positive", zt.shape, torch.bool, zt.device))
         if step is not None and any(q > 0 for q in self.dropout[a:b]):
             gate = dropout_gate(self.seed_t[a:b], step, self.keep_t[a:b], hidden, rows,
