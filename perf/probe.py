@@ -5,6 +5,7 @@
     python perf/probe.py --entry ~/.cache/mirprobe/features/<id> \\
         --task genre --jsonl data/GTZAN/GTZAN      # real features: <jsonl>.{train,val,test}.jsonl
     python perf/probe.py --vs-sklearn --entry ... --task key --jsonl ...
+    python perf/probe.py --fresh --rounds 3   # each method of each round in a new process
 
 Features are random with a planted linear signal of the stated size (stronger in the middle
 layers), or a real feature entry. Both methods train the same grid (every layer + the weighted
@@ -15,6 +16,9 @@ test score of each layer side by side.
 ``--vs-sklearn`` checks linear probes instead (multiclass tasks): batched linear heads against
 scikit-learn's LogisticRegression on the same standardised features, C tuned on validation, per
 layer; track probabilities are averaged per song for tasks that group clips by ``ori_uid``.
+
+``--fresh`` runs every method of every round in a new Python process: in one process the plain
+loop's speed depends on the allocator state the other runs leave behind (``perf/README.md``).
 """
 
 from __future__ import annotations
@@ -22,8 +26,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -81,22 +89,58 @@ def real_job(args: argparse.Namespace):  # noqa: ANN201
     return get_task(args.task), entry, splits
 
 
+def run_method(method: str, task, entry, splits, cfg: ProbeConfig):  # noqa: ANN001, ANN201
+    """(result, seconds) of one method: the batched engine (float32 or bf16) or the plain loop."""
+    if method == "plain":
+        plain = run_plain(task, entry, splits, cfg)
+        return plain, plain["seconds"]
+    if method == "bf16":
+        cfg = dataclasses.replace(cfg, dtype="bfloat16")
+    t = time.perf_counter()
+    result = run_probe(task, entry, splits, cfg, progress=False)
+    return result, time.perf_counter() - t
+
+
+def fresh_run(method: str, argv: list[str]):  # noqa: ANN201
+    """``run_method`` in a new interpreter (no allocator or cache state from other runs)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        dump = Path(tmp) / "out.json"
+        subprocess.run([sys.executable, __file__, *argv, "--only", method, "--dump", str(dump)],
+                       check=True)
+        data = json.loads(dump.read_text())
+    result = data["result"]
+    if method == "plain":
+        result["per_layer"] = {int(k): v for k, v in result["per_layer"].items()}
+    else:
+        result = SimpleNamespace(**result)
+    return result, data["seconds"]
+
+
+def dump_method(method: str, path: str, task, entry, splits, cfg: ProbeConfig) -> None:  # noqa: ANN001
+    import sklearn.metrics  # noqa: F401 - imported before timing, as in compare()
+
+    result, seconds = run_method(method, task, entry, splits, cfg)
+    if method != "plain":
+        result = {"per_layer": result.per_layer, "best": result.best,
+                  "num_heads": result.num_heads}
+    Path(path).write_text(json.dumps({"seconds": seconds, "result": result}, default=float))
+
+
 def compare(name: str, task, entry, splits, cfg: ProbeConfig, rounds: int = 1,  # noqa: ANN001
-            bf16: bool = False) -> dict:
+            bf16: bool = False, fresh: list[str] | None = None) -> dict:
     import sklearn.metrics  # noqa: F401 - imported before timing (both methods score with it)
 
     batched_s, plain_s, bf16_s = [], [], []
-    for _ in range(rounds):  # alternate, so that changes in machine load hit both
-        t = time.perf_counter()
-        batched = run_probe(task, entry, splits, cfg, progress=False)
-        batched_s.append(time.perf_counter() - t)
-        plain = run_plain(task, entry, splits, cfg)
+    methods = ["batched", "plain", *(["bf16"] if bf16 else [])]
+    for _ in range(rounds):  # alternate, so that changes in machine load hit all
+        out = {m: (fresh_run(m, fresh) if fresh else run_method(m, task, entry, splits, cfg))
+               for m in methods}
+        (batched, t_b), (plain, _) = out["batched"], out["plain"]
+        batched_s.append(t_b)
         plain_s.append(plain["seconds"])
         if bf16:
-            t = time.perf_counter()
-            low = run_probe(task, entry, splits, dataclasses.replace(cfg, dtype="bfloat16"),
-                            progress=False)
-            bf16_s.append(time.perf_counter() - t)
+            low, t_low = out["bf16"]
+            bf16_s.append(t_low)
     t_batched, t_plain = min(batched_s), min(plain_s)
     metric = task.selection_metric
     print(f"\n== {name}: {batched.num_heads} heads, {len(splits['train'].items)} train tracks, "
@@ -258,6 +302,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="timed runs of each method (best of)")
     ap.add_argument("--bf16", action="store_true",
                     help="also run the batched grid with probe.dtype=bfloat16; its deviation")
+    ap.add_argument("--fresh", action="store_true",
+                    help="run each method of each round in a new Python process")
+    ap.add_argument("--only", choices=["batched", "plain", "bf16"], help=argparse.SUPPRESS)
+    ap.add_argument("--dump", help=argparse.SUPPRESS)
     ap.add_argument("--vs-sklearn", action="store_true",
                     help="linear probes against LogisticRegression instead of the plain loop")
     ap.add_argument("--entry", help="a feature entry folder (real features)")
@@ -271,10 +319,18 @@ def main() -> None:
                       weight_decay=[float(w) for w in args.weight_decay.split(",")])
     jobs = ([(args.task, *real_job(args))] if args.entry else
             [(k, *planted_job(k, args)) for k in args.tasks.split(",")])
+    if args.only:  # a worker of --fresh: one method on the first job, written to --dump
+        dump_method(args.only, args.dump, *jobs[0][1:], cfg)
+        return
     if args.vs_sklearn:
         rows = [vs_sklearn(*job, cfg) for job in jobs]
     else:
-        rows = [compare(*job, cfg, rounds=args.rounds, bf16=args.bf16) for job in jobs]
+        rows = []
+        for job in jobs:
+            # Workers get this command line with the one task of the job.
+            argv = [a for a in sys.argv[1:] if a not in ("--fresh", "--bf16")]
+            fresh = ([*argv, "--tasks", job[0], "--rounds", "1"] if args.fresh else None)
+            rows.append(compare(*job, cfg, rounds=args.rounds, bf16=args.bf16, fresh=fresh))
     print("\n" + "\n".join(json.dumps(r) for r in rows))
 
 
