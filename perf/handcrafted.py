@@ -31,8 +31,7 @@ from threadpoolctl import threadpool_limits
 from mirprobe.models.handcrafted import GROUPS, HandcraftedExtractor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # librosa_reference
-
-SR, N_FFT, HOP = 16000, 1024, 320
+from librosa_reference import SR, librosa_window  # noqa: E402
 
 FIRST_WINDOW = """
 import sys, time
@@ -51,8 +50,6 @@ print(time.perf_counter() - t)
 
 def librosa_forward(waves: np.ndarray) -> np.ndarray:
     """The extractor's forward pass before mirprobe.dsp: librosa on one window at a time."""
-    from librosa_reference import librosa_window
-
     frames = int(waves.shape[-1] * 50 / SR)
     return np.stack([librosa_window(w, frames) for w in waves], axis=1)
 

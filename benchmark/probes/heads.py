@@ -89,6 +89,26 @@ def _mix32(x):  # noqa: ANN001, ANN202 - int or int64 tensor in [0, 2**32)
 _INDEX: dict[tuple, torch.Tensor] = {}
 
 
+class Workspace:
+    """Reused buffers for a training step's large temporaries. A fresh tensor of a few MB is
+    new memory from the operating system on every step (page faults on first touch); on
+    MARBLE's MLP grid the per-step allocations cost about a tenth of the step."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[tuple, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype,
+            device: torch.device) -> torch.Tensor:
+        """The buffer ``name`` of this shape (allocated on first use; its contents are
+        whatever the last user left)."""
+        key = (name, tuple(shape), dtype, str(device))
+        if key not in self._bufs:
+            if len(self._bufs) > 32:  # shapes change as heads stop: keep the recent ones
+                self._bufs.clear()
+            self._bufs[key] = torch.empty(shape, dtype=dtype, device=device)
+        return self._bufs[key]
+
+
 def _to_int32(x: torch.Tensor) -> torch.Tensor:
     """int64 values in [0, 2**32) → the int32 tensor of the same 32 bits."""
     return (x - ((x >> 31) << 32)).to(torch.int32)
@@ -128,26 +148,6 @@ def dropout_gate(seeds: torch.Tensor, step: int, keep: torch.Tensor, hidden: int
                     out=work.get("kept", shape, torch.bool, seeds.device))
     return torch.mul(kept, (1.0 / keep).view(-1, 1, 1),
                      out=work.get("gate", shape, torch.float32, seeds.device))
-
-
-class Workspace:
-    """Reused buffers for a training step's large temporaries. A fresh tensor of a few MB is
-    new memory from the operating system on every step (page faults on first touch); on
-    MARBLE's MLP grid the per-step allocations cost about a tenth of the step."""
-
-    def __init__(self) -> None:
-        self._bufs: dict[tuple, torch.Tensor] = {}
-
-    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype,
-            device: torch.device) -> torch.Tensor:
-        """The buffer ``name`` of this shape (allocated on first use; its contents are
-        whatever the last user left)."""
-        key = (name, tuple(shape), dtype, str(device))
-        if key not in self._bufs:
-            if len(self._bufs) > 32:  # shapes change as heads stop: keep the recent ones
-                self._bufs.clear()
-            self._bufs[key] = torch.empty(shape, dtype=dtype, device=device)
-        return self._bufs[key]
 
 
 def _uniform(gen: torch.Generator, shape: tuple[int, ...], fan_in: int) -> torch.Tensor:

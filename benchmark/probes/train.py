@@ -146,14 +146,15 @@ def train_chunk(task, g: Group, a: int, b: int, x: torch.Tensor, y: torch.Tensor
     g.opt.step(g.bank, grads, a, b)
 
 
-def keep_best(g: Group, better: torch.Tensor) -> None:
-    """Copy the weights of the live heads flagged ``better`` into the group's best store.
+def keep_best(g: Group, better: torch.Tensor, improved: torch.Tensor) -> None:
+    """Copy the weights of the live heads flagged ``better`` into the group's best store, at
+    their group positions ``improved``.
 
     Head by head: a masked gather would first copy every improved head into a new tensor (up
     to the whole bank, 130 MB on MARBLE's MLP grid), fresh memory with page faults at every
     epoch."""
     live = torch.nonzero(better).flatten()
-    for j, i in zip(live.tolist(), g.active[live].tolist(), strict=True):  # one sync per epoch
+    for j, i in zip(live.tolist(), improved.tolist(), strict=True):  # one sync per epoch
         g.best[0][i].copy_(g.bank.big[j])
         g.best[1][i].copy_(g.bank.small[j])
 
@@ -167,7 +168,7 @@ def end_epoch(task, g: Group, source: FeatureSource, val: SplitRows, cfg) -> Non
     g.epochs[a] += 1
     better = score > g.best_score[a] + MIN_DELTA
     improved = a[better]
-    keep_best(g, better)
+    keep_best(g, better, improved)
     g.best_score[improved] = score[better]
     g.best_epoch[improved] = g.epochs[improved]
     g.bad[a] = torch.where(better, 0, g.bad[a] + 1)
