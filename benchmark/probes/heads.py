@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from mirprobe.probes.gemm import mm_into
+
 WEIGHTED = -1  # layer index of the learned weighted sum of layers
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 _M32 = 0xFFFFFFFF
@@ -129,25 +131,26 @@ def dropout_gate(seeds: torch.Tensor, step: int, keep: torch.Tensor, hidden: int
                  rows: int, work: Workspace | None = None) -> torch.Tensor:
     """Inverted-dropout multipliers ``[h, hidden, rows]``: 0 or ``1 / keep``.
 
-    Unit ``j`` of row ``b`` at training step ``step`` is kept when a hash of (head seed, step,
-    ``b · hidden + j``), read as a signed 32-bit number plus 2**31, falls below
-    ``keep · 2**32``: one vectorised draw for all heads. The
-    per-step work is one xor and one multiply (Knuth's multiplicative hash; the comparison
-    reads the product's high bits) in int32, which wraps modulo 2**32 and is several times
-    faster than int64 on CPUs; ``test_dropout_gate_matches_a_python_reference`` checks the
-    wrap-around against Python integers."""
+    Unit ``j`` of row ``b`` at training step ``step`` is kept when a 32-bit hash ``r`` of
+    (head seed, step, ``b · hidden + j``) has its top 24 bits below ``keep · 2**24``
+    (``⌊r / 2**8⌋ < ⌊keep · 2**24⌋``): one vectorised draw for all heads. The per-step work is
+    one xor and one multiply (Knuth's multiplicative hash, which wraps modulo 2**32 in int32:
+    several times faster than int64 on CPUs) and a shift; ``r`` is the signed product plus
+    2**31. The comparison is done in float arithmetic, exact on integers below 2**24:
+    comparisons into bool tensors and bool → float conversions are several times slower than
+    float passes on CPUs (``perf/README.md``). ``test_dropout_gate_matches_a_python_reference``
+    checks the masks against Python integers."""
     work = work or Workspace()
     shape = (len(seeds), hidden, rows)
     head = _to_int32(_mix32(seeds ^ _mix32(step & _M32))).view(-1, 1, 1)
     u = torch.bitwise_xor(_hashed_index(hidden, rows, seeds.device), head,
                           out=work.get("hash", shape, torch.int32, seeds.device)).mul_(_MUL)
-    # Kept: the signed product shifted into [0, 2**32) is below T, u + 2**31 < T, i.e.
-    # u <= T − 2**31 − 1 (in int32 range for T ≥ 1; T = 2**32, keep = 1, keeps every unit).
-    threshold = torch.floor(keep.double() * 2.0**32).long() - 2**31 - 1
-    kept = torch.le(u, threshold.to(torch.int32).view(-1, 1, 1),
-                    out=work.get("kept", shape, torch.bool, seeds.device))
-    return torch.mul(kept, (1.0 / keep).view(-1, 1, 1),
-                     out=work.get("gate", shape, torch.float32, seeds.device))
+    # ⌊r / 2**8⌋ − 2**23 = u >> 8 (arithmetic shift): kept when limit − (u >> 8) ≥ 1, an
+    # integer, so clamping it to [0, 1] gives the mask (keep = 1 keeps every unit).
+    limit = (torch.floor(keep.double() * 2.0**24) - 2**23).float().view(-1, 1, 1)
+    gate = work.get("gate", shape, torch.float32, seeds.device).copy_(u.bitwise_right_shift_(8))
+    torch.sub(limit, gate, out=gate).clamp_(0, 1)
+    return gate.mul_((1.0 / keep).view(-1, 1, 1))
 
 
 def _uniform(gen: torch.Generator, shape: tuple[int, ...], fan_in: int) -> torch.Tensor:
@@ -185,7 +188,7 @@ def _runs(layers: list[int]) -> list[tuple[int, int, int]]:
     """``(start, stop, layer)`` of consecutive heads reading the same input."""
     runs: list[tuple[int, int, int]] = []
     for i, layer in enumerate(layers):
-        if runs and runs[-1][2] == layer and layer != WEIGHTED:
+        if runs and runs[-1][2] == layer:
             runs[-1] = (runs[-1][0], i + 1, layer)
         else:
             runs.append((i, i + 1, layer))
@@ -205,6 +208,7 @@ class HeadBank:
         self.widths = list(widths) if widths is not None else None
         dev = big.device
         self.work = Workspace()  # a training step's temporaries
+        self.eval_work = Workspace()  # an evaluation sub-batch's (up to 128 MB, once per epoch)
         self.seed_t = torch.tensor(self.seeds, dtype=torch.int64, device=dev)
         self.keep_t = torch.tensor([1.0 - p for p in self.dropout], dtype=torch.float32, device=dev)
         names = list(shape)[1:]
@@ -248,8 +252,8 @@ class HeadBank:
         return fn(*(a.to(self.dtype) for a in args)).float()
 
     def _mm_into(self, out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
-        if self.dtype == torch.float32 and out.is_contiguous():
-            torch.mm(a, b, out=out)
+        if self.dtype == torch.float32:
+            mm_into(out, a, b)
         else:
             out.copy_(self._mm(torch.mm, a, b))
 
@@ -301,9 +305,8 @@ class HeadBank:
                 cache.update(p=p, runs=runs, xw=xw)
             return out
         hidden = p["b1"].shape[-1]
-        # Training steps reuse the bank's buffers; evaluation batches (up to 128 MB of
-        # activations, once per epoch) allocate theirs.
-        work = self.work if cache is not None else Workspace()
+        # Reused buffers: fresh ones are new memory with page faults at every step / epoch.
+        work = self.work if cache is not None else self.eval_work
         zt = work.get("zt", (h, hidden, rows), x.dtype, x.device)
         for s, e, layer in runs:
             if layer == WEIGHTED:
@@ -316,13 +319,15 @@ class HeadBank:
         zt += p["b1"][:, :, None]
         if cache is None and step is None:  # evaluation: no dropout, no backward pass
             return torch.baddbmm(p["b2"][:, None], zt.relu_().transpose(1, 2), p["w2"])
-        positive = torch.gt(zt, 0, out=work.get("positive", zt.shape, torch.bool, zt.device))
+        # The gate of the backward pass: dropout's multiplier where the unit is active, else 0
+        # (sign of the ReLU output, a float pass: cheaper than a bool mask, see dropout_gate).
+        ht = zt.relu_()
         if step is not None and any(q > 0 for q in self.dropout[a:b]):
-            gate = dropout_gate(self.seed_t[a:b], step, self.keep_t[a:b], hidden, rows,
-                                work).mul_(positive)
+            gate = dropout_gate(self.seed_t[a:b], step, self.keep_t[a:b], hidden, rows, work)
+            gate.mul_(torch.sign(ht, out=work.get("active", zt.shape, zt.dtype, zt.device)))
+            ht.mul_(gate)
         else:
-            gate = work.get("gate", zt.shape, torch.float32, zt.device).copy_(positive)
-        ht = zt.mul_(gate)
+            gate = torch.sign(ht, out=work.get("gate", zt.shape, zt.dtype, zt.device))
         out = torch.baddbmm(p["b2"][:, None], ht.transpose(1, 2), p["w2"])
         if cache is not None:
             cache.update(p=p, runs=runs, xw=xw, ht=ht, gate=gate)

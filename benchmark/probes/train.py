@@ -174,9 +174,11 @@ def end_epoch(task, g: Group, source: FeatureSource, val: SplitRows, cfg) -> Non
     g.bad[a] = torch.where(better, 0, g.bad[a] + 1)
     g.plateau[a] = torch.where(better, 0, g.plateau[a] + 1)
     reduce = g.plateau[a] > cfg.lr_patience
-    g.opt.lr = torch.where(reduce, g.opt.lr * 0.5, g.opt.lr)
-    g.plateau[a[reduce]] = 0
-    keep = (g.bad[a] < cfg.patience).tolist()  # one host synchronisation per epoch
+    # One host synchronisation per epoch.
+    reduced, keep = torch.stack([reduce, g.bad[a] < cfg.patience]).tolist()
+    if any(reduced):  # new learning rates regroup the optimiser: only when one changed
+        g.opt.lr = torch.where(reduce, g.opt.lr * 0.5, g.opt.lr)
+        g.plateau[a[reduce]] = 0
     if not all(keep):
         idx = [i for i, k in enumerate(keep) if k]
         g.bank = g.bank.select(idx)

@@ -1,0 +1,40 @@
+"""The heads' large float32 products; on CPUs through oneDNN, as 1×1 convolutions.
+
+``torch.mm`` on a CPU calls MKL's sgemm. On the project's reference machine (AMD EPYC, Zen 5,
+2 cores) it reached 90–155 GFLOPS on the heads' shapes (``[n·512, 768] × [768, 64]`` and
+``[n·512, 64] × [64, 768]``), while the same products written as 1×1 convolutions over
+channels-last views, which PyTorch runs in oneDNN, reached 210–400 GFLOPS at the same float32
+precision (``perf/README.md``). A product ``A [P, K] × B [K, R]`` is a convolution whose input
+is ``A`` seen as ``P`` positions of ``K`` channels (channels last: ``A``'s own memory, no copy)
+and whose ``R`` filters are the rows of ``Bᵀ``; its channels-last output is ``[P, R]`` in
+memory, the layout the heads keep.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def onednn_products(t: torch.Tensor) -> bool:
+    """Whether float32 products of ``t``'s device go through oneDNN convolutions."""
+    return (t.device.type == "cpu" and t.dtype == torch.float32
+            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
+
+
+def mm_into(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """``out [P, R] = a [P, K] × b [K, R]`` (float32; ``b`` small: it is copied)."""
+    if not onednn_products(a):
+        if out.is_contiguous():
+            torch.mm(a, b, out=out)
+        else:
+            out.copy_(torch.mm(a, b))
+        return
+    (p, k), r = a.shape, b.shape[1]
+    # a's memory as channels last: [1, K, 1, P] with strides of a permuted [1, 1, P, K] (a
+    # copy only where a's rows are not dense; other strides of its size-1 dims hide the
+    # layout from the convolution, which then copies a and its output).
+    positions = a.contiguous().view(1, 1, p, k).permute(0, 3, 1, 2)
+    filters = b.T.contiguous().view(r, k, 1, 1)
+    y = F.conv2d(positions, filters)  # [1, R, 1, P]
+    out.copy_(y[0, :, 0].T)  # channels-last output: [P, R] in memory, a plain copy
