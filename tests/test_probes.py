@@ -543,3 +543,22 @@ def test_dropout_gate_matches_a_python_reference() -> None:
     both = (big & nxt).float().mean().item()  # independent masks: 0.8 · 0.8
     assert abs(both - 0.64) < 0.004
     assert abs((big[0] & big[1]).float().mean().item() - 0.64) < 0.02
+
+
+def test_onednn_products_match_float64_matmul() -> None:
+    """The heads' products as 1×1 convolutions (oneDNN on CPUs) against a float64 matmul, with
+    dense and padded (non-dense) left factors and a strided output, as the bank uses them."""
+    from mirprobe.probes.gemm import mm_into, onednn_products
+
+    gen = torch.Generator().manual_seed(0)
+    for p, k, r in [(96, 40, 8), (32, 8, 40), (7, 3, 5)]:
+        a = torch.randn(p, k + 4, generator=gen)[:, :k]  # rows of a padded layer
+        b = torch.randn(r, k, generator=gen).T  # a transposed view, as x.T in the forward pass
+        out = torch.zeros(p, r + 2)[:, :r]
+        mm_into(out, a, b)
+        ref = a.double() @ b.double()
+        assert torch.allclose(out.double(), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+        mm_into(out, a.contiguous(), b.contiguous())
+        assert torch.allclose(out.double(), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+    assert onednn_products(a) == torch.backends.mkldnn.is_available()
+    assert not onednn_products(a.to(torch.bfloat16))

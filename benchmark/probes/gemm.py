@@ -38,3 +38,16 @@ def mm_into(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
     filters = b.T.contiguous().view(r, k, 1, 1)
     y = F.conv2d(positions, filters)  # [1, R, 1, P]
     out.copy_(y[0, :, 0].T)  # channels-last output: [P, R] in memory, a plain copy
+
+
+def grouped_mm(a: torch.Tensor, bt: torch.Tensor) -> torch.Tensor:
+    """``n`` products sharing their rows: ``out[:, i] = a[:, i] × bt[i]ᵀ`` for ``a`` ``[P, n, K]``
+    and ``bt`` ``[n, R, K]``; returns ``[P, n, R]`` (a grouped 1×1 convolution through oneDNN,
+    else one batched product)."""
+    if not onednn_products(a):
+        return torch.bmm(a.transpose(0, 1), bt.transpose(1, 2)).transpose(0, 1)
+    p, n, k = a.shape
+    r = bt.shape[1]
+    positions = a.contiguous().view(1, 1, p, n * k).permute(0, 3, 1, 2)
+    y = F.conv2d(positions, bt.contiguous().view(n * r, k, 1, 1), groups=n)
+    return y.permute(0, 2, 3, 1).reshape(p, n, r)  # channels-last output: a view

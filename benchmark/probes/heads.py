@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from mirprobe.probes.gemm import mm_into
+from mirprobe.probes.gemm import grouped_mm, mm_into
 
 WEIGHTED = -1  # layer index of the learned weighted sum of layers
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -262,19 +262,11 @@ class HeadBank:
         return dim if self.widths is None or layer == WEIGHTED else self.widths[layer]
 
     def _inputs(self, p: dict, x: torch.Tensor, runs: list) -> dict[int, torch.Tensor]:
-        """Weighted-sum heads' inputs ``[n, B, D]`` by run start (single layers read ``x``):
-        ``Σ_l w_l x_l`` accumulated layer by layer (an einsum over ``[B, L, D]`` copies ``x``)."""
-        out = {}
-        for s, e, layer in runs:
-            if layer == WEIGHTED:
-                w = torch.softmax(p["alpha"][s:e], dim=-1)
-                xw = x.new_empty(e - s, x.shape[0], x.shape[2])
-                for i in range(e - s):
-                    torch.mul(x[:, 0], w[i, 0], out=xw[i])
-                    for k in range(1, x.shape[1]):
-                        xw[i].addcmul_(x[:, k], w[i, k])
-                out[s] = xw
-        return out
+        """Weighted-sum heads' inputs ``Σ_l w_l x_l`` by run start (single layers read ``x``):
+        ``[B, n, D]`` in memory, as the grouped products read them; returned as ``[n, B, D]``
+        views."""
+        return {s: torch.matmul(torch.softmax(p["alpha"][s:e], dim=-1), x).transpose(0, 1)
+                for s, e, layer in runs if layer == WEIGHTED}
 
     def _linear(self, x: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
         """``[B, d] × [n, d, out]`` → ``[n, B, out]`` as one product ``[B, d] × [d, n·out]``."""
@@ -310,7 +302,8 @@ class HeadBank:
         zt = work.get("zt", (h, hidden, rows), x.dtype, x.device)
         for s, e, layer in runs:
             if layer == WEIGHTED:
-                zt[s:e] = self._mm(torch.bmm, p["w1"][s:e], xw[s].transpose(1, 2))
+                # Rows × the heads' own first layers: [B, n, D] → [B, n, hidden].
+                zt[s:e] = self._mm(grouped_mm, xw[s].transpose(0, 1), p["w1"][s:e]).permute(1, 2, 0)
             else:
                 # The heads of one layer: one product [n·hidden, d] × [d, B].
                 d = self.width(layer, x.shape[2])
@@ -363,7 +356,9 @@ class HeadBank:
             d_in = {}
             for s, e, layer in runs:
                 if layer == WEIGHTED:
-                    g_big[s:e] = self._mm(torch.bmm, dzt[s:e], xw[s])
+                    # Hidden units × the heads' own inputs: [hidden, n, B] → [hidden, n, D].
+                    g_big[s:e] = self._mm(grouped_mm, dzt[s:e].transpose(0, 1),
+                                          xw[s].permute(0, 2, 1)).transpose(0, 1)
                     d_in[s] = torch.bmm(dzt[s:e].transpose(1, 2), p["w1"][s:e])  # [n, B, D]
                 else:  # one product [n·hidden, B] × [B, d] for the heads of one layer
                     d = self.width(layer, x.shape[2])
