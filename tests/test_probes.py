@@ -562,3 +562,24 @@ def test_onednn_products_match_float64_matmul() -> None:
         assert torch.allclose(out.double(), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
     assert onednn_products(a) == torch.backends.mkldnn.is_available()
     assert not onednn_products(a.to(torch.bfloat16))
+
+
+def test_grouped_products_match_float64_bmm() -> None:
+    """The weighted-sum heads' grouped products (oneDNN on CPUs) against float64 bmm, with the
+    strided operands the bank passes."""
+    from mirprobe.probes.gemm import grouped_mm, grouped_tmm
+
+    gen = torch.Generator().manual_seed(1)
+    for n, p, k, r in [(3, 8, 20, 12), (1, 5, 7, 9)]:
+        a = torch.randn(n, p, k, generator=gen).transpose(0, 1)  # [P, n, K], strided
+        bt = torch.randn(n, k, r, generator=gen).transpose(1, 2)  # [n, R, K], strided
+        ref = torch.bmm(a.double().transpose(0, 1), bt.double().transpose(1, 2)).transpose(0, 1)
+        out = grouped_mm(a, bt)
+        assert out.shape == (p, n, r)
+        assert torch.allclose(out.double(), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+        at = torch.randn(n, k, p, generator=gen)
+        b = torch.randn(n, r, k, generator=gen).transpose(1, 2)  # [n, K, R], strided
+        ref = torch.bmm(at.double().transpose(1, 2), b.double())
+        out = grouped_tmm(at, b)
+        assert out.shape == (n, p, r)
+        assert torch.allclose(out.double(), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())

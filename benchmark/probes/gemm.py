@@ -51,3 +51,16 @@ def grouped_mm(a: torch.Tensor, bt: torch.Tensor) -> torch.Tensor:
     positions = a.contiguous().view(1, 1, p, n * k).permute(0, 3, 1, 2)
     y = F.conv2d(positions, bt.contiguous().view(n * r, k, 1, 1), groups=n)
     return y.permute(0, 2, 3, 1).reshape(p, n, r)  # channels-last output: a view
+
+
+def grouped_tmm(at: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``out[i] = at[i]ᵀ × b[i]`` for ``at`` ``[n, K, P]`` and ``b`` ``[n, K, R]``: ``[n, P, R]``
+    (through oneDNN a grouped 1×1 convolution whose input is ``b`` as channels-first: no copy
+    of the large factor)."""
+    if not onednn_products(b):
+        return torch.bmm(at.transpose(1, 2), b)
+    n, k, p = at.shape
+    r = b.shape[2]
+    filters = at.transpose(1, 2).contiguous().view(n * p, k, 1, 1)
+    y = F.conv2d(b.contiguous().view(1, n * k, 1, r), filters, groups=n)
+    return y.view(n, p, r)

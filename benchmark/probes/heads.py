@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from mirprobe.probes.gemm import grouped_mm, mm_into
+from mirprobe.probes.gemm import grouped_mm, grouped_tmm, mm_into
 
 WEIGHTED = -1  # layer index of the learned weighted sum of layers
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -359,7 +359,7 @@ class HeadBank:
                     # Hidden units × the heads' own inputs: [hidden, n, B] → [hidden, n, D].
                     g_big[s:e] = self._mm(grouped_mm, dzt[s:e].transpose(0, 1),
                                           xw[s].permute(0, 2, 1)).transpose(0, 1)
-                    d_in[s] = torch.bmm(dzt[s:e].transpose(1, 2), p["w1"][s:e])  # [n, B, D]
+                    d_in[s] = self._mm(grouped_tmm, dzt[s:e], p["w1"][s:e])  # [n, B, D]
                 else:  # one product [n·hidden, B] × [B, d] for the heads of one layer
                     d = self.width(layer, x.shape[2])
                     self._mm_into(g_big[s:e, :, :d].view(-1, d), dzt[s:e].view(-1, x.shape[0]),
