@@ -67,8 +67,9 @@ class Group:
         self.ranges = chunks(self.bank, self.chunk_bytes, self.batch_rows,
                              merge=self.batch_rows <= MERGE_ROWS)
         most = max((e - a for a, e in self.ranges), default=0)
-        self.grads = [self.bank.big.new_empty(most, *self.bank.big.shape[1:]),
-                      self.bank.small.new_empty(most, self.bank.small.shape[1])]
+        if self.grads is None or len(self.grads[0]) < most:
+            self.grads = [self.bank.big.new_empty(most, *self.bank.big.shape[1:]),
+                          self.bank.small.new_empty(most, self.bank.small.shape[1])]
 
 
 def make_groups(specs: list[HeadSpec], cfg, run_seed: int, num_layers: int, dim: int, out: int,  # noqa: ANN001
@@ -181,7 +182,7 @@ def end_epoch(task, g: Group, source: FeatureSource, val: SplitRows, cfg) -> Non
         g.plateau[a[reduce]] = 0
     if not all(keep):
         idx = [i for i, k in enumerate(keep) if k]
-        g.bank = g.bank.select(idx)
+        g.bank = g.bank.compact(idx)
         g.opt = g.opt.select(idx)
         g.active = a[torch.tensor(idx, dtype=torch.int64, device=a.device)]
         g.plan()
