@@ -346,7 +346,8 @@ class HeadBank:
                 dy = d_out[s:e].transpose(0, 1).reshape(rows, n * o)
                 gw = self._mm(torch.mm, x[:, layer, :d].T, dy).view(d, n, o)
                 g["w2"][s:e, :d] = gw.transpose(0, 1)
-                g["w2"][s:e, d:] = 0
+                if d < x.shape[2]:
+                    g["w2"][s:e, d:] = 0
         else:
             ht, gate = cache["ht"], cache["gate"]
             g["w2"].copy_(torch.bmm(ht, d_out))
@@ -364,7 +365,8 @@ class HeadBank:
                     d = self.width(layer, x.shape[2])
                     self._mm_into(g_big[s:e, :, :d].view(-1, d), dzt[s:e].view(-1, x.shape[0]),
                                   x[:, layer, :d])
-                    g_big[s:e, :, d:] = 0
+                    if d < x.shape[2]:  # padding columns: never updated
+                        g_big[s:e, :, d:] = 0
         for s, d in d_in.items():
             # x_w = Σ_l softmax(α)_l x_l: dα = w ⊙ (dw − Σ w dw), dw_l = <d x_w, x_l>.
             e = s + d.shape[0]
