@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mirprobe.data import SPLITS, Dataset
 from mirprobe.features import FeatureEntry, entry_id
+from mirprobe.probes import ENGINE_VERSION
 from mirprobe.probing import ProbeOutcome
 from mirprobe.record import DatasetRef, Record
 from mirprobe.results import RecordStore, probe_precision, record_id, save_predictions, versions
@@ -38,8 +39,9 @@ class Job:
 def job_identity(model: str, entry: dict[str, Any], spec: TaskSpec, dataset: Dataset,
                  cfg: DictConfig) -> dict[str, Any]:
     """What determines a job's result: its feature entry (``entry`` is the entry's identity), the
-    task and its options, the dataset's rows, the probe protocol and the seed."""
-    return {"model": {"name": model}, "features": entry_id(entry),
+    task and its options, the dataset's rows, the probe protocol, the probe engine's version and
+    the seed."""
+    return {"model": {"name": model}, "features": entry_id(entry), "engine": ENGINE_VERSION,
             "task": {"name": spec.name, "plugin": spec.plugin, "options": spec.options},
             "dataset": dataset.digest(),
             "probe": OmegaConf.to_container(cfg.probe, resolve=True),

@@ -64,6 +64,17 @@ def test_changed_probe_config_is_a_new_record(tmp_path: Path) -> None:
     assert len(list((tmp_path / "records").glob("*.json"))) == 2
 
 
+def test_new_probe_engine_is_a_new_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record trained by an earlier engine (one that computed differently) is not reused."""
+    import mirprobe.jobs
+
+    one = _run(tmp_path, "models=[handcrafted]", "tasks=[genre]")
+    monkeypatch.setattr(mirprobe.jobs, "ENGINE_VERSION", mirprobe.jobs.ENGINE_VERSION + 1)
+    two = _run(tmp_path, "models=[handcrafted]", "tasks=[genre]")
+    assert one[0].id != two[0].id and two[0].config["engine"] == one[0].config["engine"] + 1
+    assert len(list((tmp_path / "records").glob("*.json"))) == 2
+
+
 def test_killed_extraction_resumes_without_recomputing(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MIRPROBE_LOCK_TIMEOUT", "60")  # a lock left held fails, never hangs

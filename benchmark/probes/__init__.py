@@ -11,6 +11,7 @@ entry with their raw labels). The result carries what a run record needs.
 from __future__ import annotations
 
 from mirprobe.probes.spec import (
+    ENGINE_VERSION,
     HEAD_KINDS,
     PRECISIONS,
     ProbeConfig,
@@ -26,5 +27,5 @@ def run_probe(task, entry, splits, cfg: ProbeConfig, **kwargs) -> ProbeResult:  
     return _run(task, entry, splits, cfg, **kwargs)
 
 
-__all__ = ["HEAD_KINDS", "PRECISIONS", "ProbeConfig", "ProbeResult", "SplitData", "check_heads",
+__all__ = ["ENGINE_VERSION", "HEAD_KINDS", "PRECISIONS", "ProbeConfig", "ProbeResult", "SplitData", "check_heads",
            "run_probe"]

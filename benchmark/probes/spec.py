@@ -53,6 +53,10 @@ class ProbeResult:
 
 
 HEAD_KINDS = ("linear", "mlp", "ridge")
+# Part of every job's identity: raised whenever a change to the engine changes what it computes
+# (2: first-layer products through oneDNN, dropout masks compared on 24 bits), so that records
+# trained by an earlier engine are not reused.
+ENGINE_VERSION = 2
 PRECISIONS = ("float32", "bfloat16")
 
 
