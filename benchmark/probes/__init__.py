@@ -27,5 +27,5 @@ def run_probe(task, entry, splits, cfg: ProbeConfig, **kwargs) -> ProbeResult:  
     return _run(task, entry, splits, cfg, **kwargs)
 
 
-__all__ = ["ENGINE_VERSION", "HEAD_KINDS", "PRECISIONS", "ProbeConfig", "ProbeResult", "SplitData", "check_heads",
-           "run_probe"]
+__all__ = ["ENGINE_VERSION", "HEAD_KINDS", "PRECISIONS", "ProbeConfig", "ProbeResult", "SplitData",
+           "check_heads", "run_probe"]

@@ -1,10 +1,10 @@
 """The heads' large float32 products; on CPUs through oneDNN, as 1×1 convolutions.
 
 ``torch.mm`` on a CPU calls MKL's sgemm. On the project's reference machine (AMD EPYC, Zen 5,
-2 cores) it reached 90–155 GFLOPS on the heads' shapes (``[n·512, 768] × [768, 64]`` and
-``[n·512, 64] × [64, 768]``), while the same products written as 1×1 convolutions over
-channels-last views, which PyTorch runs in oneDNN, reached 210–400 GFLOPS at the same float32
-precision (``perf/README.md``). A product ``A [P, K] × B [K, R]`` is a convolution whose input
+2 cores) it ran the heads' shapes (``[n·512, 768] × [768, 64]`` and ``[n·512, 64] × [64, 768]``)
+at 90–185 GFLOP/s, and the same products written as 1×1 convolutions over channels-last
+views, which PyTorch runs in oneDNN, at 210–400 GFLOP/s with the same float32 precision
+(``perf/README.md``). A product ``A [P, K] × B [K, R]`` is a convolution whose input
 is ``A`` seen as ``P`` positions of ``K`` channels (channels last: ``A``'s own memory, no copy)
 and whose ``R`` filters are the rows of ``Bᵀ``; its channels-last output is ``[P, R]`` in
 memory, the layout the heads keep.
