@@ -18,17 +18,19 @@ from mirprobe.report.tables import SEP, aggregate, layer_table, leaderboard
 
 CHANCE_ROW = "chance"
 AGG_COLUMN = "norm. mean"
+# Ridge heads have no learned weighted sum; their row "w" is the fixed mean of layers.
+W_NOTE = "w = weighted sum of layers: learned, or their mean for ridge heads"
 
 LEADERBOARD_CAPTION = (
-    "Test score of the layer selected on validation (its layer after @; w = learned weighted "
-    "sum of layers), ×100 for 0–1 metrics (R² included). Row 'chance': a baseline that knows "
+    f"Test score of the layer selected on validation (its layer after @; {W_NOTE}), ×100 for "
+    "0–1 metrics (R² included). Row 'chance': a baseline that knows "
     "only the training label distribution. 'norm. mean': mean over tasks of (score − chance) / "
     "(best score of any model − chance), with the number of tasks it covers.")
 CI_CAPTION = (" Brackets: 95% percentile-bootstrap interval over test tracks (clips of one song "
               "resampled together), seeds combined; {n_boot} resamples, seed {seed}.")
 LAYERS_CAPTION = (
     "Validation and test score per layer, ×100 for 0–1 metrics (R² included); * marks the "
-    "layer selected on validation (w = learned weighted sum of layers).")
+    f"layer selected on validation ({W_NOTE}).")
 
 
 def excluded_note(records: Sequence[Record]) -> str:
@@ -215,7 +217,7 @@ COMPARE_CAPTION = (
     "A − B on the same test tracks, ×100 for 0–1 metrics (R² included). Brackets: 95% paired "
     "percentile-bootstrap interval (clips of one song resampled together; seeds combined; "
     "{n_boot} resamples, seed {seed}). P(A better): share of resamples where A beats B, ties "
-    "counting half. Layers after @ (w = learned weighted sum).")
+    f"counting half. Layers after @ ({W_NOTE}).")
 
 
 def compare_display(table: pd.DataFrame) -> pd.DataFrame:

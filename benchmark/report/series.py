@@ -24,14 +24,14 @@ import pandas as pd
 from mirprobe.errors import UserError
 from mirprobe.record import Record
 from mirprobe.report.records import fmt, layer_entry, layer_label, metric_scale
-from mirprobe.report.render import CI_CAPTION, displayed, markdown_table, text_table
+from mirprobe.report.render import CI_CAPTION, W_NOTE, displayed, markdown_table, text_table
 from mirprobe.report.stats import N_BOOT, SEED, record_interval
 from mirprobe.results import RecordStore, atomic_write_json
 
 MANIFEST = "series.json"
 SCHEMA = 1
 SCORE_CAPTION = ("Test score of the layer selected on validation at each training step (its layer "
-                 "after @; w = learned weighted sum of layers), ×100 for 0–1 metrics (R² included)."
+                 f"after @; {W_NOTE}), ×100 for 0–1 metrics (R² included)."
                  " Row 'chance': a baseline that knows only the training label distribution.")
 LAYER_CAPTION = ("Test score per training step (rows) and layer (columns), ×100 for 0–1 metrics; "
                  "* marks the layer selected on validation.")
