@@ -30,14 +30,8 @@ def mm_into(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
         else:
             out.copy_(torch.mm(a, b))
         return
-    (p, k), r = a.shape, b.shape[1]
-    # a's memory as channels last: [1, K, 1, P] with strides of a permuted [1, 1, P, K] (a
-    # copy only where a's rows are not dense; other strides of its size-1 dims hide the
-    # layout from the convolution, which then copies a and its output).
-    positions = a.contiguous().view(1, 1, p, k).permute(0, 3, 1, 2)
-    filters = b.T.contiguous().view(r, k, 1, 1)
-    y = F.conv2d(positions, filters)  # [1, R, 1, P]
-    out.copy_(y[0, :, 0].T)  # channels-last output: [P, R] in memory, a plain copy
+    # One group: [P, 1, K] × [1, R, K]ᵀ (b is small: its transposed copy is cheap).
+    out.copy_(grouped_mm(a.unsqueeze(1), b.T.unsqueeze(0)).squeeze(1))
 
 
 def grouped_mm(a: torch.Tensor, bt: torch.Tensor) -> torch.Tensor:
@@ -48,6 +42,9 @@ def grouped_mm(a: torch.Tensor, bt: torch.Tensor) -> torch.Tensor:
         return torch.bmm(a.transpose(0, 1), bt.transpose(1, 2)).transpose(0, 1)
     p, n, k = a.shape
     r = bt.shape[1]
+    # a's memory as channels last: [1, n·K, 1, P] with the strides of a permuted
+    # [1, 1, P, n·K] (a copy only where a is not dense; other strides on the size-1 dims hide
+    # the layout from the convolution, which then copies a and its output).
     positions = a.contiguous().view(1, 1, p, n * k).permute(0, 3, 1, 2)
     y = F.conv2d(positions, bt.contiguous().view(n * r, k, 1, 1), groups=n)
     return y.permute(0, 2, 3, 1).reshape(p, n, r)  # channels-last output: a view

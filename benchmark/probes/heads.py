@@ -377,9 +377,13 @@ class HeadBank:
     def select(self, keep: list[int]) -> HeadBank:
         """A bank holding only the heads ``keep`` (sorted positions), sharing nothing."""
         idx = torch.tensor(keep, dtype=torch.int64, device=self.big.device)
-        return HeadBank(self.kind, self.big[idx].clone(), self.small[idx].clone(),
-                        [self.layers[i] for i in keep], [self.dropout[i] for i in keep],
-                        [self.seeds[i] for i in keep], self.shape, self.dtype, self.widths)
+        return self._of(keep, self.big[idx].clone(), self.small[idx].clone())
+
+    def _of(self, keep: list[int], big: torch.Tensor, small: torch.Tensor) -> HeadBank:
+        """The bank of heads ``keep`` of this one, their parameters in ``big`` / ``small``."""
+        return HeadBank(self.kind, big, small, [self.layers[i] for i in keep],
+                        [self.dropout[i] for i in keep], [self.seeds[i] for i in keep],
+                        self.shape, self.dtype, self.widths)
 
     def compact(self, keep: list[int]) -> HeadBank:
         """The bank of heads ``keep`` (sorted positions) in this bank's own memory: they move to
@@ -390,10 +394,7 @@ class HeadBank:
             if i != j:
                 self.big[j].copy_(self.big[i])
                 self.small[j].copy_(self.small[i])
-        n = len(keep)
-        bank = HeadBank(self.kind, self.big[:n], self.small[:n], [self.layers[i] for i in keep],
-                        [self.dropout[i] for i in keep], [self.seeds[i] for i in keep],
-                        self.shape, self.dtype, self.widths)
+        bank = self._of(keep, self.big[:len(keep)], self.small[:len(keep)])
         bank.work, bank.eval_work = self.work, self.eval_work
         return bank
 
