@@ -23,11 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from mirprobe.locks import try_hold
+from mirprobe.record import Record
+from mirprobe.results import RecordStore
+from mirprobe.workfolder import SUITES, WorkFolder
 
 
 @dataclass
 class Entry:
-    """One folder of the work folder's features/ (or synthetic/)."""
+    """One folder of the work folder's features/ (or of a built-in suite's folder)."""
 
     path: Path
     target: Path  # what its lock protects (the entry's final path)
@@ -70,9 +73,9 @@ def _age(path: Path) -> float:
         return 0.0
 
 
-def feature_entries(work: Path) -> list[Entry]:
+def feature_entries(work: WorkFolder) -> list[Entry]:
     """Complete and unfinished feature entries, by folder name."""
-    root = work / "features"
+    root = work.features
     out = []
     for p in sorted(root.iterdir()) if root.is_dir() else []:
         if not p.is_dir():
@@ -89,22 +92,19 @@ def feature_entries(work: Path) -> list[Entry]:
     return out
 
 
-def suite_partials(work: Path) -> list[Entry]:
-    """Synthetic-suite folders a writer left unfinished (``<size>-seed<n>.partial-<pid>``)."""
-    root = work / "synthetic"
-    found = sorted(root.glob("*.partial-*")) if root.is_dir() else []
-    return [Entry(p, root / p.name.split(".partial-")[0], True, {}) for p in found if p.is_dir()]
-
-
-def records(work: Path) -> list[tuple[Path, dict[str, Any]]]:
-    root = work / "records"
+def suite_partials(work: WorkFolder) -> list[Entry]:
+    """Built-in suite folders a writer left unfinished (``<size>-seed<n>.partial-<pid>``)."""
     out = []
-    for p in sorted(root.glob("*.json")) if root.is_dir() else []:
-        try:
-            out.append((p, json.loads(p.read_text())))
-        except (OSError, ValueError):
-            continue
+    for kind in SUITES:
+        root = work.suites(kind)
+        found = sorted(root.glob("*.partial-*")) if root.is_dir() else []
+        out += [Entry(p, root / p.name.split(".partial-")[0], True, {}) for p in found if p.is_dir()]
     return out
+
+
+def records(work: WorkFolder) -> list[Record]:
+    """The run records this version reads (others are skipped with a one-line note)."""
+    return sorted(RecordStore(work.records).all(), key=lambda r: r.id)
 
 
 def describe_entry(e: Entry, used: int) -> str:
@@ -121,21 +121,22 @@ def describe_entry(e: Entry, used: int) -> str:
 def describe_partial(e: Entry, in_use: bool) -> str:
     chunks = len(list(e.path.glob("chunk*.npz")))
     state = "in use by a running process" if in_use else "unfinished, no process holds it"
-    what = f"{chunks} chunk(s) done" if e.path.parent.name == "features" else "synthetic suite"
+    what = (f"{chunks} chunk(s) done" if e.path.parent.name == "features"
+            else f"{e.path.parent.name} suite")
     return (f"  {e.path.name}  {human_size(folder_size(e.path)):>9}  {human_age(_age(e.path)):>6}"
             f"  {what}; {state}")
 
 
-def cache(work: Path, *, remove_partial: bool = False, remove_unused: bool = False) -> None:
+def cache(work: WorkFolder, *, remove_partial: bool = False, remove_unused: bool = False) -> None:
     """Print the work folder's contents; remove what the flags ask for (see module docstring)."""
     recs = records(work)
     users: dict[str, int] = {}
-    for _, r in recs:
-        users[str(r.get("feature_entry"))] = users.get(str(r.get("feature_entry")), 0) + 1
+    for r in recs:
+        users[r.feature_entry] = users.get(r.feature_entry, 0) + 1
     entries = feature_entries(work)
     complete = [e for e in entries if not e.partial]
     partials = [e for e in entries if e.partial] + suite_partials(work)
-    print(f"work folder {work}")
+    print(f"work folder {work.root}")
     print(f"feature entries ({len(complete)}, {human_size(sum(folder_size(e.path) for e in complete))}):")
     for e in complete:
         print(describe_entry(e, users.get(e.id, 0)))
@@ -148,13 +149,14 @@ def cache(work: Path, *, remove_partial: bool = False, remove_unused: bool = Fal
                 shutil.rmtree(e.path)
                 print(f"  removed {e.path}")
     print(f"run records ({len(recs)}):")
-    for p, r in recs:
-        size = p.stat().st_size + sum(q.stat().st_size for q in [p.with_suffix(".npz")] if q.exists())
-        entry = r.get("feature_entry")
-        present = "" if (work / "features" / str(entry)).is_dir() else " (its features are gone)"
-        print(f"  {r.get('id', p.stem)}  {human_size(size):>9}  {human_age(_age(p)):>6}  "
-              f"{r.get('model')} × {r.get('task')}, features {entry}{present}, "
-              f"mirprobe {(r.get('versions') or {}).get('mirprobe', '?')}")
+    store = RecordStore(work.records)
+    for r in recs:
+        p = store.path(r.id)
+        size = sum(q.stat().st_size for q in (p, store.predictions_path(r)) if q.exists())
+        present = "" if (work.features / r.feature_entry).is_dir() else " (its features are gone)"
+        print(f"  {r.id}  {human_size(size):>9}  {human_age(_age(p)):>6}  "
+              f"{r.model} × {r.task}, features {r.feature_entry}{present}, "
+              f"mirprobe {r.versions.get('mirprobe', '?')}")
     if remove_unused:
         for e in complete:
             if users.get(e.id):
@@ -173,10 +175,7 @@ def cache(work: Path, *, remove_partial: bool = False, remove_unused: bool = Fal
 
 
 def cmd_cache(ns: argparse.Namespace) -> int:
-    from mirprobe.report.records import default_work_dir
-
-    work = Path(ns.work_dir or default_work_dir()).expanduser()
-    cache(work, remove_partial=ns.remove_partial, remove_unused=ns.remove_unused)
+    cache(WorkFolder.at(ns.work_dir), remove_partial=ns.remove_partial, remove_unused=ns.remove_unused)
     return 0
 
 

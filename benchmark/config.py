@@ -9,17 +9,20 @@ Everything is validated up front: an unknown key or a bad value raises a one-lin
 from __future__ import annotations
 
 import difflib
-import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import mirprobe.configs
 from mirprobe.errors import UserError
-from mirprobe.probes import ProbeConfig, check_heads
+from mirprobe.probes import ProbeConfig
+from mirprobe.workfolder import WorkFolder
+
+if TYPE_CHECKING:  # torch is imported when a run resolves its device, not to read a config
+    import torch
 
 # configs/ ships as the package data of mirprobe.configs: found the same way from a wheel and a checkout
 CONFIG_DIR = Path(mirprobe.configs.__file__).resolve().parent
@@ -147,13 +150,7 @@ def validate(cfg: DictConfig) -> None:
     _one_of("device", cfg.device, DEVICES)
     _one_of("extract.dtype", cfg.extract.dtype, DTYPES)
     _one_of("synthetic.size", cfg.synthetic.size, sorted(SIZES))
-    check_heads(cfg.probe)
-    for key in ("lr", "dropout", "weight_decay", "heads"):
-        if len(cfg.probe[key]) == 0:
-            raise UserError(f"config key 'probe.{key}' is empty; give at least one value")
-    for key in ("seeds", "batch_size", "max_epochs", "hidden"):
-        if cfg.probe[key] < 1:
-            raise UserError(f"config key 'probe.{key}' must be at least 1 (got {cfg.probe[key]})")
+    probe_config(cfg)
     size = cfg.extract.batch_size
     if size != "auto" and not (isinstance(size, int) and not isinstance(size, bool) and size >= 1):
         raise UserError(f"config key 'extract.batch_size' must be 'auto' or a whole number of at "
@@ -165,12 +162,64 @@ def validate(cfg: DictConfig) -> None:
             raise UserError(f"config key {key!r} must be a non-empty list, e.g. {key}=[a,b]")
 
 
+def work_folder(cfg: DictConfig) -> WorkFolder:
+    """The folder holding caches and records (never inside the installed package):
+    ``work_dir``, else ``$MIRPROBE_HOME``, else ``~/.cache/mirprobe``."""
+    return WorkFolder.at(str(cfg.work_dir) if cfg.work_dir else None)
+
+
 def work_dir(cfg: DictConfig) -> Path:
-    """The folder holding caches and records (never inside the installed package)."""
-    if cfg.work_dir:
-        return Path(str(cfg.work_dir)).expanduser().resolve()
-    env = os.environ.get("MIRPROBE_HOME")
-    return Path(env).expanduser().resolve() if env else Path.home() / ".cache" / "mirprobe"
+    """The root of :func:`work_folder`."""
+    return work_folder(cfg).root
+
+
+def probe_config(cfg: DictConfig) -> ProbeConfig:
+    """The ``probe`` section as a :class:`ProbeConfig` (constructing it validates it)."""
+    try:
+        return ProbeConfig(**OmegaConf.to_container(cfg.probe, resolve=True))  # type: ignore[arg-type]
+    except TypeError as e:
+        raise UserError(f"config key 'probe': {e}") from e
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a run's config means on this machine, decided once when the run starts; every
+    stage takes these values rather than the raw config."""
+
+    device: torch.device
+    extract_precision: str  # what extract.dtype means on the device (auto resolved)
+    probe_precision: str  # the precision probes train in (float32, with TF32 where allowed)
+    probe: ProbeConfig
+
+
+def resolve_device(name: str) -> torch.device:
+    """``device``: auto is CUDA when a GPU is visible, else the CPU."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda but no CUDA GPU is visible; use device=auto or device=cpu")
+    return torch.device(name)
+
+
+def settings(cfg: DictConfig, device: torch.device | None = None) -> Settings:
+    """The run's :class:`Settings` (``device``: a launcher's device for this process, else the
+    config's)."""
+    from mirprobe.extraction import precision
+
+    device = device or resolve_device(cfg.device)
+    return Settings(device=device, extract_precision=precision(device, cfg.extract.dtype),
+                    probe_precision=probe_precision(device), probe=probe_config(cfg))
+
+
+def probe_precision(device: Any) -> str:
+    """The precision probes train in on ``device`` (float32; TF32 matmuls when torch allows them)."""
+    import torch
+
+    matmul = torch.get_float32_matmul_precision()
+    tf32 = str(device).startswith("cuda") and (matmul != "highest" or torch.backends.cuda.matmul.allow_tf32)
+    return "float32 (tf32 matmuls)" if tf32 else "float32"
 
 
 def named_section(entry: Any, kind: str) -> tuple[str, dict[str, Any]]:

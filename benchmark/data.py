@@ -61,10 +61,6 @@ class Problem:
         where = f"{self.source}:{self.line}" if self.line else self.source
         return f"{where}: {self.reason}"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "line": self.line, "reason": self.reason,
-                "path": self.audio_path}
-
 
 def split_files(folder: Path, prefix: str) -> dict[str, Path]:
     """The three JSONL files of a dataset; a clear error when the folder or a file is missing."""

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +22,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from mirprobe.errors import DataError, UserError
 from mirprobe.progress import progress_bar
 from mirprobe.windowing import file_windows, min_window_samples, window_samples
+from mirprobe.workfolder import atomic_file
 
 F16_MAX = float(np.finfo(np.float16).max)
 
@@ -146,15 +145,9 @@ def _rows(parts: dict[int, np.ndarray], view: str) -> np.ndarray:
 def _write_chunk(path: Path, rows: list[np.ndarray], counts: list[int], failed: list[dict]) -> None:
     shape_tail = next((r.shape[1:] for r in rows if len(r)), (0, 0))
     feats = np.concatenate(rows) if rows else np.zeros((0, *shape_tail), dtype=np.float16)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, features=feats.astype(np.float16), counts=np.asarray(counts, dtype=np.int64),
+    with atomic_file(path) as f:
+        np.savez(f, features=feats.astype(np.float16), counts=np.asarray(counts, dtype=np.int64),
                  failed=np.asarray(json.dumps(failed)))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def run_chunks(extractor: Any, keys: list[str], chunks: list[list[int]], todo: list[int],

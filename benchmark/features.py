@@ -159,7 +159,7 @@ class FeatureStore:
                 window_s: float | None = None, batch_size: int = 16, num_workers: int = 0,
                 chunk_items: int = 64, dtype: str = "auto", progress: bool = True,
                 rank: int = 0, world_size: int = 1, barrier: Callable[[], None] | None = None,
-                label: str = "") -> FeatureEntry | None:
+                label: str = "", identity: dict[str, Any] | None = None) -> FeatureEntry | None:
         """Extract (or find) the entry for ``keys`` (audio paths). Resumes finished chunks.
 
         With ``world_size > 1`` this rank extracts chunks ``k % world_size == rank``; every rank
@@ -169,13 +169,18 @@ class FeatureStore:
 
         Any number of independent processes may call this for one entry: its lock (held by rank
         0 for all ranks of a job) lets one extract it while the others wait, then find it.
+
+        ``identity``: the entry's :func:`entry_identity` when the caller has computed it (a run
+        computes it once, for the job's id too); else it is computed here.
         """
         from mirprobe.extraction import precision
 
         if view not in VIEWS:
             raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
         window_s = float(window_s or extractor.context_s)
-        identity = entry_identity(extractor, keys, view, window_s, precision(extractor.device, dtype))
+        if identity is None:
+            identity = entry_identity(extractor, keys, view, window_s,
+                                      precision(extractor.device, dtype))
         eid = entry_id(identity)
         num_chunks = len(_chunks(len(keys), chunk_items))
         job = dict(extractor=extractor, keys=keys, view=view, window_s=window_s,
@@ -225,7 +230,8 @@ class FeatureStore:
         The caller holds the entry's lock (:func:`mirprobe.locks.hold` of its final path)."""
         import os
 
-        from mirprobe.results import atomic_write_json, versions
+        from mirprobe.results import versions
+        from mirprobe.workfolder import atomic_write_json
 
         final = self.final_path(eid)
         if (final / "meta.json").exists():

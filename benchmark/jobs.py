@@ -11,69 +11,69 @@ written under an older rule simply have ids no run asks for any more (nothing is
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from mirprobe.config import Settings
 from mirprobe.data import SPLITS, Dataset
 from mirprobe.features import FeatureEntry, entry_id
-from mirprobe.probes import ENGINE_VERSION
+from mirprobe.probes import ENGINE_VERSION, ProbeConfig
 from mirprobe.probing import ProbeOutcome
-from mirprobe.record import DatasetRef, Record
-from mirprobe.results import RecordStore, probe_precision, record_id, save_predictions, versions
+from mirprobe.record import DatasetRef, Predictions, Record, TaskRef
+from mirprobe.results import RecordStore, record_id, versions
 from mirprobe.specs import TaskSpec
 
 
 @dataclass
 class Job:
-    """One probe job: a model × a task, with its record id and (once extracted) its features."""
+    """One probe job: a model × a task, with its record id, the identity of its feature entry
+    and (once extracted) the entry itself."""
 
     model: str
     spec: TaskSpec
     rid: str
     identity: dict[str, Any]
+    features: dict[str, Any]  # the feature entry's identity (mirprobe.features.entry_identity)
     entry: FeatureEntry | None = None
 
 
 def job_identity(model: str, entry: dict[str, Any], spec: TaskSpec, dataset: Dataset,
-                 cfg: DictConfig) -> dict[str, Any]:
+                 cfg: DictConfig, probe: ProbeConfig) -> dict[str, Any]:
     """What determines a job's result: its feature entry (``entry`` is the entry's identity), the
     task and its options, the dataset's rows, the probe protocol, the probe engine's version and
     the seed."""
     return {"model": {"name": model}, "features": entry_id(entry), "engine": ENGINE_VERSION,
             "task": {"name": spec.name, "plugin": spec.plugin, "options": spec.options},
-            "dataset": dataset.digest(),
-            "probe": OmegaConf.to_container(cfg.probe, resolve=True),
+            "dataset": dataset.digest(), "probe": dataclasses.asdict(probe),
             "seed": int(cfg.seed)}
 
 
 def make_job(model: str, entry: dict[str, Any], spec: TaskSpec, dataset: Dataset,
-             cfg: DictConfig) -> Job:
-    identity = job_identity(model, entry, spec, dataset, cfg)
-    return Job(model, spec, record_id(identity), identity)
+             cfg: DictConfig, probe: ProbeConfig) -> Job:
+    identity = job_identity(model, entry, spec, dataset, cfg, probe)
+    return Job(model, spec, record_id(identity), identity, entry)
 
 
 def write_record(store: RecordStore, job: Job, dataset: Dataset, outcome: ProbeOutcome,
-                 device: Any, extract_precision: str) -> Record:
+                 settings: Settings) -> Record:
     """Save the job's test predictions and its run record (append-only)."""
     entry, task, result, splits = job.entry, outcome.task, outcome.result, outcome.splits
     assert entry is not None
-    if entry.id != job.identity["features"]:  # one identity rule: this would be a bug
-        raise RuntimeError(f"feature entry {entry.id} is not the job's {job.identity['features']}")
     pred_name = f"{job.rid}.npz"
-    save_predictions(store.root / pred_name, result.predictions, result.test_labels,
-                     result.test_uids)
+    Predictions(result.test_uids, result.test_labels, result.predictions).write(
+        store.root / pred_name)
     record = Record(
-        id=job.rid, model=job.model, task=job.spec.name,
+        id=job.rid, model=job.model, task=TaskRef.of(job.spec.name, job.spec.plugin, task),
         dataset=DatasetRef(task=job.spec.name, folder=dataset.folder.name, jsonl=dataset.name,
-                           digest=job.identity["dataset"]),
+                           digest=dataset.digest()),
         feature_entry=entry.id,
-        config={**job.identity, "device": str(device), "window_s": entry.meta["window_s"],
-                "extract_precision": extract_precision, "probe_precision": probe_precision(device)},
-        versions=versions(), task_info=task.describe(),
-        selection_metric=task.selection_metric, higher_is_better=task.higher_is_better,
-        layers=result.layers, per_layer=result.per_layer, best=result.best,
+        config={**job.identity, "device": str(settings.device), "window_s": entry.meta["window_s"],
+                "extract_precision": settings.extract_precision,
+                "probe_precision": settings.probe_precision},
+        versions=versions(), selection=result.selection, per_layer=result.per_layer,
         chance=task.chance(splits["train"].labels, splits["test"].labels),
         counts={s: len(splits[s].labels) for s in SPLITS}, test_units=len(result.test_labels),
         excluded=outcome.excluded, predictions=pred_name, num_heads=result.num_heads,

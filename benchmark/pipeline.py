@@ -13,13 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig
 
 from mirprobe import config as C
+from mirprobe.config import resolve_device  # noqa: F401 - its former home, for callers
 from mirprobe.distributed import Dist
-from mirprobe.errors import UserError
-from mirprobe.extraction import batch_windows, compile_extractor, precision
+from mirprobe.extraction import batch_windows, compile_extractor
 from mirprobe.features import FeatureEntry, FeatureStore, entry_id, entry_identity
 from mirprobe.jobs import Job, make_job, write_record
 from mirprobe.models import check_model, load_model
@@ -34,60 +33,57 @@ from mirprobe.specs import TaskSpec, model_specs, task_specs
 from mirprobe.timing import Timer
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device=cuda but no CUDA GPU is visible; use device=auto or device=cpu")
-    return torch.device(name)
-
-
 class Runner:
     """One run's config, folders and caches, shared across its models and tasks."""
 
     def __init__(self, cfg: DictConfig, dist: Dist | None = None) -> None:
         self.cfg = cfg
         self.dist = dist or Dist()
-        self.work = C.work_dir(cfg)
-        self.features = FeatureStore(self.work / "features")
-        self.records = RecordStore(self.work / "records")
-        self.device = self.dist.device or resolve_device(cfg.device)
+        self.work = C.work_folder(cfg)
+        self.settings = C.settings(cfg, self.dist.device)
+        self.device = self.settings.device
+        self.features = FeatureStore(self.work.features)
+        self.records = RecordStore(self.work.records)
         self.timer = Timer()
         self.progress = bool(cfg.progress) and self.dist.is_main
         self.datasets = DatasetResolver(cfg, self.work, self.timer, self.progress)
 
     def job(self, model: str, extractor: Extractor, spec: TaskSpec) -> Job:
         return make_job(model, self.entry_identity(extractor, spec), spec,
-                        self.datasets.dataset(spec), self.cfg)
+                        self.datasets.dataset(spec), self.cfg, self.settings.probe)
+
+    def _keys(self, spec: TaskSpec) -> list[str]:
+        return list(dict.fromkeys(it.key for it in self.datasets.dataset(spec).all_items()))
 
     def entry_identity(self, extractor: Extractor, spec: TaskSpec) -> dict[str, Any]:
-        """The identity of the job's feature entry, as extraction will compute it (no extracting)."""
+        """The identity of the job's feature entry (the one place it is computed)."""
         task = spec.make()
-        keys = list(dict.fromkeys(it.key for it in self.datasets.dataset(spec).all_items()))
         window = float(task.window_s or extractor.context_s)
-        return entry_identity(extractor, keys, task.view, window,
-                              precision(self.device, self.cfg.extract.dtype))
+        return entry_identity(extractor, self._keys(spec), task.view, window,
+                              self.settings.extract_precision)
 
-    def entry(self, extractor: Extractor, spec: TaskSpec, *, extract: bool = True) -> FeatureEntry | None:
-        """The job's feature entry: extracted (collectively across ranks) or only looked up."""
-        task = spec.make()
-        keys = list(dict.fromkeys(it.key for it in self.datasets.dataset(spec).all_items()))
+    def entry(self, extractor: Extractor, spec: TaskSpec, *, extract: bool = True,
+              identity: dict[str, Any] | None = None) -> FeatureEntry | None:
+        """The job's feature entry (``identity``: its :meth:`entry_identity`, when known):
+        extracted (collectively across ranks) or only looked up."""
+        identity = identity or self.entry_identity(extractor, spec)
         x = self.cfg.extract
-        window = float(task.window_s or extractor.context_s)
         with self.timer.stage("extract"):
             if not extract:
-                found = self.features.get(entry_id(self.entry_identity(extractor, spec)))
+                found = self.features.get(entry_id(identity))
                 if found is None and self.dist.is_main:
                     print(f"no features yet for {extractor.name} × {spec.name}; run `mirprobe extract` first")
                 return found
             d = self.dist
+            window = float(identity["window_s"])
             batch = (max(1, int(float(x.batch_seconds) // window)) if x.batch_seconds
                      else batch_windows(x.batch_size, self.device))
             return self.features.extract(
-                extractor.to(self.device), keys, view=task.view, window_s=task.window_s,
-                batch_size=batch, num_workers=x.num_workers, chunk_items=x.chunk_items,
-                dtype=x.dtype, progress=self.progress, rank=d.rank, world_size=d.world_size,
-                barrier=d.barrier if d.world_size > 1 else None,
+                extractor.to(self.device), self._keys(spec), identity=identity,
+                view=identity["view"], window_s=window, batch_size=batch,
+                num_workers=x.num_workers, chunk_items=x.chunk_items,
+                dtype=self.settings.extract_precision, progress=self.progress, rank=d.rank,
+                world_size=d.world_size, barrier=d.barrier if d.world_size > 1 else None,
                 label=f"{extractor.name} × {spec.name}")
 
     def run_job(self, job: Job) -> Record:
@@ -95,10 +91,9 @@ class Runner:
         assert job.entry is not None
         dataset = self.datasets.dataset(job.spec)
         with self.timer.stage("probe"):
-            outcome = probe_job(job.spec, job.entry, dataset, job.identity["probe"],
+            outcome = probe_job(job.spec, job.entry, dataset, self.settings.probe,
                                 device=self.device, seed=int(self.cfg.seed), progress=self.progress)
-        return write_record(self.records, job, dataset, outcome, self.device,
-                            precision(self.device, self.cfg.extract.dtype))
+        return write_record(self.records, job, dataset, outcome, self.settings)
 
 
 def report_problems(records: list[Record]) -> None:
@@ -108,11 +103,10 @@ def report_problems(records: list[Record]) -> None:
     for rec in records:
         for split, items in rec.excluded.items():
             for p in items:
-                key = (split, str(p.get("source")), str(p.get("line")))
+                key = (split, p.source, str(p.line))
                 if key not in seen:
                     seen.add(key)
-                    where = f"{p['source']}:{p['line']}" if p.get("line") else p["source"]
-                    lines.append(f"  [{split}] {where}: {p['reason']}")
+                    lines.append(f"  [{split}] {p.describe()}")
     if lines:
         print(f"{len(lines)} item(s) could not be used (listed in each run record's 'excluded'):")
         print("\n".join(lines[:50]) + (f"\n  … and {len(lines) - 50} more" if len(lines) > 50 else ""))
@@ -148,7 +142,8 @@ def run(cfg: DictConfig, *, stages: tuple[str, ...] = ("extract", "probe", "repo
             jobs.append(job)
             if "probe" in stages and runner.records.get(job.rid) is not None:
                 continue  # already done: no features needed
-            job.entry = runner.entry(extractor, spec, extract="extract" in stages)
+            job.entry = runner.entry(extractor, spec, extract="extract" in stages,
+                                     identity=job.features)
         del extractor
     if "probe" not in stages:
         if d.is_main:
@@ -164,9 +159,9 @@ def run(cfg: DictConfig, *, stages: tuple[str, ...] = ("extract", "probe", "repo
         return []
     records = [r for r in (runner.records.get(job.rid) for job in jobs) if r is not None]
     if "report" in stages and records:
-        out = Path(str(cfg.output)) if cfg.output else runner.work / "runs" / str(cfg.name)
+        out = Path(str(cfg.output)) if cfg.output else runner.work.run(str(cfg.name))
         with runner.timer.stage("report"):
-            print_and_write(records, out, records_dir=runner.records.root)
+            print_and_write(records, out, records_dir=runner.work.records)
         report_problems(records)
         print(f"tables written to {out}")
     print(runner.timer.summary())

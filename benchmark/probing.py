@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
 from mirprobe.admission import admit
-from mirprobe.data import SPLITS, Dataset, Item
+from mirprobe.data import SPLITS, Dataset, Item, Problem
 from mirprobe.errors import UserError
 from mirprobe.features import FeatureEntry
 from mirprobe.probes import ProbeConfig, ProbeResult, SplitData, run_probe
 from mirprobe.specs import TaskSpec
 from mirprobe.tasks.base import Task
 
-Excluded = dict[str, list[dict[str, Any]]]
+Excluded = dict[str, list[Problem]]
 
 
 @dataclass
@@ -35,12 +34,12 @@ class ProbeOutcome:
     seconds: float
 
 
-def probe_job(spec: TaskSpec, entry: FeatureEntry, dataset: Dataset, probe: dict[str, Any], *,
+def probe_job(spec: TaskSpec, entry: FeatureEntry, dataset: Dataset, probe: ProbeConfig, *,
               device: torch.device, seed: int, progress: bool) -> ProbeOutcome:
-    """Train the probe grid (``probe``: the resolved ``probe`` config) of one job."""
+    """Train the probe grid (``probe``: the run's probe config) of one job."""
     task, splits, excluded = usable_splits(spec, entry, dataset)
     started = time.perf_counter()
-    result = run_probe(task, entry, splits, ProbeConfig(**probe), device=device, seed=seed,
+    result = run_probe(task, entry, splits, probe, device=device, seed=seed,
                        progress=progress)
     return ProbeOutcome(task, splits, excluded, result, time.perf_counter() - started)
 
@@ -55,13 +54,14 @@ def usable_splits(spec: TaskSpec, entry: FeatureEntry,
         return (it.missing(dataset.audio_root) or failed[it.key]) if it.key in failed else None
 
     admitted = admit(spec.make, dataset.splits, dataset.problems, failure)
-    excluded: Excluded = {s: [p.to_dict() for p in admitted.excluded[s]] for s in SPLITS}
+    excluded: Excluded = {s: list(admitted.excluded[s]) for s in SPLITS}
     out = {}
     for s in SPLITS:
         keep = admitted.usable[s]
         if not keep:
             raise UserError(f"{dataset.folder}/{dataset.name}.{s}.jsonl: no usable items "
-                            f"({len(excluded[s])} excluded, first: {excluded[s][:1]})")
+                            f"({len(excluded[s])} excluded, first: "
+                            f"{excluded[s][0].describe() if excluded[s] else 'none'})")
         out[s] = SplitData(np.asarray([index[it.key] for it in keep], dtype=np.int64),
                            [it.label for it in keep], [it.uid for it in keep])
     return admitted.task, out, excluded

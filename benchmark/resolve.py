@@ -16,12 +16,13 @@ from mirprobe.data import Dataset, load_dataset
 from mirprobe.specs import TaskSpec
 from mirprobe.synth import generate_suite
 from mirprobe.timing import Timer
+from mirprobe.workfolder import WorkFolder
 
 
 class DatasetResolver:
     """The datasets of one run's task entries, read once each."""
 
-    def __init__(self, cfg: DictConfig, work: Path, timer: Timer | None = None,
+    def __init__(self, cfg: DictConfig, work: WorkFolder, timer: Timer | None = None,
                  progress: bool = False) -> None:
         self.cfg, self.work = cfg, work
         self.timer = timer or Timer()
@@ -33,7 +34,7 @@ class DatasetResolver:
         if spec.data == "synthetic":
             size, seed = self.cfg.synthetic.size, int(self.cfg.synthetic.seed)
             with self.timer.stage("synthesize"):
-                return generate_suite(self.work / "synthetic" / f"{size}-seed{seed}", size=size,
+                return generate_suite(self.work.suite(spec.data, size, seed), size=size,
                                       seed=seed, progress=self.progress)
         return data_folder(spec.name, spec.data, self.cfg.data_root)
 

@@ -24,6 +24,7 @@ tasks with ``group_by_uid`` are further merged per ``ori_uid`` (clips of one son
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from abc import ABC, abstractmethod
@@ -103,6 +104,37 @@ class Task(ABC):
     metrics: ClassVar[tuple[str, ...]]
     #: Merge clip predictions per ``ori_uid`` before scoring (clips cut from one song).
     group_by_uid: ClassVar[bool] = False
+    #: Attributes ``fit`` sets: a run record keeps them (:meth:`fitted_state`) so that a report
+    #: rebuilds the fitted task (:meth:`restore`).
+    fitted: ClassVar[tuple[str, ...]] = ("classes",)
+
+    def __new__(cls, *args: Any, **options: Any) -> Task:
+        # Every constructor option is captured here, before any plugin code runs, so a run
+        # record rebuilds the task with all of them (none depends on describe() listing it).
+        if args:
+            raise TypeError(f"task {cls.__name__}: give options by name (e.g. classes=[...])")
+        self = super().__new__(cls)
+        self._options = copy.deepcopy(options)
+        return self
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The options the task was constructed with (a copy)."""
+        return copy.deepcopy(self._options)
+
+    def fitted_state(self) -> dict[str, Any]:
+        """What ``fit`` learned (the attributes of :attr:`fitted`), as JSON values."""
+        return {name: _plain(getattr(self, name)) for name in self.fitted}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Set what ``fit`` learned from a :meth:`fitted_state`."""
+        for name in self.fitted:
+            setattr(self, name, state[name])
+
+    @property
+    def scoring_note(self) -> str | None:
+        """A note on non-default scoring, shown in table captions (None: nothing to say)."""
+        return None
 
     def __init__(self, classes: Sequence[str] | None = None, window_s: float | None = None,
                  **options: Any) -> None:
@@ -229,6 +261,8 @@ class Task(ABC):
         """Scores of a baseline that knows only the training label distribution."""
 
     def describe(self) -> dict[str, Any]:
+        """What the task is, for people (``mirprobe`` listings); run records keep
+        :attr:`options` and :meth:`fitted_state` instead."""
         return {"name": self.name, "kind": self.kind, "view": self.view,
                 "metrics": list(self.metrics), "declarations": self.declarations(),
                 "classes": self.classes, "window_s": self.window_s}
@@ -236,3 +270,8 @@ class Task(ABC):
     def declarations(self) -> dict[str, dict[str, Any]]:
         """Metric name → its declaration (what run records keep)."""
         return {str(m): declared(m).declaration() for m in self.metrics}
+
+
+def _plain(value: Any) -> Any:
+    """A fitted attribute as a JSON value (arrays as lists)."""
+    return value.tolist() if isinstance(value, np.ndarray) else copy.deepcopy(value)

@@ -348,10 +348,16 @@ class BeatTask(Task):
                 "downbeat_decoder": self.downbeat_decoder, "dbn": self.dbn,
                 "target_neighbors": self.target_neighbors, "trim_first_s": self.trim_first_s,
                 "clip_s": self.clip_s, "min_clip_ratio": self.min_clip_ratio}
-        if self.trim_first_s:
-            info["scoring_note"] = (f"whole-track beat metrics ignore the first "
-                                    f"{self.trim_first_s:g} s (mir_eval's trim_beats)")
+        if self.scoring_note:
+            info["scoring_note"] = self.scoring_note
         return info
+
+    @property
+    def scoring_note(self) -> str | None:
+        """Said in table captions when trimming is on."""
+        if not self.trim_first_s:
+            return None
+        return f"whole-track beat metrics ignore the first {self.trim_first_s:g} s (mir_eval's trim_beats)"
 
 
 __all__ = ["BeatTask", "decode_beats", "decode_downbeats", "dp_beats", "metronome",

@@ -170,6 +170,7 @@ class RegressionTask(Task):
     metrics: ClassVar[tuple[str, ...]] = (
         Metric("r2", resample=weighted.r2_of(None), device=metrics.head_mean_r2),)
     default_dims: ClassVar[tuple[str, ...] | None] = None
+    fitted: ClassVar[tuple[str, ...]] = ("classes", "dims", "mean", "std")
 
     def __init__(self, classes: Sequence[str] | None = None, window_s: float | None = None,
                  dims: Sequence[str] | None = None, standardize: bool = True,
@@ -212,6 +213,13 @@ class RegressionTask(Task):
             self.mean = values.mean(0)
             std = values.std(0)
             self.std = np.where(std > 0, std, 1.0)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        super().restore(state)
+        self.mean, self.std = (None if state[k] is None else np.asarray(state[k])
+                               for k in ("mean", "std"))
+        if self.dims is not None:
+            self._set_metrics()
 
     @property
     def output_dim(self) -> int:

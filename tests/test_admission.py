@@ -57,10 +57,10 @@ def test_run_and_verify_exclude_the_same_items_for_the_same_reasons(tmp_path: Pa
     cfg = load_run_config("quickstart", [*TINY, f"tasks=[{task}]", f"data_root={tmp_path}",
                                          f"work_dir={tmp_path / 'work'}"])
     [record] = run(cfg)
-    ran = {s: {(p["line"], p["reason"]) for p in items} for s, items in record.excluded.items()}
+    ran = {s: {(p.line, p.reason) for p in items} for s, items in record.excluded.items()}
     assert {s: sorted(line for line, _ in found) for s, found in ran.items()} == want
     assert record.counts == {"train": 4, "val": 2, "test": 2}
-    assert record.task_info["classes"] == ["cello", "flute", "piano"]  # oboe never fitted
+    assert record.task.state["classes"] == ["cello", "flute", "piano"]  # oboe never fitted
 
     [report] = verify(str(tmp_path / "data" / "Inst.train.jsonl"), plugin="multiclass")
     checked: dict[str, set] = {s: set() for s in want}

@@ -18,6 +18,7 @@ from sklearn.metrics import average_precision_score
 
 from mirprobe.errors import UserError
 from mirprobe.plugins import get_task
+from mirprobe.record import TaskRef
 from mirprobe.report.render import leaderboard_caption
 from mirprobe.tasks import beat_marble
 from mirprobe.tasks.beat import decode_beats, metronome
@@ -255,8 +256,11 @@ def test_trim_first_s_matches_mir_evals_evaluate():
     assert result["beat_f_measure"] == pytest.approx(np.mean(want))
     info = get_task("beat", trim_first_s=5.0).describe()
     assert info["trim_first_s"] == 5.0
-    record = SimpleNamespace(task="gtzan-beat", task_info=info, excluded={})
+    trimmed = get_task("beat", trim_first_s=5.0)
+    task = TaskRef.of("gtzan-beat", "beat", trimmed)
+    record = SimpleNamespace(model="m", task=task, excluded={})
     assert "first 5 s" in leaderboard_caption([record], ci=False, n_boot=0, seed=0)
+    assert task.build().scoring_note == trimmed.scoring_note, "the record rebuilds the trimming"
     assert "scoring_note" not in get_task("beat").describe()
 
 

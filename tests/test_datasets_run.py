@@ -43,7 +43,7 @@ def check_record(record: dict, counts: dict[str, int]) -> None:
     assert record.counts == counts
     assert record.excluded == {"train": [], "val": [], "test": []}
     best = record.best
-    assert best and all(np.isfinite(v) for v in best["test"].values() if isinstance(v, float))
+    assert best and all(np.isfinite(v) for v in best.test.values() if isinstance(v, float))
 
 
 def prepared_ok(result) -> None:
@@ -75,8 +75,8 @@ def test_gtzan_beat(tmp_path: Path, decoder: str) -> None:
     record = run_marble(task, tmp_path / "out", tmp_path / "work")
     check_record(record, {"train": 2, "val": 2, "test": 2})
     assert record.selection_metric == "beat_f_measure"
-    assert record.task_info["decoder"] == decoder
-    assert set(record.best["test"]) >= {"beat_f_measure", "beat_f_measure_marble",
+    assert record.task.options["decoder"] == decoder and record.task.build().decoder == decoder
+    assert set(record.best.test) >= {"beat_f_measure", "beat_f_measure_marble",
                                         "beat_f_measure_pooled", "downbeat_f_measure"}
 
 
@@ -86,7 +86,7 @@ def test_mtt_tagging(tmp_path: Path) -> None:
     prepared_ok(result)
     record = run_marble("mtt", tmp_path / "out", tmp_path / "work")
     check_record(record, result.counts)
-    assert record.task_info["classes"][:3] == ["guitar", "classical", "slow"]  # MARBLE's order
+    assert record.task.state["classes"][:3] == ["guitar", "classical", "slow"]  # MARBLE's order
 
 
 def test_giantsteps_key_merges_clips_per_song(tmp_path: Path) -> None:
@@ -104,7 +104,7 @@ def test_emomusic_regression(tmp_path: Path) -> None:
     prepared_ok(result)
     record = run_marble("emomusic", tmp_path / "out", tmp_path / "work")
     check_record(record, result.counts)
-    assert "r2_arousal" in record.best["test"]
+    assert "r2_arousal" in record.best.test
 
 
 def marble_checkout(root: Path) -> Path:
@@ -156,12 +156,12 @@ def test_own_data_on_the_command_line_with_bad_items(tmp_path: Path) -> None:
     task = f"{{name: mine, plugin: multiclass, data: {data}, jsonl: Mine}}"
     cfg = load_run_config("quickstart", [*TINY, f"tasks=[{task}]", f"work_dir={tmp_path / 'work'}"])
     [record] = run(cfg)
-    assert record.task_info["classes"] == ["high", "low"]  # inferred from the training labels
+    assert record.task.state["classes"] == ["high", "low"]  # inferred from the training labels
     where = {s: {(Path(p["source"]).name, p["line"]) for p in items}
              for s, items in record.excluded.items()}
     assert where == {"train": {("Mine.train.jsonl", 5), ("Mine.train.jsonl", 6)}, "val": set(),
                      "test": {("Mine.test.jsonl", 5), ("Mine.test.jsonl", 6)}}
-    reasons = " ".join(p["reason"] for p in record.excluded["test"])
+    reasons = " ".join(p.reason for p in record.excluded["test"])
     assert "corrupt.wav" in reasons or "cannot decode" in reasons
     assert "'middle'" in reasons
     assert record.counts == {"train": 4, "val": 4, "test": 4}

@@ -19,6 +19,7 @@ from mirprobe.models.random import SmallRandomExtractor
 from mirprobe.plugins import get_task
 from mirprobe.probes import ProbeConfig, SplitData, run_probe
 from mirprobe.probes.plain import run_plain
+from mirprobe.record import WEIGHTED
 from tests.conftest import write_tone
 
 pytestmark = pytest.mark.device
@@ -45,10 +46,10 @@ def test_probe_engine_on_device_matches_the_plain_loop(device: torch.device) -> 
     batched = run_probe(get_task("genre"), entry, splits, cfg, device=device, progress=False)
     plain = run_plain(get_task("genre"), entry, splits, cfg)  # CPU, torch.nn modules: the yardstick
     for row in batched.per_layer:
-        ref = plain["per_layer"][-1 if row["layer"] == "weighted" else row["index"]]
-        assert abs(row["test"]["accuracy"] - ref["test"]["accuracy"]) <= 0.05, row["layer"]
-    assert batched.best["layer"] in ("layer1", "weighted"), "the planted layer (or the sum) wins"
-    assert batched.best["test"]["accuracy"] > 0.8
+        ref = plain["per_layer"][-1 if row.weighted else row.index]
+        assert abs(row.test["accuracy"] - ref["test"]["accuracy"]) <= 0.05, row.layer
+    assert batched.best.layer in ("layer1", WEIGHTED), "the planted layer (or the sum) wins"
+    assert batched.best.test["accuracy"] > 0.8
 
 
 def test_extraction_on_device_matches_cpu(device: torch.device, tmp_path: Path) -> None:
@@ -75,7 +76,7 @@ def test_one_process_distributed_run_on_device(device: torch.device, tmp_path: P
                      "launch.devices=1"]) == 0
     cpu, other = (_records(tmp_path / d)[0] for d in ("cpu", device.type))
     assert str(other["config"].get("device", "")).startswith(device.type)
-    assert cpu["layers"] == other["layers"]
+    assert [e["layer"] for e in cpu["per_layer"]] == [e["layer"] for e in other["per_layer"]]
     assert cpu["counts"] == other["counts"], "the same tracks whatever the device"
 
 

@@ -200,7 +200,7 @@ def test_two_processes_give_the_cache_and_records_of_one(tmp_path: Path, suite: 
     two = {p.stem: json.loads(p.read_text()) for p in (work / "records").glob("*.json")}
     assert sorted(one) == sorted(two) and len(one) == 2
     for rid in one:
-        for key in ("feature_entry", "per_layer", "best", "counts"):
+        for key in ("feature_entry", "per_layer", "selection", "counts"):
             assert one[rid][key] == two[rid][key], f"record {rid}: {key} differs"
         with np.load(work / "records.one" / f"{rid}.npz") as a, np.load(work / "records" / f"{rid}.npz") as b:
             assert sorted(a.files) == sorted(b.files)

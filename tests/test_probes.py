@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import asdict
 from pathlib import Path
 from typing import ClassVar
 
@@ -141,12 +142,12 @@ def test_informative_layer_is_chosen():
                     progress=False)
     assert res.layers == ["layer0", "layer1", "layer2", "layer3", "weighted"]
     assert res.num_heads == 5 * 2 * 2
-    assert res.best["index"] in (2, 4)  # the informative layer, or the sum that can pick it
-    by_layer = {p["layer"]: p for p in res.per_layer}
-    assert by_layer["layer2"]["test"]["accuracy"] > 0.9
-    assert by_layer["layer0"]["test"]["accuracy"] < 0.5
-    assert by_layer["layer2"]["chosen"]["head"] in ("linear", "mlp")
-    assert res.predictions[2].shape == (len(splits["test"].items), 4)
+    assert res.best.index in (2, 4)  # the informative layer, or the sum that can pick it
+    by_layer = {p.layer: p for p in res.per_layer}
+    assert by_layer["layer2"].test["accuracy"] > 0.9
+    assert by_layer["layer0"].test["accuracy"] < 0.5
+    assert by_layer["layer2"].chosen["head"] in ("linear", "mlp")
+    assert [p.shape for p in res.predictions["layer2"]] == [(len(splits["test"].items), 4)]
 
 
 def test_batched_matches_plain_loop():
@@ -155,11 +156,11 @@ def test_batched_matches_plain_loop():
     batched = run_probe(Classes(), entry, splits, cfg, progress=False)
     plain = run_plain(Classes(), entry, splits, cfg)
     for p in batched.per_layer:
-        ref = plain["per_layer"][-1 if p["layer"] == "weighted" else p["index"]]
-        assert abs(p["val"]["accuracy"] - ref["val"]["accuracy"]) <= 0.02, p["layer"]
-        assert abs(p["test"]["accuracy"] - ref["test"]["accuracy"]) <= 0.02, p["layer"]
+        ref = plain["per_layer"][-1 if p.weighted else p.index]
+        assert abs(p.val["accuracy"] - ref["val"]["accuracy"]) <= 0.02, p.layer
+        assert abs(p.test["accuracy"] - ref["test"]["accuracy"]) <= 0.02, p.layer
     best_plain = max(plain["per_layer"].items(), key=lambda kv: kv[1]["val"]["accuracy"])[0]
-    assert batched.best["index"] in (2, 4) and best_plain in (2, -1)
+    assert batched.best.index in (2, 4) and best_plain in (2, -1)
 
 
 def test_linear_heads_match_logistic_regression():
@@ -174,13 +175,13 @@ def test_linear_heads_match_logistic_regression():
     y = {s: np.array([int(lab[1:]) for lab in splits[s].labels]) for s in splits}
     diffs = []
     for p in res.per_layer:
-        k = p["index"]
+        k = p.index
         scaler = StandardScaler().fit(x[splits["train"].items, k])
         xs = {s: scaler.transform(x[splits[s].items, k]) for s in splits}
         fits = [LogisticRegression(C=c, max_iter=2000).fit(xs["train"], y["train"])
                 for c in (0.001, 0.01, 0.1, 1.0, 10.0)]
         best = max(fits, key=lambda m: m.score(xs["val"], y["val"]))
-        diffs.append(p["test"]["accuracy"] - best.score(xs["test"], y["test"]))
+        diffs.append(p.test["accuracy"] - best.score(xs["test"], y["test"]))
     diffs = np.array(diffs)
     assert np.abs(diffs).mean() <= 0.02, diffs
     assert diffs.min() >= -0.04, diffs
@@ -196,11 +197,11 @@ def test_test_labels_never_select():
                                  [f"c{k}" for k in rng.integers(0, 4, len(splits["test"].items))],
                                  splits["test"].uids)
     b = run_probe(Classes(classes=["c0", "c1", "c2", "c3"]), entry, shuffled, cfg, progress=False)
-    assert [p["chosen"] for p in a.per_layer] == [p["chosen"] for p in b.per_layer]
-    assert [p["val"] for p in a.per_layer] == [p["val"] for p in b.per_layer]
-    assert a.best["layer"] == b.best["layer"] and a.best["chosen"] == b.best["chosen"]
+    assert [p.chosen for p in a.per_layer] == [p.chosen for p in b.per_layer]
+    assert [p.val for p in a.per_layer] == [p.val for p in b.per_layer]
+    assert a.best.layer == b.best.layer and a.best.chosen == b.best.chosen
     # The change did reach the test scores (the test is not vacuous).
-    assert [p["test"] for p in a.per_layer] != [p["test"] for p in b.per_layer]
+    assert [p.test for p in a.per_layer] != [p.test for p in b.per_layer]
 
 
 def test_same_seed_same_result_and_seeds_recorded():
@@ -209,12 +210,12 @@ def test_same_seed_same_result_and_seeds_recorded():
     a = run_probe(Classes(), entry, splits, cfg, seed=7, progress=False)
     b = run_probe(Classes(), entry, splits, cfg, seed=7, progress=False)
     c = run_probe(Classes(), entry, splits, cfg, seed=8, progress=False)
-    assert json.dumps(a.per_layer) == json.dumps(b.per_layer)
+    assert json.dumps([asdict(p) for p in a.per_layer]) == json.dumps([asdict(p) for p in b.per_layer])
     for k in a.predictions:
-        assert a.predictions[k].shape == (2, len(splits["test"].items), 4)
+        assert np.stack(a.predictions[k]).shape == (2, len(splits["test"].items), 4)
         np.testing.assert_array_equal(a.predictions[k], b.predictions[k])
     assert any(not np.array_equal(a.predictions[k], c.predictions[k]) for k in a.predictions)
-    assert all([s["seed"] for s in p["seeds"]] == [0, 1] for p in a.per_layer)
+    assert all([s.seed for s in p.seeds] == [0, 1] for p in a.per_layer)
 
 
 @pytest.mark.parametrize("widths", [None, [3, 5]])
@@ -293,8 +294,8 @@ def test_songs_merged_and_ensemble_chosen():
     res = run_probe(SongClasses(), entry, splits, ProbeConfig(**FAST), progress=False)
     n_songs = (len(splits["test"].items) + 1) // 2
     assert len(res.test_uids) == n_songs == len(set(res.test_uids)) == len(res.test_labels)
-    assert res.predictions[2].shape == (n_songs, 4)
-    assert all(p["chosen"]["aggregate"] in ("mean", "max", "vote", "geomean") for p in res.per_layer)
+    assert [p.shape for p in res.predictions["layer2"]] == [(n_songs, 4)]
+    assert all(p.chosen["aggregate"] in ("mean", "max", "vote", "geomean") for p in res.per_layer)
 
 
 def _onset_job():
@@ -318,10 +319,11 @@ def test_frame_view_trains_per_frame(heads):
     entry, splits = _onset_job()
     res = run_probe(FrameOnsets(), entry, splits, ProbeConfig(heads=heads, lr=[1e-2],
                                                               max_epochs=30), progress=False)
-    by_layer = {p["layer"]: p for p in res.per_layer}
-    assert by_layer["layer1"]["test"]["frame_accuracy"] > 0.8
-    assert by_layer["layer0"]["test"]["frame_accuracy"] < 0.3
-    assert len(res.predictions[1]) == 10 and isinstance(res.predictions[1][0], list)
+    by_layer = {p.layer: p for p in res.per_layer}
+    assert by_layer["layer1"].test["frame_accuracy"] > 0.8
+    assert by_layer["layer0"].test["frame_accuracy"] < 0.3
+    [pred] = res.predictions["layer1"]
+    assert len(pred) == 10 and isinstance(pred[0], list)
 
 
 def test_streamed_features_train_like_resident(tmp_path):
@@ -335,9 +337,9 @@ def test_streamed_features_train_like_resident(tmp_path):
     streamed = run_probe(Classes(), disk, splits, ProbeConfig(memory_budget_gb=budget, **cfg),
                          progress=False)
     assert resident.timings["resident"] == 1.0 and streamed.timings["resident"] == 0.0
-    assert streamed.best["index"] == resident.best["index"]
+    assert streamed.best.index == resident.best.index
     for a, b in zip(resident.per_layer, streamed.per_layer, strict=True):
-        assert abs(a["test"]["accuracy"] - b["test"]["accuracy"]) <= 0.06
+        assert abs(a.test["accuracy"] - b.test["accuracy"]) <= 0.06
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
@@ -378,7 +380,7 @@ def test_streaming_peak_memory_stays_in_budget(tmp_path):
         open("/proc/self/clear_refs", "w").write("5")
         res = run_probe(Classes(), entry, splits, cfg, progress=False)
         print(json.dumps({{"peak": rss("VmHWM:") - base, "resident": res.timings["resident"],
-                          "acc": res.per_layer[1]["test"]["accuracy"]}}))
+                          "acc": res.per_layer[1].test["accuracy"]}}))
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
@@ -462,12 +464,12 @@ def test_ridge_layers_match_sklearn_ridge_classifier(alpha):
     y = {s: np.array([int(lab[1:]) for lab in splits[s].labels]) for s in splits}
     n = len(splits["train"].items)
     for p in res.per_layer:
-        assert p["chosen"] == {"head": "ridge", "alpha": alpha}
-        xs = _standardised(entry, splits, -1 if p["layer"] == "weighted" else p["index"])
+        assert p.chosen == {"head": "ridge", "alpha": alpha}
+        xs = _standardised(entry, splits, -1 if p.weighted else p.index)
         ref = RidgeClassifier(alpha=alpha * n).fit(xs["train"], y["train"])
-        assert abs(p["test"]["accuracy"] - ref.score(xs["test"], y["test"])) <= 0.01, p["layer"]
-        assert abs(p["val"]["accuracy"] - ref.score(xs["val"], y["val"])) <= 0.01, p["layer"]
-    assert res.best["index"] in (2, 4)
+        assert abs(p.test["accuracy"] - ref.score(xs["test"], y["test"])) <= 0.01, p.layer
+        assert abs(p.val["accuracy"] - ref.score(xs["val"], y["val"])) <= 0.01, p.layer
+    assert res.best.index in (2, 4)
 
 
 def test_ridge_regression_matches_sklearn_ridge_and_selects_on_validation():
@@ -484,15 +486,15 @@ def test_ridge_regression_matches_sklearn_ridge_and_selects_on_validation():
                                                          weighted_sum=False), progress=False)
     n = len(splits["train"].items)
     for p in res.per_layer:
-        xs = _standardised(entry, splits, p["index"])
+        xs = _standardised(entry, splits, p.index)
         fits = {a: Ridge(alpha=a * n).fit(xs["train"], target[splits["train"].items])
                 for a in alphas}
         r2 = {a: {s: r2_score(target[splits[s].items], m.predict(xs[s])) for s in ("val", "test")}
               for a, m in fits.items()}
         best = max(alphas, key=lambda a: r2[a]["val"])
-        assert p["chosen"]["alpha"] == best
-        assert abs(p["test"]["r2"] - r2[best]["test"]) <= 0.01, p["layer"]
-    assert res.best["index"] == 2
+        assert p.chosen["alpha"] == best
+        assert abs(p.test["r2"] - r2[best]["test"]) <= 0.01, p.layer
+    assert res.best.index == 2
 
 
 def test_ridge_streamed_features_give_the_same_heads(tmp_path):
@@ -506,7 +508,7 @@ def test_ridge_streamed_features_give_the_same_heads(tmp_path):
     streamed = run_probe(Classes(), disk, splits, ProbeConfig(memory_budget_gb=budget, **cfg),
                          progress=False)
     assert resident.timings["resident"] == 1.0 and streamed.timings["resident"] == 0.0
-    assert [p["chosen"] for p in resident.per_layer] == [p["chosen"] for p in streamed.per_layer]
+    assert [p.chosen for p in resident.per_layer] == [p.chosen for p in streamed.per_layer]
     for k, v in resident.predictions.items():
         np.testing.assert_allclose(streamed.predictions[k], v, rtol=1e-4, atol=1e-5)
 

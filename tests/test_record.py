@@ -11,8 +11,18 @@ import numpy as np
 import pytest
 
 from mirprobe.config import load_run_config
+from mirprobe.data import Problem
 from mirprobe.pipeline import run
-from mirprobe.record import SCHEMA, DatasetRef, Record, RecordFormatError
+from mirprobe.record import (
+    SCHEMA,
+    DatasetRef,
+    LayerResult,
+    Record,
+    RecordFormatError,
+    SeedResult,
+    Selection,
+    TaskRef,
+)
 from mirprobe.results import RecordStore
 
 TINY = ["synthetic.size=tiny", "progress=false", "models=[random]", "tasks=[genre]",
@@ -20,19 +30,24 @@ TINY = ["synthetic.size=tiny", "progress=false", "models=[random]", "tasks=[genr
 
 
 def sample(rid: str = "abc123") -> Record:
+    layers = [LayerResult(layer="layer0", index=0, chosen={"lr": 1e-3},
+                          val={"accuracy": np.float64(0.5)}, test={"accuracy": 0.25},
+                          seeds=[SeedResult(seed=0, val={"accuracy": 0.5}, test={"accuracy": 0.25},
+                                            epochs=3)])]
     return Record(
-        id=rid, model="random", task="genre",
+        id=rid, model="random",
+        task=TaskRef("genre", plugin="genre", options={"window_s": None},
+                     state={"classes": ["a", "b"]},
+                     declarations={"accuracy": {"higher_is_better": True, "scale": 100.0,
+                                                "resample": "mean"}}),
         dataset=DatasetRef(task="genre", folder="GTZAN", jsonl="GTZAN", digest="0123456789abcdef"),
         feature_entry="e1", config={"seed": 0, "probe": {"lr": [1e-3]}},
-        versions={"mirprobe": "0.1.0"}, task_info={"name": "genre", "metrics": ["accuracy"]},
-        selection_metric="accuracy", higher_is_better=True, layers=["layer0", "weighted"],
-        per_layer=[{"layer": "layer0", "index": 0, "chosen": {"lr": 1e-3},
-                    "val": {"accuracy": np.float64(0.5)}, "test": {"accuracy": 0.25}, "seeds": []}],
-        best={"layer": "layer0", "index": 0, "chosen": {"lr": 1e-3}, "val": {"accuracy": 0.5},
-              "test": {"accuracy": 0.25}},
-        chance={"accuracy": 0.1}, counts={"train": 8, "val": 2, "test": 4}, test_units=4,
-        excluded={"train": [], "val": [], "test": [{"source": "GTZAN.test.jsonl", "line": 3,
-                                                     "reason": "unreadable", "path": "x.wav"}]},
+        versions={"mirprobe": "0.1.0"},
+        selection=Selection(layer="layer0", metric="accuracy", higher_is_better=True),
+        per_layer=layers, chance={"accuracy": 0.1}, counts={"train": 8, "val": 2, "test": 4},
+        test_units=4,
+        excluded={"train": [], "val": [], "test": [Problem("GTZAN.test.jsonl", 3, "unreadable",
+                                                           "x.wav")]},
         predictions=f"{rid}.npz", num_heads=6, timings={"probe_s": 1.5}, created="2026-01-01T00:00:00")
 
 
@@ -47,6 +62,8 @@ def test_json_round_trip_is_exact() -> None:
     back = Record.from_json(text)
     assert back == rec
     assert back.to_json() == text
+    assert back.task.state == {"classes": ["a", "b"]} and back.best.seeds[0].epochs == 3
+    assert back.excluded["test"][0].audio_path == "x.wav"
     assert {f.name for f in dataclasses.fields(Record)} | {"schema"} == set(data)
 
 
@@ -54,7 +71,9 @@ def test_json_round_trip_is_exact() -> None:
     (lambda d: d.pop("schema"), "schema None"),
     (lambda d: d.update(schema=1), "schema 1"),
     (lambda d: d.update(schema=SCHEMA + 1), f"schema {SCHEMA + 1}"),
-    (lambda d: d.pop("best"), "missing \\['best'\\]"),
+    (lambda d: d.pop("selection"), "missing \\['selection'\\]"),
+    (lambda d: d.update(best={}), "unknown \\['best'\\]"),
+    (lambda d: d["per_layer"][0].pop("seeds"), "damaged 'per_layer'"),
     (lambda d: d.update(extra=1), "unknown \\['extra'\\]"),
     (lambda d: d.update(dataset="/home/me/GTZAN/GTZAN"), "damaged 'dataset'"),
 ])

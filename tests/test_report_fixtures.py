@@ -16,8 +16,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from mirprobe.record import DatasetRef, Record
-from mirprobe.results import RecordStore, save_predictions
+from mirprobe.record import DatasetRef, LayerResult, Predictions, Record, TaskRef, select
+from mirprobe.results import RecordStore
 from mirprobe.tasks import weighted
 from mirprobe.tasks.base import Metric, Task
 from tests.plugin_registry import install_entry_points
@@ -121,29 +121,27 @@ def toy_tasks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, type
 
 def make_record(store: RecordStore, model: str, task: Task, layer_preds: dict[int, Any],
                 labels: list[Any], uids: list[str], *, val: dict[int, float] | None = None,
-                rid: str | None = None) -> Record:
-    """A run record for ``task`` whose layers hold ``layer_preds``; the validation scores
+                rid: str | None = None, plugin: str | None = None) -> Record:
+    """A run record for ``task`` (its plugin: ``plugin``, default the task's name) whose layers
+    hold ``layer_preds`` (``[seeds, units, out]`` arrays have a seed axis); the validation scores
     ``val`` (default: the test scores) decide the selected layer."""
     rid = rid or f"{model}-{task.name}".replace("/", "_")
-    names = [f"layer{k}" for k in layer_preds]
     per_layer = []
     for k, pred in layer_preds.items():
         test = _seed_mean(task, pred, labels) if np.ndim(pred) == 3 else task.evaluate(pred, labels)
         v = {m: (val[k] if val else test[task.metrics[0]]) for m in task.metrics}
-        per_layer.append({"layer": f"layer{k}", "index": k, "chosen": {"lr": 1e-3},
-                          "val": v, "test": test, "seeds": []})
-    best = max(per_layer, key=lambda e: e["val"][task.metrics[0]])
+        per_layer.append(LayerResult(layer=f"layer{k}", index=k, chosen={"lr": 1e-3}, val=v,
+                                     test=test))
     record = Record(
-        id=rid, model=model, task=task.name,
+        id=rid, model=model, task=TaskRef.of(task.name, plugin or task.name, task),
         dataset=DatasetRef(task=task.name, folder="toy", jsonl=task.name, digest="0" * 16),
-        feature_entry="toy", config={"task": {"plugin": task.name}, "model": {"name": model}},
-        versions={}, task_info=task.describe(), selection_metric=task.metrics[0],
-        higher_is_better=True, layers=names, per_layer=per_layer,
-        best={k: best[k] for k in ("layer", "index", "chosen", "val", "test")},
+        feature_entry="toy", config={"model": {"name": model}}, versions={},
+        selection=select(per_layer, task.metrics[0], True), per_layer=per_layer,
         chance=task.chance([], labels), counts={"test": len(labels)}, test_units=len(labels),
         excluded={"train": [], "val": [], "test": []}, predictions=f"{rid}.npz", num_heads=1,
         timings={"probe_s": 1.0})
-    save_predictions(store.root / f"{rid}.npz", layer_preds, labels, uids)
+    seeds = {f"layer{k}": list(p) if np.ndim(p) == 3 else [p] for k, p in layer_preds.items()}
+    Predictions(uids, labels, seeds).write(store.root / f"{rid}.npz")
     store.put(record)
     return store.get(rid)
 

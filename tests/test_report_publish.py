@@ -96,7 +96,7 @@ def test_formats_carry_the_same_numbers(published):
                                                 float(row["ci_high"])]
         assert float(md["chance"][tasks.index(row["task"])][0]) == float(row["chance"])
         rec = next(r for r in records if r.model == row["model"] and r.task == row["task"])
-        assert float(row["score"]) == round(rec.best["test"][rec.selection_metric] * 100, 1)
+        assert float(row["score"]) == round(rec.best.test[rec.selection_metric] * 100, 1)
     for name in ("heatmap.png", "heatmap.svg", "layers_toyclass.png", "layers_toytags.svg"):
         assert (paths["plots"] / name).stat().st_size > 1000
     assert "\\toprule" in paths["tex"].read_text() and "\\textbf{" in paths["tex"].read_text()

@@ -54,20 +54,20 @@ def test_classification_matches_direct_resampling():
     acc = _direct(lambda t, p: accuracy_score(t, p.argmax(1)), logits, y, w)
     f1 = _direct(lambda t, p: f1_score(t, p.argmax(1), average="macro", labels=range(3),
                                        zero_division=0), logits, y, w)
-    assert resampled_metric(task, logits, labels, "accuracy", w)[1] == pytest.approx(acc, abs=1e-12)
-    assert resampled_metric(task, logits, labels, "macro_f1", w)[1] == pytest.approx(f1, abs=1e-12)
+    assert resampled_metric(task, [logits], labels, "accuracy", w)[1] == pytest.approx(acc, abs=1e-12)
+    assert resampled_metric(task, [logits], labels, "macro_f1", w)[1] == pytest.approx(f1, abs=1e-12)
     assert SeedMetric(task, logits, labels, "accuracy")._fast is not None  # declared: mean
     assert SeedMetric(task, logits, labels, "macro_f1")._fast is None  # undeclared: evaluate
     # Undeclared (a plain name), accuracy is recomputed with evaluate: the same values.
     plain = type("Plain", (ToyClassTask,), {"metrics": ("accuracy",)})(classes=task.classes)
     assert SeedMetric(plain, logits, labels, "accuracy")._fast is None
-    assert resampled_metric(plain, logits, labels, "accuracy", w)[1] == pytest.approx(acc, abs=1e-12)
+    assert resampled_metric(plain, [logits], labels, "accuracy", w)[1] == pytest.approx(acc, abs=1e-12)
     # A declaration that does not reproduce evaluate is an error, not a silent fallback.
     wrong = type("Wrong", (ToyClassTask,), {"metrics": (Metric("macro_f1", resample="mean"),),
                                             "per_track": Task.per_track})
     with pytest.raises(UserError, match="macro_f1.*fix the declaration"):
         SeedMetric(wrong(classes=task.classes), logits, labels, "macro_f1")
-    iv = bootstrap_metric(task, logits, labels, uids, "accuracy", n_boot=200, seed=0)
+    iv = bootstrap_metric(task, [logits], labels, uids, "accuracy", n_boot=200, seed=0)
     assert (iv.low, iv.high) == pytest.approx(tuple(np.percentile(acc, [2.5, 97.5])))
     assert iv.value == pytest.approx(accuracy_score(y, logits.argmax(1)))
 
@@ -85,7 +85,7 @@ def test_tagging_and_regression_shortcuts_match_sklearn():
     for metric, fn in (("roc_auc", roc_auc_score), ("ap", average_precision_score)):
         assert SeedMetric(tags, scores, labels, metric)._fast is not None
         direct = _direct(lambda t, p, fn=fn: fn(t, p, average="macro"), scores, y, w)
-        assert resampled_metric(tags, scores, labels, metric, w)[1] == pytest.approx(direct)
+        assert resampled_metric(tags, [scores], labels, metric, w)[1] == pytest.approx(direct)
     reg = ToyRegTask()
     target = rng.normal(size=(n, 2))
     pred = target + rng.normal(size=(n, 2))
@@ -93,7 +93,7 @@ def test_tagging_and_regression_shortcuts_match_sklearn():
                        ("r2_valence", lambda t, p: r2_score(t[:, 1], p[:, 1]))):
         assert SeedMetric(reg, pred, target.tolist(), metric)._fast is not None
         direct = _direct(fn, pred, target, w)
-        assert resampled_metric(reg, pred, target.tolist(), metric, w)[1] == pytest.approx(direct)
+        assert resampled_metric(reg, [pred], target.tolist(), metric, w)[1] == pytest.approx(direct)
 
 
 def test_seeds_are_averaged_per_resample():
@@ -104,7 +104,7 @@ def test_seeds_are_averaged_per_resample():
     w = cluster_weights([str(i) for i in range(30)], 50, 0)
     per_seed = [_direct(lambda t, p: f1_score(t, p.argmax(1), average="macro", labels=range(3),
                                               zero_division=0), s, y, w) for s in logits]
-    value, samples = resampled_metric(task, logits, labels, "macro_f1", w)
+    value, samples = resampled_metric(task, list(logits), labels, "macro_f1", w)
     assert samples == pytest.approx(np.mean(per_seed, axis=0))
 
 
@@ -122,18 +122,18 @@ def test_paired_comparison_sign_and_interval():
         return logits
 
     good, weak = model(0.9), model(0.5)
-    cmp = paired_bootstrap(task, good, weak, labels, uids, "accuracy")
+    cmp = paired_bootstrap(task, [good], [weak], labels, uids, "accuracy")
     assert cmp.diff > 0 and cmp.low > 0 and cmp.p_a_better > 0.99
     assert cmp.diff == pytest.approx(accuracy_score(y, good.argmax(1)) - accuracy_score(y, weak.argmax(1)))
-    back = paired_bootstrap(task, weak, good, labels, uids, "accuracy")
+    back = paired_bootstrap(task, [weak], [good], labels, uids, "accuracy")
     assert back.high < 0 and back.p_a_better < 0.01
-    same = paired_bootstrap(task, good, good, labels, uids, "accuracy")
+    same = paired_bootstrap(task, [good], [good], labels, uids, "accuracy")
     assert same.diff == 0 and same.low == 0 and same.high == 0 and same.p_a_better == 0.5
     # Two runs of one model (different noise, same skill): the interval covers 0.
-    twin = paired_bootstrap(task, model(0.7), model(0.7), labels, uids, "accuracy")
+    twin = paired_bootstrap(task, [model(0.7)], [model(0.7)], labels, uids, "accuracy")
     assert twin.low < 0 < twin.high
     # Lower-is-better flips what "A better" means.
-    flipped = paired_bootstrap(task, good, weak, labels, uids, "accuracy", higher_is_better=False)
+    flipped = paired_bootstrap(task, [good], [weak], labels, uids, "accuracy", higher_is_better=False)
     assert flipped.p_a_better == pytest.approx(1 - cmp.p_a_better)
 
 
@@ -149,8 +149,8 @@ def test_percentile_interval_and_speed():
     cls = ToyClassTask(classes=[f"c{i}" for i in range(10)])
     uids = [str(i) for i in range(300)]
     start = time.perf_counter()
-    bootstrap_metric(tags, scores, labels, uids, "roc_auc")
-    bootstrap_metric(cls, logits, cls_labels, uids, "accuracy")
+    bootstrap_metric(tags, [scores], labels, uids, "roc_auc")
+    bootstrap_metric(cls, [logits], cls_labels, uids, "accuracy")
     assert time.perf_counter() - start < 5  # about 0.5 s here; loose for shared CI machines
 
 
@@ -185,7 +185,7 @@ def test_real_tasks_match_their_own_evaluate():
     for task, pred, labels in _real_cases(rng, n):
         task.fit(labels) if task.kind != "beat" else None
         for metric in task.metrics:
-            got = resampled_metric(task, pred, labels, metric, w)[1]
+            got = resampled_metric(task, [pred], labels, metric, w)[1]
             idx = [expand(r) for r in w]
             want = [task.evaluate(pred[i] if isinstance(pred, np.ndarray) else [pred[j] for j in i],
                                   [labels[j] for j in i])[metric] for i in idx]

@@ -19,9 +19,9 @@ def test_leaderboard_picks_validation_layer(tmp_path):
     for rec in records:
         cell = board.loc[rec.model, rec.task]
         # Independent reference: the layer with the best validation score.
-        best = max(rec.per_layer, key=lambda e: e["val"][rec.selection_metric])
-        assert cell["layer"] == best["layer"]
-        assert cell["score"] == pytest.approx(best["test"][rec.selection_metric])
+        best = max(rec.per_layer, key=lambda e: e.val[rec.selection_metric])
+        assert cell["layer"] == best.layer
+        assert cell["score"] == pytest.approx(best.test[rec.selection_metric])
         assert cell["chance"] == pytest.approx(rec.chance[rec.selection_metric])
 
 
@@ -49,10 +49,10 @@ def test_layer_table_marks_selected(tmp_path):
     assert list(table.index) == ["layer0", "layer1", "layer2"]
     for rec in (r for r in records if r.model == "good"):
         sel = table[rec.task]["selected"]
-        assert sel.sum() == 1 and sel[rec.best["layer"]]
+        assert sel.sum() == 1 and sel[rec.best.layer]
         m = rec.selection_metric
         assert [float(v) for v in table[rec.task]["test"]] == \
-            pytest.approx([e["test"][m] for e in rec.per_layer])
+            pytest.approx([e.test[m] for e in rec.per_layer])
     with pytest.raises(UserError, match="no run records for model"):
         layer_table(records, "missing")
 
@@ -67,7 +67,7 @@ def test_print_and_write(tmp_path, capsys):
     csv = pd.read_csv(tmp_path / "run" / "leaderboard.csv")
     rec = records[0]
     row = csv[(csv.model == rec.model) & (csv.task == rec.task)].iloc[0]
-    assert row.score == pytest.approx(round(rec.best["test"]["accuracy"] * 100, 1))
+    assert row.score == pytest.approx(round(rec.best.test["accuracy"] * 100, 1))
     assert f"{row.score:.1f}" in (tmp_path / "run" / "leaderboard.md").read_text()
     layers = pd.read_csv(tmp_path / "run" / "layers.csv")
     assert len(layers) == 2 * 2 * 3 and layers.selected.sum() == 4

@@ -39,8 +39,8 @@ def test_quickstart_tiny_end_to_end_reuse_and_determinism(tmp_path: Path) -> Non
     for name in ("leaderboard.md", "layers.md", "layers.csv"):
         assert (tmp_path / "a" / "runs" / "quickstart" / name).stat().st_size > 0
     for rec in first:
-        assert rec.counts["test"] > 0 and rec.best["layer"] in rec.layers
-        assert set(rec.best["test"]) >= {rec.selection_metric}
+        assert rec.counts["test"] > 0 and rec.best.layer in rec.layers
+        assert set(rec.best.test) >= {rec.selection_metric}
 
     records = sorted((tmp_path / "a" / "records").glob("*.json"))
     stamps = {p: p.stat().st_mtime_ns for p in records}
@@ -136,7 +136,7 @@ def test_bad_labels_are_excluded_with_file_and_line(tmp_path: Path) -> None:
         write_jsonl(tmp_path / f"K.{split}.jsonl", rows)
     task = f"{{name: k, plugin: key, data: {tmp_path}, jsonl: K}}"
     [rec] = _run(tmp_path / "w", "models=[handcrafted]", f"tasks=[{task}]")
-    bad = {split: [(p["line"], p["reason"]) for p in rec.excluded[split]] for split in ("train", "test")}
+    bad = {split: [(p.line, p.reason) for p in rec.excluded[split]] for split in ("train", "test")}
     assert [line for line, _ in bad["train"]] == [13] and [line for line, _ in bad["test"]] == [5]
     assert all("H major" in reason for split in bad for _, reason in bad[split])
     assert rec.counts == {"train": 12, "val": 4, "test": 4}

@@ -9,7 +9,6 @@ files and encodes each key label as its mode (major / minor): its own label enco
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score
 
-from mirprobe.results import load_predictions
+from mirprobe.record import Predictions, Record
 
 PLUGIN = '''
 import numpy as np
@@ -90,16 +89,16 @@ def test_a_plugin_task_runs_end_to_end_with_intervals(tmp_path: Path) -> None:
     _install_plugin(site)
     _cli(site, work, "run", "quickstart", *TINY, f"tasks=[{TASK}]")
     [path] = (work / "records").glob("*.json")
-    record = json.loads(path.read_text())
-    assert record["task_info"]["declarations"]["error_rate"] == {
+    rec = Record.from_json(path.read_text())
+    assert rec.task.declarations["error_rate"] == {
         "higher_is_better": False, "scale": 1.0, "resample": "mean"}
 
     # The reported test score is sklearn's accuracy of the saved predictions.
-    per_layer, labels, _ = load_predictions(path.with_suffix(".npz"))
-    chosen = per_layer[record["best"]["index"]]
-    truth = [["major", "minor"].index(x.split()[-1]) for x in labels]
+    preds = Predictions.read(path.with_suffix(".npz"))
+    [chosen] = preds.seeds(rec.best.layer)
+    truth = [["major", "minor"].index(x.split()[-1]) for x in preds.labels]
     accuracy = accuracy_score(truth, np.asarray(chosen).argmax(1))
-    assert record["best"]["test"]["accuracy"] == accuracy
+    assert rec.best.test["accuracy"] == accuracy
 
     board = _cli(site, work, "leaderboard", "--work-dir", str(work), "--resamples", "200")
     cell = re.search(r"(\d+\.\d) \[(\d+\.\d), (\d+\.\d)\] @", board)

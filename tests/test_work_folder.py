@@ -137,8 +137,8 @@ def test_missing_audio_names_the_row_path_and_every_place_looked(tmp_path: Path)
     task = f"{{name: g, plugin: multiclass, data: {data}, jsonl: G}}"
     [rec] = _run(tmp_path / "w", "models=[handcrafted]", f"tasks=[{task}]")
     [problem] = rec.excluded["test"]
-    reason = problem["reason"]
-    assert problem["line"] == 7 and "'HoldBad/audio/x.wav'" in reason
+    reason = problem.reason
+    assert problem.line == 7 and "'HoldBad/audio/x.wav'" in reason
     for place in (data / "HoldBad/audio/x.wav", tmp_path / "HoldBad/audio/x.wav",
                   Path("/HoldBad/audio/x.wav")):
         assert str(place) in reason, reason

@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from mirprobe import record
 from mirprobe.errors import UserError
 from mirprobe.probes.aggregate import ensembles
 from mirprobe.probes.data import FeatureSource, SplitRows, build_split, default_budget
 from mirprobe.probes.heads import WEIGHTED, HeadSpec, build_grid
 from mirprobe.probes.ridge import RidgeSpec, fit_path, predict_rows, ridge_grid
-from mirprobe.probes.spec import ProbeConfig, ProbeResult, SplitData, check_heads
+from mirprobe.probes.spec import ProbeConfig, ProbeResult, SplitData
 from mirprobe.probes.train import Group, fit_heads, forward_rows, unit_outputs
 
 SPLITS = ("train", "val", "test")
@@ -122,10 +123,6 @@ def _validate(task, entry, splits, cfg: ProbeConfig) -> None:  # noqa: ANN001
     if task.view != entry.view:
         raise UserError(f"task {task.name!r} needs the {task.view} view but feature entry "
                         f"{entry.id!r} is the {entry.view} view; extract the {task.view} view")
-    check_heads(cfg)
-    if not cfg.lr or cfg.seeds < 1 or cfg.batch_size < 1 or cfg.max_epochs < 1:
-        raise UserError("probe.lr must be non-empty and probe.seeds, probe.batch_size, "
-                        "probe.max_epochs at least 1")
     if cfg.layers is not None:
         out = [k for k in cfg.layers if not 0 <= int(k) < entry.num_layers]
         if out:
@@ -214,28 +211,21 @@ def _mean(metrics: list[dict]) -> dict[str, float]:
 def _result(task, entry, specs: list[HeadSpec], chosen: dict[int, dict], val: dict,  # noqa: ANN001
             test: dict, epochs: dict[int, int], test_split: SplitRows,
             ensembled: bool) -> ProbeResult:
-    layers = sorted(chosen, key=lambda k: (k == WEIGHTED, k))
-    names, per_layer, predictions = [], [], {}
-    for layer in layers:
+    per_layer, predictions = [], {}
+    for layer in sorted(chosen, key=lambda k: (k == WEIGHTED, k)):
         c = chosen[layer]
-        index = entry.num_layers if layer == WEIGHTED else layer
-        name = "weighted" if layer == WEIGHTED else entry.layer_names[layer]
+        name = record.WEIGHTED if layer == WEIGHTED else entry.layer_names[layer]
         config = specs[c["heads"][0]].config()
         if ensembled:
             config["aggregate"] = c["how"]
-        seeds = [{"seed": specs[i].seed, "val": val[i, c["how"]], "test": test[i][0],
-                  "epochs": epochs[i]} for i in c["heads"]]
-        per_layer.append({"layer": name, "index": index, "chosen": config,
-                          "val": _mean([s["val"] for s in seeds]),
-                          "test": _mean([s["test"] for s in seeds]), "seeds": seeds})
-        preds = [test[i][1] for i in c["heads"]]
-        predictions[index] = preds[0] if len(preds) == 1 else (
-            np.stack(preds) if isinstance(preds[0], np.ndarray) else preds)
-        names.append(name)
-    metric, sign = task.selection_metric, 1.0 if task.higher_is_better else -1.0
-    best_pos = max(range(len(per_layer)), key=lambda n: (np.nan_to_num(
-        sign * per_layer[n]["val"][metric], nan=-np.inf), -n))
-    best = {k: per_layer[best_pos][k] for k in ("layer", "index", "chosen", "val", "test")}
-    return ProbeResult(layers=names, per_layer=per_layer, best=best, predictions=predictions,
-                       test_labels=list(test_split.unit_labels),
+        seeds = [record.SeedResult(seed=specs[i].seed, val=val[i, c["how"]], test=test[i][0],
+                                   epochs=epochs[i]) for i in c["heads"]]
+        per_layer.append(record.LayerResult(
+            layer=name, index=entry.num_layers if layer == WEIGHTED else layer, chosen=config,
+            val=_mean([s.val for s in seeds]), test=_mean([s.test for s in seeds]), seeds=seeds))
+        predictions[name] = [test[i][1] for i in c["heads"]]
+    return ProbeResult(per_layer=per_layer,
+                       selection=record.select(per_layer, task.selection_metric,
+                                               task.higher_is_better),
+                       predictions=predictions, test_labels=list(test_split.unit_labels),
                        test_uids=list(test_split.unit_uids), num_heads=len(specs))

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from mirprobe.record import LayerResult, Selection
+
 
 @dataclass
 class SplitData:
@@ -37,19 +39,30 @@ class ProbeConfig:
     alpha: list[float] | None = None  # ridge penalties per training row; None: 1e-3 … 1e4
     dtype: str = "float32"  # precision of the head products: "float32" | "bfloat16"
 
+    def __post_init__(self) -> None:
+        check_heads(self)  # every ProbeConfig is a valid one: stages take it as it is
+
 
 @dataclass
 class ProbeResult:
     """Everything a run record needs from one probe job."""
 
-    layers: list[str]  # layer names probed; "weighted" last when weighted_sum
-    per_layer: list[dict[str, Any]]  # see mirprobe.record (per_layer)
-    best: dict[str, Any]  # the validation-selected layer/config with its val and test metrics
-    predictions: dict[int, Any]  # layer index → test predictions of its chosen head(s)
+    per_layer: list[LayerResult]  # the weighted sum last when weighted_sum
+    selection: Selection  # the validation-selected layer
+    predictions: dict[str, list[Any]]  # layer name → per seed: test predictions of its chosen head
     test_labels: list[Any]  # labels of the scored test units (tracks, or songs)
     test_uids: list[str]
     num_heads: int
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def layers(self) -> list[str]:
+        return [r.layer for r in self.per_layer]
+
+    @property
+    def best(self) -> LayerResult:
+        """The validation-selected layer."""
+        return next(r for r in self.per_layer if r.layer == self.selection.layer)
 
 
 HEAD_KINDS = ("linear", "mlp", "ridge")
@@ -61,13 +74,14 @@ PRECISIONS = ("float32", "bfloat16")
 
 
 def check_heads(cfg) -> None:  # noqa: ANN001 (ProbeConfig or its DictConfig)
-    """``probe.heads``, ``probe.alpha`` and ``probe.dtype``, with one-line errors."""
+    """The whole probe config (``probe.heads``, ``probe.alpha``, ``probe.dtype``, the grid's
+    lists and counts), with one-line errors naming the key."""
     from mirprobe.errors import UserError
 
+    for key in ("lr", "dropout", "weight_decay", "heads"):
+        if len(getattr(cfg, key)) == 0:
+            raise UserError(f"config key 'probe.{key}' is empty; give at least one value")
     heads = list(cfg.heads)
-    if not heads:
-        raise UserError("config key 'probe.heads' is empty; give at least one of: "
-                        f"{', '.join(HEAD_KINDS)}")
     for head in heads:
         if head not in HEAD_KINDS:
             raise UserError(f"config key 'probe.heads': {head!r} is not allowed; use one of: "
@@ -75,6 +89,9 @@ def check_heads(cfg) -> None:  # noqa: ANN001 (ProbeConfig or its DictConfig)
     if "ridge" in heads and len(heads) > 1:
         raise UserError(f"config key 'probe.heads': ridge heads run alone (got {heads!r}); "
                         "use probe.heads=[ridge], and train linear/mlp heads in another run")
+    for key in ("seeds", "batch_size", "max_epochs", "hidden"):
+        if getattr(cfg, key) < 1:
+            raise UserError(f"config key 'probe.{key}' must be at least 1 (got {getattr(cfg, key)})")
     if cfg.alpha is not None:
         alpha = list(cfg.alpha)
         if not alpha or not all(isinstance(a, int | float) and not isinstance(a, bool) and a > 0

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from mirprobe.errors import UserError
 from mirprobe.record import Record
-from mirprobe.report.records import default_work_dir
 from mirprobe.report.stats import N_BOOT, SEED
+from mirprobe.workfolder import WorkFolder
 
 
 def _common(p: argparse.ArgumentParser, *, ci: bool = True) -> None:
@@ -27,7 +27,7 @@ def _common(p: argparse.ArgumentParser, *, ci: bool = True) -> None:
 def _records(ns: argparse.Namespace) -> tuple[list[Record], Path]:
     from mirprobe.results import RecordStore
 
-    root = Path(ns.work_dir or default_work_dir()).expanduser() / "records"
+    root = WorkFolder.at(ns.work_dir).records
     records = RecordStore(root).all()
     if not records:
         raise UserError(f"no run records in {root}; run `mirprobe run` first or pass --work-dir")

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from mirprobe.errors import UserError
@@ -18,9 +17,8 @@ from mirprobe.report.records import (
     load_record_predictions,
     metric_scale,
     models_and_tasks,
-    rebuild_task,
 )
-from mirprobe.report.stats import N_BOOT, SEED, align, paired_bootstrap
+from mirprobe.report.stats import N_BOOT, SEED, align, paired_bootstrap, take
 
 COLUMNS = ("metric", "layer_a", "layer_b", "a", "b", "diff", "ci_low", "ci_high", "p_a_better",
            "tracks", "higher_is_better", "scale")
@@ -35,12 +33,6 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     if not model or not layer:
         raise UserError(f"bad model spec {spec!r}: write MODEL or MODEL@LAYER (e.g. MERT-v1-95M@7)")
     return model, layer
-
-
-def _reorder(pred: Any, order: np.ndarray) -> Any:
-    if isinstance(pred, np.ndarray):
-        return pred[:, order] if pred.ndim == 3 else pred[order]
-    return [pred[i] for i in order]
 
 
 def compare(records: Sequence[Record], spec_a: str, spec_b: str, *,
@@ -73,13 +65,14 @@ def _compare_task(rec_a: Record, layer_a: str | None, rec_b: Record,
                   layer_b: str | None, metric: str | None, records_dir: Path | None,
                   n_boot: int, seed: int) -> list[Any]:
     entry_a, entry_b = layer_entry(rec_a, layer_a), layer_entry(rec_b, layer_b)
-    preds_a, labels, uids = load_record_predictions(rec_a, records_dir)
-    preds_b, labels_b, uids_b = load_record_predictions(rec_b, records_dir)
-    order = align(uids, labels, uids_b, labels_b)
-    task = rebuild_task(rec_a)
+    preds_a = load_record_predictions(rec_a, records_dir)
+    preds_b = load_record_predictions(rec_b, records_dir)
+    order = align(preds_a.uids, preds_a.labels, preds_b.uids, preds_b.labels)
     name = metric or rec_a.selection_metric
     up = higher_is_better(rec_a, name)
-    cmp = paired_bootstrap(task, preds_a[entry_a["index"]], _reorder(preds_b[entry_b["index"]], order),
-                           labels, uids, name, higher_is_better=up, n_boot=n_boot, seed=seed)
-    return [name, entry_a["layer"], entry_b["layer"], cmp.a, cmp.b, cmp.diff, cmp.low, cmp.high,
+    b_in_a_order = [take(p, order) for p in preds_b.seeds(entry_b.layer)]
+    cmp = paired_bootstrap(rec_a.task.build(), preds_a.seeds(entry_a.layer), b_in_a_order,
+                           preds_a.labels, preds_a.uids, name, higher_is_better=up,
+                           n_boot=n_boot, seed=seed)
+    return [name, entry_a.layer, entry_b.layer, cmp.a, cmp.b, cmp.diff, cmp.low, cmp.high,
             cmp.p_a_better, cmp.tracks, up, metric_scale(rec_a, name)]

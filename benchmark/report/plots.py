@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -17,11 +16,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mirprobe.record import Record  # noqa: E402
+from mirprobe.record import LayerResult, Record  # noqa: E402
 from mirprobe.report.records import (  # noqa: E402
     by_model_task,
     fmt,
-    layer_entry,
     layer_label,
     metric_scale,
     models_and_tasks,
@@ -48,9 +46,9 @@ def save_figure(fig: plt.Figure, out_dir: Path, stem: str) -> list[Path]:
     return paths
 
 
-def _x(entry: dict[str, Any], last: int) -> float:
+def _x(entry: LayerResult, last: int) -> float:
     """Plot position: the layer's index; the weighted sum after the last layer."""
-    return last + 1.5 if str(entry["layer"]) == "weighted" else float(entry["index"])
+    return last + 1.5 if entry.weighted else float(entry.index)
 
 
 def layer_curves(records: Sequence[Record], out_dir: Path) -> dict[str, list[Path]]:
@@ -64,28 +62,28 @@ def layer_curves(records: Sequence[Record], out_dir: Path) -> dict[str, list[Pat
         metric, scale = "?", 100.0
         ticks: dict[float, str] = {}
         mine = [m for m in models if (m, task) in index]
-        last = max((int(e["index"]) for m in mine for e in index[(m, task)].per_layer
-                    if str(e["layer"]) != "weighted"), default=0)
+        last = max((e.index for m in mine for e in index[(m, task)].per_layer
+                    if not e.weighted), default=0)
         for model in mine:
             rec = index[(model, task)]
             metric = rec.selection_metric
             scale = metric_scale(rec, metric)
-            layers = [e for e in rec.per_layer if str(e["layer"]) != "weighted"]
+            layers = [e for e in rec.per_layer if not e.weighted]
             colour = f"C{models.index(model) % 10}"  # one colour per model in every figure
             xs = [_x(e, last) for e in layers]
             for e in layers:  # models naming a position differently share its label
-                label, x = layer_label(str(e["layer"])), _x(e, last)
+                label, x = layer_label(e.layer), _x(e, last)
                 ticks[x] = label if ticks.get(x, label) == label else f"{ticks[x]}/{label}"
-            for split, style in (("test", "-"), ("val", "--")):
-                ys = [e.get(split, {}).get(metric, np.nan) * scale for e in layers]
-                ax.plot(xs, ys, style, color=colour, marker="o" if split == "test" else None,
-                        ms=3, lw=1.6 if split == "test" else 1, label=model if split == "test" else None)
+            for test, style in ((True, "-"), (False, "--")):
+                ys = [(e.test if test else e.val).get(metric, np.nan) * scale for e in layers]
+                ax.plot(xs, ys, style, color=colour, marker="o" if test else None,
+                        ms=3, lw=1.6 if test else 1, label=model if test else None)
             for e in rec.per_layer:
-                if str(e["layer"]) == "weighted":
+                if e.weighted:
                     ticks[_x(e, last)] = "w"
-                    ax.plot(_x(e, last), e["test"].get(metric, np.nan) * scale, "D", color=colour)
-            sel = layer_entry(rec)
-            ax.plot(_x(sel, last), sel["test"].get(metric, np.nan) * scale, "*", color=colour,
+                    ax.plot(_x(e, last), e.test.get(metric, np.nan) * scale, "D", color=colour)
+            sel = rec.best
+            ax.plot(_x(sel, last), sel.test.get(metric, np.nan) * scale, "*", color=colour,
                     ms=14, mec="black", mew=0.6)
         step = max(1, len(ticks) // 13)  # at most about 13 labels
         shown = sorted(set(sorted(ticks)[::step]) | ({max(ticks)} if ticks else set()))

@@ -35,7 +35,7 @@ from mirprobe.report.series import leaderboard_records, read_manifests
 from mirprobe.report.series_page import series_sections
 from mirprobe.report.stats import N_BOOT, SEED
 from mirprobe.report.tables import aggregate, layer_table, leaderboard
-from mirprobe.results import atomic_write_json
+from mirprobe.workfolder import atomic_write_json
 
 
 def best_mask(board: pd.DataFrame, display: pd.DataFrame) -> pd.DataFrame:
@@ -61,7 +61,7 @@ def provenance(records: Sequence[Record]) -> pd.DataFrame:
     rows = []
     for rec in records:
         v = rec.versions
-        rows.append({"model": rec.model, "task": rec.task, "record": rec.id,
+        rows.append({"model": rec.model, "task": str(rec.task), "record": rec.id,
                      "created": rec.created, "dataset": rec.dataset.folder,
                      "jsonl": rec.dataset.jsonl, "dataset digest": rec.dataset.digest,
                      "feature entry": rec.feature_entry, "test tracks": rec.test_units,

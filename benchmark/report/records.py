@@ -6,32 +6,30 @@ module holds what the report modules share about them.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from mirprobe.errors import UserError
-from mirprobe.plugins import get_task
-from mirprobe.record import Record
-from mirprobe.results import load_predictions
+from mirprobe.record import WEIGHTED, LayerResult, Predictions, Record
 from mirprobe.tasks.base import Task
+from mirprobe.workfolder import WorkFolder, default_root
 
 
 def default_work_dir() -> Path:
     """``$MIRPROBE_HOME``, else ``~/.cache/mirprobe``."""
-    return Path(os.environ.get("MIRPROBE_HOME") or Path.home() / ".cache" / "mirprobe")
+    return default_root()
 
 
 def declaration(record: Record, metric: str | None = None) -> dict[str, Any]:
     """The task's declaration of ``metric`` (default: the selection metric): direction,
     display scale and resampling (``Metric.declaration`` in :mod:`mirprobe.tasks.base`), as the
-    record keeps it; from the task plugin itself for records that do not."""
+    record keeps it; from the task plugin itself for a metric the record does not declare."""
     metric = metric or record.selection_metric
-    found = (record.task_info.get("declarations") or {}).get(metric)
+    found = record.task.declarations.get(metric)
     if found is None:
         try:
-            found = rebuild_task(record).metric(metric).declaration()
+            found = record.task.build().metric(metric).declaration()
         except KeyError as e:
             raise UserError(f"run record {record.id}: {e.args[0]}") from None
     return found
@@ -60,7 +58,7 @@ def fmt(value: float | None, scale: float) -> str:
 
 def layer_label(name: str) -> str:
     """Short layer label: ``layer7`` → ``7``, ``weighted`` → ``w``."""
-    if name == "weighted":
+    if name == WEIGHTED:
         return "w"
     return name.removeprefix("layer")
 
@@ -69,7 +67,7 @@ def by_model_task(records: Iterable[Record]) -> dict[tuple[str, str], Record]:
     """Index records by (model, task); of duplicates the most recent wins."""
     out: dict[tuple[str, str], Record] = {}
     for rec in sorted(records, key=lambda r: (r.created, r.id)):
-        out[(rec.model, rec.task)] = rec
+        out[(rec.model, str(rec.task))] = rec
     return out
 
 
@@ -79,32 +77,27 @@ def models_and_tasks(records: Iterable[Record]) -> tuple[list[str], list[str]]:
     tasks: dict[str, None] = {}
     for rec in records:
         models.setdefault(rec.model)
-        tasks.setdefault(rec.task)
+        tasks.setdefault(str(rec.task))
     return list(models), list(tasks)
 
 
-def layer_entry(record: Record, layer: str | int | None = None) -> dict[str, Any]:
-    """The per-layer entry for ``layer`` (name, ``7`` / ``layer7``, ``w``), or the selected one."""
+def layer_entry(record: Record, layer: str | int | None = None) -> LayerResult:
+    """The layer result for ``layer`` (name, ``7`` / ``layer7``, ``w``), or the selected one."""
     if layer is None:
-        best = record.best
-        return next((e for e in record.per_layer if e["index"] == best["index"]), best)
+        return record.best
     key = str(layer)
     for entry in record.per_layer:
-        names = {str(entry["layer"]), str(entry["index"]), layer_label(str(entry["layer"]))}
-        if key in names or f"layer{key}" == entry["layer"]:
+        if key in (entry.layer, str(entry.index), layer_label(entry.layer)) \
+                or f"layer{key}" == entry.layer:
             return entry
-    known = ", ".join(str(e["layer"]) for e in record.per_layer)
+    known = ", ".join(e.layer for e in record.per_layer)
     raise UserError(f"{record.model} on {record.task} has no layer {layer!r}; "
                     f"layers: {known}")
 
 
 def rebuild_task(record: Record) -> Task:
-    """The record's task plugin, configured as it was for the run."""
-    info = dict(record.task_info)
-    plugin = (record.config.get("task") or {}).get("plugin") or info.get("name")
-    options = {k: v for k, v in info.items()
-               if k not in ("name", "kind", "view", "metrics", "declarations", "scoring_note")}
-    return get_task(plugin, **options)
+    """The record's task plugin, constructed and fitted as it was for the run."""
+    return record.task.build()
 
 
 def predictions_file(record: Record, records_dir: Path | None = None) -> Path:
@@ -115,14 +108,13 @@ def predictions_file(record: Record, records_dir: Path | None = None) -> Path:
                         "re-run it to get confidence intervals")
     path = Path(name)
     if not path.is_absolute():
-        path = Path(records_dir or default_work_dir() / "records") / path
+        path = Path(records_dir or WorkFolder.at().records) / path
     if not path.exists():
         raise UserError(f"predictions file {path} of run record {record.id} is missing; "
                         "pass the records folder (--work-dir) or re-run the record")
     return path
 
 
-def load_record_predictions(record: Record, records_dir: Path | None = None
-                            ) -> tuple[dict[int, Any], list[Any], list[str]]:
-    """``(per_layer, labels, uids)`` of a record's saved test predictions."""
-    return load_predictions(predictions_file(record, records_dir))
+def load_record_predictions(record: Record, records_dir: Path | None = None) -> Predictions:
+    """A record's saved test predictions."""
+    return Predictions.read(predictions_file(record, records_dir))

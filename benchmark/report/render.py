@@ -39,16 +39,15 @@ def excluded_note(records: Sequence[Record]) -> str:
     for rec in records:
         test = rec.excluded.get("test", [])
         if test:
-            reasons = sorted({p["reason"] for p in test})
+            reasons = sorted({p.reason for p in test})
             notes.append(f"{rec.model} × {rec.task}: {len(test)} test item(s) excluded "
                          f"({reasons[0]}{'; …' if len(reasons) > 1 else ''})")
     return (" Excluded from scoring: " + "; ".join(notes) + ".") if notes else ""
 
 
 def scoring_notes(records: Sequence[Record]) -> str:
-    """The tasks' own notes on non-default scoring (``task_info.scoring_note``), once each."""
-    notes = dict.fromkeys(f"{rec.task}: {rec.task_info['scoring_note']}" for rec in records
-                          if (rec.task_info or {}).get("scoring_note"))
+    """The tasks' own notes on non-default scoring (``Task.scoring_note``), once each."""
+    notes = dict.fromkeys(f"{rec.task}: {rec.task.note}" for rec in records if rec.task.note)
     return "".join(f" {note}." for note in notes)
 
 

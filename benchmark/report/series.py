@@ -12,9 +12,11 @@ from the run records the manifest names:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +24,12 @@ import numpy as np
 import pandas as pd
 
 from mirprobe.errors import UserError
-from mirprobe.record import Record
-from mirprobe.report.records import fmt, layer_entry, layer_label, metric_scale
+from mirprobe.record import WEIGHTED, Record
+from mirprobe.report.records import fmt, layer_label, metric_scale
 from mirprobe.report.render import CI_CAPTION, W_NOTE, displayed, markdown_table, text_table
 from mirprobe.report.stats import N_BOOT, SEED, record_interval
-from mirprobe.results import RecordStore, atomic_write_json
+from mirprobe.results import RecordStore
+from mirprobe.workfolder import WorkFolder, atomic_write_json
 
 MANIFEST = "series.json"
 SCHEMA = 1
@@ -36,46 +39,84 @@ SCORE_CAPTION = ("Test score of the layer selected on validation at each trainin
 LAYER_CAPTION = ("Test score per training step (rows) and layer (columns), ×100 for 0–1 metrics; "
                  "* marks the layer selected on validation.")
 CHANCE_ROW = "chance"
+STATUSES = ("done", "partial", "failed")
+
+
+@dataclass
+class CheckpointRow:
+    """One checkpoint of a series: its model name, folder, status and run record per task."""
+
+    step: int
+    model: str
+    path: str
+    status: str  # one of STATUSES
+    records: dict[str, str] = field(default_factory=dict)  # task → run record id
+    new: list[str] = field(default_factory=list)  # tasks trained in the latest round
+    error: str | None = None  # why a failed checkpoint could not be evaluated
+
+
+@dataclass
+class Manifest:
+    """What ``mirprobe series`` leaves in ``series.json`` (schema :data:`SCHEMA`)."""
+
+    name: str
+    source: str
+    protocol: str
+    tasks: list[str]
+    checkpoints: list[CheckpointRow]
+    updated: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = MANIFEST) -> Manifest:
+        try:
+            rows = [CheckpointRow(**c) for c in data["checkpoints"]]
+            return cls(**{**{k: v for k, v in data.items() if k != "schema"}, "checkpoints": rows})
+        except (TypeError, KeyError) as e:
+            raise UserError(f"{source}: not a series manifest ({e}); run `mirprobe series` "
+                            "again") from e
 
 
 def series_dir(work_dir: Path, name: str) -> Path:
     """Where a series' manifest lives: ``<work_dir>/series/<name>/``."""
-    return Path(work_dir) / "series" / name
+    return WorkFolder(Path(work_dir)).series(name)
 
 
-def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
+def write_manifest(folder: Path, manifest: Manifest) -> Path:
     """Write ``series.json`` atomically (readers see the old or the new one)."""
     path = Path(folder) / MANIFEST
-    atomic_write_json(path, {"schema": SCHEMA, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                             **manifest})
+    manifest.updated = time.strftime("%Y-%m-%dT%H:%M:%S")
+    atomic_write_json(path, manifest.to_dict())
     return path
 
 
-def read_manifests(work_dir: Path) -> list[dict[str, Any]]:
+def read_manifests(work_dir: Path) -> list[Manifest]:
     """Every series manifest of a work folder, by name."""
     out = []
-    for path in sorted((Path(work_dir) / "series").glob(f"*/{MANIFEST}")):
+    for path in sorted(WorkFolder(Path(work_dir)).series_root.glob(f"*/{MANIFEST}")):
         try:
-            manifest = json.loads(path.read_text())
+            data = json.loads(path.read_text())
         except ValueError as e:
             raise UserError(f"{path}: not valid JSON ({e}); run `mirprobe series` again") from e
-        out.append(manifest)
+        out.append(Manifest.from_dict(data, str(path)))
     return out
 
 
-def series_records(manifest: dict[str, Any], records_dir: Path) -> list[tuple[int, Record]]:
+def series_records(manifest: Manifest, records_dir: Path) -> list[tuple[int, Record]]:
     """``(step, record)`` of every record the manifest names that is on disk, in step order."""
     store = RecordStore(records_dir)
     out = []
-    for ckpt in sorted(manifest["checkpoints"], key=lambda c: c["step"]):
-        for rid in ckpt.get("records", {}).values():
+    for ckpt in sorted(manifest.checkpoints, key=lambda c: c.step):
+        for rid in ckpt.records.values():
             rec = store.get(rid)
             if rec is not None:
-                out.append((int(ckpt["step"]), rec))
+                out.append((ckpt.step, rec))
     return out
 
 
-def score_table(manifest: dict[str, Any], records_dir: Path, *, ci: bool = True,
+def score_table(manifest: Manifest, records_dir: Path, *, ci: bool = True,
                 n_boot: int = N_BOOT, seed: int = SEED,
                 cache: dict[str, tuple[float, float]] | None = None) -> pd.DataFrame:
     """One row per step × task: raw score of the validation-selected layer, its interval, chance.
@@ -84,9 +125,10 @@ def score_table(manifest: dict[str, Any], records_dir: Path, *, ci: bool = True,
     rows = []
     for step, rec in series_records(manifest, records_dir):
         metric = rec.selection_metric
-        best = layer_entry(rec)
-        row = {"step": step, "model": rec.model, "task": rec.task, "metric": metric,
-               "scale": metric_scale(rec, metric), "layer": str(best["layer"]), "score": best.get("test", {}).get(metric, np.nan),
+        best = rec.best
+        row = {"step": step, "model": rec.model, "task": str(rec.task), "metric": metric,
+               "scale": metric_scale(rec, metric), "layer": best.layer,
+               "score": best.test.get(metric, np.nan),
                "ci_low": np.nan, "ci_high": np.nan, "chance": rec.chance.get(metric, np.nan),
                "higher_is_better": rec.higher_is_better, "record": rec.id}
         if ci:
@@ -103,18 +145,18 @@ def score_table(manifest: dict[str, Any], records_dir: Path, *, ci: bool = True,
                                        "ci_low", "ci_high", "chance", "higher_is_better", "record"])
 
 
-def layer_scores(manifest: dict[str, Any], records_dir: Path) -> pd.DataFrame:
+def layer_scores(manifest: Manifest, records_dir: Path) -> pd.DataFrame:
     """One row per step × task × layer: raw validation and test score, selected or not."""
     rows = []
     for step, rec in series_records(manifest, records_dir):
         metric = rec.selection_metric
-        chosen = str(layer_entry(rec)["layer"])
+        chosen = rec.best.layer
         for entry in rec.per_layer:
-            rows.append({"step": step, "task": rec.task, "metric": metric,
-                         "scale": metric_scale(rec, metric), "layer": str(entry["layer"]), "index": int(entry["index"]),
-                         "val": entry.get("val", {}).get(metric, np.nan),
-                         "test": entry.get("test", {}).get(metric, np.nan),
-                         "selected": str(entry["layer"]) == chosen})
+            rows.append({"step": step, "task": str(rec.task), "metric": metric,
+                         "scale": metric_scale(rec, metric), "layer": entry.layer,
+                         "index": entry.index, "val": entry.val.get(metric, np.nan),
+                         "test": entry.test.get(metric, np.nan),
+                         "selected": entry.layer == chosen})
     return pd.DataFrame(rows, columns=["step", "task", "metric", "scale", "layer", "index", "val", "test",
                                        "selected"])
 
@@ -151,8 +193,8 @@ def layer_display(layers: pd.DataFrame, task: str) -> pd.DataFrame:
     sub = layers[layers["task"] == task]
     metric, scale = str(sub["metric"].iloc[0]), float(sub["scale"].iloc[0])
     order = sub.drop_duplicates("layer").sort_values("index")["layer"].tolist()
-    if "weighted" in order:  # the learned sum after the layers, as in the layer tables
-        order = [x for x in order if x != "weighted"] + ["weighted"]
+    if WEIGHTED in order:  # the learned sum after the layers, as in the layer tables
+        order = [x for x in order if x != WEIGHTED] + [WEIGHTED]
     out = pd.DataFrame(index=pd.Index([str(s) for s in sorted(set(sub["step"]))], name="step"),
                        columns=[layer_label(x) for x in order], data="–")
     for _, r in sub.iterrows():
@@ -177,18 +219,17 @@ def layers_csv(layers: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def failed_lines(manifest: dict[str, Any]) -> list[str]:
+def failed_lines(manifest: Manifest) -> list[str]:
     """One line per checkpoint that could not be evaluated: its folder and why."""
-    return [f"step {c['step']}: {c['error']}" for c in manifest["checkpoints"]
-            if c.get("status") == "failed"]
+    return [f"step {c.step}: {c.error}" for c in manifest.checkpoints if c.status == "failed"]
 
 
-def caption(manifest: dict[str, Any], *, ci: bool, n_boot: int, seed: int) -> str:
+def caption(manifest: Manifest, *, ci: bool, n_boot: int, seed: int) -> str:
     text = SCORE_CAPTION + (CI_CAPTION.format(n_boot=n_boot, seed=seed) if ci else "")
-    return text + f" Protocol: {manifest.get('protocol', '?')}."
+    return text + f" Protocol: {manifest.protocol or '?'}."
 
 
-def write_tables(manifest: dict[str, Any], out_dir: Path, records_dir: Path, *,
+def write_tables(manifest: Manifest, out_dir: Path, records_dir: Path, *,
                  console: bool = True, ci: bool = True, n_boot: int = N_BOOT, seed: int = SEED,
                  cache: dict[str, tuple[float, float]] | None = None
                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -198,7 +239,7 @@ def write_tables(manifest: dict[str, Any], out_dir: Path, records_dir: Path, *,
     layers = layer_scores(manifest, records_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    name, failed = manifest["name"], failed_lines(manifest)
+    name, failed = manifest.name, failed_lines(manifest)
     text = caption(manifest, ci=ci, n_boot=n_boot, seed=seed)
     md = [f"## Series {name}: score by training step\n"]
     console_text = [f"Series {name}: score by training step"]
@@ -228,13 +269,13 @@ def write_tables(manifest: dict[str, Any], out_dir: Path, records_dir: Path, *,
 
 
 def leaderboard_records(records: Sequence[Record],
-                        manifests: Sequence[dict[str, Any]]) -> list[Record]:
+                        manifests: Sequence[Manifest]) -> list[Record]:
     """Records for a leaderboard next to series: every record that belongs to no series, and
     of each series only its latest evaluated step (the series has its own section)."""
     drop: set[str] = set()
     for manifest in manifests:
-        done = [c for c in manifest["checkpoints"] if c.get("records")]
-        latest = max(done, key=lambda c: c["step"]) if done else None
-        drop |= {c["model"] for c in manifest["checkpoints"] if c is not latest}
+        done = [c for c in manifest.checkpoints if c.records]
+        latest = max(done, key=lambda c: c.step) if done else None
+        drop |= {c.model for c in manifest.checkpoints if c is not latest}
     kept = [r for r in records if r.model not in drop]
     return kept or list(records)

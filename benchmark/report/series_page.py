@@ -11,19 +11,18 @@ from __future__ import annotations
 import html as html_lib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from mirprobe.report import html
 from mirprobe.report import series as S
 from mirprobe.report.series_plots import layer_heatmaps, score_curves
 
 
-def series_sections(manifests: Sequence[dict[str, Any]], out_dir: Path, records_dir: Path, *,
+def series_sections(manifests: Sequence[S.Manifest], out_dir: Path, records_dir: Path, *,
                     ci: bool, n_boot: int, seed: int) -> list[tuple[str, str]]:
     """(heading, HTML) of each series; writes its tables and figures under ``out_dir``."""
     sections = []
     for manifest in manifests:
-        name = manifest["name"]
+        name = manifest.name
         table, layers = S.write_tables(manifest, Path(out_dir) / "series" / name, records_dir,
                                        console=False, ci=ci, n_boot=n_boot, seed=seed)
         parts = []

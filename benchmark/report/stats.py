@@ -34,7 +34,7 @@ import numpy as np
 
 from mirprobe.errors import UserError
 from mirprobe.record import Record
-from mirprobe.report.records import layer_entry, load_record_predictions, rebuild_task
+from mirprobe.report.records import layer_entry, load_record_predictions
 
 N_BOOT = 1000
 SEED = 0
@@ -66,17 +66,7 @@ def expand(weights: np.ndarray) -> np.ndarray:
     return np.repeat(np.arange(len(weights)), weights)
 
 
-# --- predictions: seeds and subsets -------------------------------------------------------
-
-def split_seeds(predictions: Any, n_tracks: int) -> list[Any]:
-    """Per-seed predictions: ``[seeds, tracks, out]`` arrays and lists of per-seed lists."""
-    if isinstance(predictions, np.ndarray):
-        return list(predictions) if predictions.ndim == 3 else [predictions]
-    if (len(predictions) != n_tracks and len(predictions)
-            and all(isinstance(p, list) and len(p) == n_tracks for p in predictions)):
-        return list(predictions)
-    return [predictions]
-
+# --- predictions: subsets -------------------------------------------------------------------
 
 def take(predictions: Any, idx: np.ndarray) -> Any:
     """The predictions of tracks ``idx`` (arrays or per-track lists)."""
@@ -185,21 +175,23 @@ class Interval:
     samples: np.ndarray
 
 
-def resampled_metric(task: Any, predictions: Any, labels: Sequence[Any], metric: str,
+def resampled_metric(task: Any, seeds: Sequence[Any], labels: Sequence[Any], metric: str,
                      weights: np.ndarray) -> tuple[float, np.ndarray]:
-    """``(value, per-resample values)`` of ``metric``, seeds averaged."""
-    seeds = [SeedMetric(task, p, labels, metric) for p in split_seeds(predictions, len(labels))]
-    value = float(np.mean([s.value for s in seeds]))
-    return value, np.mean([s.resampled(weights) for s in seeds], axis=0)
+    """``(value, per-resample values)`` of ``metric`` over the per-seed predictions ``seeds``,
+    seeds averaged."""
+    each = [SeedMetric(task, p, labels, metric) for p in seeds]
+    value = float(np.mean([s.value for s in each]))
+    return value, np.mean([s.resampled(weights) for s in each], axis=0)
 
 
-def bootstrap_metric(task: Any, predictions: Any, labels: Sequence[Any], uids: Sequence[str],
+def bootstrap_metric(task: Any, seeds: Sequence[Any], labels: Sequence[Any], uids: Sequence[str],
                      metric: str, *, n_boot: int = N_BOOT, seed: int = SEED,
                      level: float = LEVEL) -> Interval:
-    """Percentile interval of ``metric`` over test tracks resampled by song (``uids``)."""
-    _check_lengths(predictions, labels, uids)
+    """Percentile interval of ``metric`` over test tracks resampled by song (``uids``);
+    ``seeds``: the predictions of each seed."""
+    _check_lengths(seeds, labels, uids)
     weights = cluster_weights(uids, n_boot, seed)
-    value, samples = resampled_metric(task, predictions, labels, metric, weights)
+    value, samples = resampled_metric(task, seeds, labels, metric, weights)
     return Interval(value, *percentile_interval(samples, level), samples)
 
 
@@ -216,10 +208,12 @@ class Comparison:
     tracks: int
 
 
-def paired_bootstrap(task: Any, pred_a: Any, pred_b: Any, labels: Sequence[Any],
-                     uids: Sequence[str], metric: str, *, higher_is_better: bool = True,
-                     n_boot: int = N_BOOT, seed: int = SEED, level: float = LEVEL) -> Comparison:
-    """Paired bootstrap of ``metric(A) − metric(B)``: both scored on the same resamples."""
+def paired_bootstrap(task: Any, pred_a: Sequence[Any], pred_b: Sequence[Any],
+                     labels: Sequence[Any], uids: Sequence[str], metric: str, *,
+                     higher_is_better: bool = True, n_boot: int = N_BOOT, seed: int = SEED,
+                     level: float = LEVEL) -> Comparison:
+    """Paired bootstrap of ``metric(A) − metric(B)``: both scored on the same resamples;
+    ``pred_a`` and ``pred_b`` hold the predictions of each seed."""
     _check_lengths(pred_a, labels, uids)
     _check_lengths(pred_b, labels, uids)
     weights = cluster_weights(uids, n_boot, seed)
@@ -232,9 +226,9 @@ def paired_bootstrap(task: Any, pred_a: Any, pred_b: Any, labels: Sequence[Any],
     return Comparison(a, b, a - b, *percentile_interval(diff, level), p, len(labels))
 
 
-def _check_lengths(predictions: Any, labels: Sequence[Any], uids: Sequence[str]) -> None:
+def _check_lengths(seeds: Sequence[Any], labels: Sequence[Any], uids: Sequence[str]) -> None:
     n = len(labels)
-    if len(uids) != n or any(len(p) != n for p in split_seeds(predictions, n)):
+    if len(uids) != n or not len(seeds) or any(len(p) != n for p in seeds):
         raise UserError(f"predictions, labels and uids disagree in length ({n} labels, "
                         f"{len(uids)} uids); the predictions file is damaged: re-run the record")
 
@@ -244,12 +238,10 @@ def record_interval(record: Record, layer: str | int | None, metric: str | None 
                     task: Any = None) -> tuple[float, float]:
     """95% interval of a record's test score at ``layer`` (None: the selected layer)."""
     entry = layer_entry(record, layer)
-    per_layer, labels, uids = load_record_predictions(record, records_dir)
-    if entry["index"] not in per_layer:
-        raise UserError(f"run record {record.id} saved no predictions for {entry['layer']}")
-    task = task or rebuild_task(record)
+    preds = load_record_predictions(record, records_dir)
+    task = task or record.task.build()
     metric = metric or record.selection_metric
-    iv = bootstrap_metric(task, per_layer[entry["index"]], labels, uids, metric,
+    iv = bootstrap_metric(task, preds.seeds(entry.layer), preds.labels, preds.uids, metric,
                           n_boot=n_boot, seed=seed)
     return iv.low, iv.high
 

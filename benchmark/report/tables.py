@@ -18,7 +18,6 @@ from mirprobe.record import Record
 from mirprobe.report.records import (
     by_model_task,
     higher_is_better,
-    layer_entry,
     metric_scale,
     models_and_tasks,
 )
@@ -61,8 +60,8 @@ def _cell(rec: Record, metric: str | None, ci: bool, records_dir: Path | None,
           n_boot: int, seed: int) -> list[Any]:
     name = metric or rec.selection_metric
     best = rec.best
-    score = best.get("test", {}).get(name, np.nan)
-    cell = [name, score, str(best["layer"]), rec.chance.get(name, np.nan),
+    score = best.test.get(name, np.nan)
+    cell = [name, score, best.layer, rec.chance.get(name, np.nan),
             higher_is_better(rec, name), metric_scale(rec, name)]
     if ci:
         from mirprobe.report.stats import record_interval
@@ -89,8 +88,8 @@ def metrics_of(records: Sequence[Record]) -> dict[str, list[str]]:
     """Task → every metric its records report (primary first)."""
     out: dict[str, list[str]] = {}
     for rec in records:
-        names = out.setdefault(rec.task, [])
-        for m in [rec.selection_metric, *rec.best.get("test", {})]:
+        names = out.setdefault(str(rec.task), [])
+        for m in [rec.selection_metric, *rec.best.test]:
             if m not in names:
                 names.append(m)
     return out
@@ -134,7 +133,7 @@ def layer_table(records: Sequence[Record], model: str,
     layers: dict[str, None] = {}
     for rec in index.values():
         for entry in rec.per_layer:
-            layers.setdefault(str(entry["layer"]))
+            layers.setdefault(entry.layer)
     columns = pd.MultiIndex.from_product([tasks, ["val", "test", "selected"]],
                                          names=["task", "field"])
     table = pd.DataFrame(index=pd.Index(list(layers), name="layer"), columns=columns, dtype=object)
@@ -144,11 +143,10 @@ def layer_table(records: Sequence[Record], model: str,
         name = metric or rec.selection_metric
         metrics[task] = name
         scales[task] = metric_scale(rec, name)
-        chosen = layer_entry(rec)["layer"]
+        chosen = rec.best.layer
         for entry in rec.per_layer:
-            table.loc[str(entry["layer"]), task] = [
-                entry.get("val", {}).get(name, np.nan), entry.get("test", {}).get(name, np.nan),
-                str(entry["layer"]) == str(chosen)]
+            table.loc[entry.layer, task] = [entry.val.get(name, np.nan),
+                                            entry.test.get(name, np.nan), entry.layer == chosen]
     table.attrs["metrics"] = metrics
     table.attrs["scales"] = scales
     table.attrs["model"] = model

@@ -30,8 +30,8 @@ from mirprobe.pipeline import run as run_pipeline
 from mirprobe.record import Record
 from mirprobe.report import series as report
 from mirprobe.report.series_plots import layer_heatmaps, score_curves
-from mirprobe.results import atomic_write_json
 from mirprobe.series.checkpoints import Checkpoint, NoCheckpoints, check_name, discover
+from mirprobe.workfolder import atomic_write_json
 
 #: The run config of a series when none is given: the fast ridge heads when installed.
 FAST_CONFIG = "fast"
@@ -83,7 +83,7 @@ class Series:
         self.source, self.cfg, self.protocol = Path(source).expanduser().resolve(), cfg, protocol
         self.dist = dist or Dist()
         self.fixed_name = check_name(name) if name else None
-        self.work = C.work_dir(cfg)
+        self.work = C.work_folder(cfg)
         self.outcomes: dict[int, Outcome] = {}
         self.checkpoints: list[Checkpoint] = []
         self.name = self.fixed_name or ""
@@ -98,7 +98,7 @@ class Series:
 
     @property
     def folder(self) -> Path:
-        return report.series_dir(self.work, self.name)
+        return self.work.series(self.name)
 
     # ------------------------------------------------------------------ plan (rank 0)
     def _plan(self) -> dict[str, Any]:
@@ -127,7 +127,7 @@ class Series:
         d = self.dist
         if d.world_size == 1:
             return self._plan()
-        path = self.work / "series" / f".plan-{self.source.name}.json"
+        path = self.work.series_root / f".plan-{self.source.name}.json"
         if d.is_main:
             try:
                 plan = self._plan()
@@ -171,7 +171,7 @@ class Series:
         return run_pipeline(cfg, stages=STAGES, dist=self.dist)
 
     def _record_ids(self) -> set[str]:
-        return {p.stem for p in (self.work / "records").glob("*.json")}
+        return {p.stem for p in self.work.records.glob("*.json")}
 
     def _collect(self, todo: list[Checkpoint], failed: dict[str, str],
                  records: list[Record], before: set[str]) -> None:
@@ -183,39 +183,39 @@ class Series:
         for ckpt in todo:
             mine = by_model.get(ckpt.model_name(self.name), [])
             self.outcomes[ckpt.step] = Outcome(
-                self._signatures[ckpt.step], {r.task: r.id for r in mine},
-                [r.task for r in mine if r.id not in before])
+                self._signatures[ckpt.step], {str(r.task): r.id for r in mine},
+                [str(r.task) for r in mine if r.id not in before])
         for step, error in failed.items():
             ckpt = next(c for c in self.checkpoints if c.step == int(step))
             self.outcomes[ckpt.step] = Outcome(self._signatures[ckpt.step], error=error)
 
     # ------------------------------------------------------------------ output (rank 0)
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> report.Manifest:
         tasks = [C.named_section(t, "tasks")[0] for t in self.cfg.tasks]
         rows = []
         for ckpt in self.checkpoints:
             out = self.outcomes.get(ckpt.step)
             status = ("failed" if out and out.error else
                       "done" if out and set(out.records) >= set(tasks) else "partial")
-            rows.append({"step": ckpt.step, "model": ckpt.model_name(self.name),
-                         "path": str(ckpt.path), "status": status,
-                         "records": dict(out.records) if out else {},
-                         "new": list(out.new) if out else [], "error": out.error if out else None})
-        return {"name": self.name, "source": str(self.source), "protocol": self.protocol,
-                "tasks": tasks, "checkpoints": rows}
+            rows.append(report.CheckpointRow(
+                step=ckpt.step, model=ckpt.model_name(self.name), path=str(ckpt.path),
+                status=status, records=dict(out.records) if out else {},
+                new=list(out.new) if out else [], error=out.error if out else None))
+        return report.Manifest(name=self.name, source=str(self.source), protocol=self.protocol,
+                               tasks=tasks, checkpoints=rows)
 
     def report(self) -> None:
         """Write the manifest, the tables and the plots; print the tables."""
         manifest = self.manifest()
         report.write_manifest(self.folder, manifest)
         out = Path(str(self.cfg.output)) if self.cfg.output else self.folder
-        table, layers = report.write_tables(manifest, out, self.work / "records", ci=self.ci,
+        table, layers = report.write_tables(manifest, out, self.work.records, ci=self.ci,
                                             n_boot=self.n_boot, seed=self.seed, cache=self._intervals)
         if len(table):
             score_curves(table, out / "plots", self.name)
             layer_heatmaps(layers, out / "plots", self.name)
-        trained = sum(len(c["new"]) for c in manifest["checkpoints"])
-        reused = sum(len(c["records"]) for c in manifest["checkpoints"]) - trained
+        trained = sum(len(c.new) for c in manifest.checkpoints)
+        reused = sum(len(c.records) for c in manifest.checkpoints) - trained
         print(f"{trained} checkpoint × task job(s) trained, {reused} reused; tables and plots "
               f"written to {out}")
 

@@ -34,6 +34,7 @@ from mirprobe.progress import Progress, progress_bar
 from mirprobe.synth.labels import DESCRIPTION, TAGS, emotion_raw, standardise, tags
 from mirprobe.synth.render import render
 from mirprobe.synth.spec import GENRES, KEYS, SongSpec, sample_spec
+from mirprobe.workfolder import WorkFolder
 
 GENERATOR = "mirprobe.synth"
 VERSION = 1
@@ -55,7 +56,7 @@ SIZES: dict[str, dict[str, Any]] = {
 
 def default_dir(work_dir: Path, size: str, seed: int) -> Path:
     """Where a suite lives inside the work folder: ``synthetic/<size>-seed<seed>``."""
-    return Path(work_dir) / "synthetic" / f"{size}-seed{seed}"
+    return WorkFolder(Path(work_dir)).suite("synthetic", size, seed)
 
 
 def generate_suite(out_dir: Path, size: str = "quick", seed: int = 0, progress: bool = True,
