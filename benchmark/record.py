@@ -86,6 +86,16 @@ class DatasetRef:
         return f"{self.folder}/{self.jsonl} ({self.digest})"
 
 
+@dataclass(frozen=True, kw_only=True)
+class Declaration:
+    """A metric's declaration as a record keeps it (``Metric.declaration`` in
+    :mod:`mirprobe.tasks.base`): its direction, display scale and bootstrap resampling."""
+
+    higher_is_better: bool
+    scale: float
+    resample: str
+
+
 class TaskRef(str):
     """The task of a record: its name (this string, so ``record.task`` reads as the name
     everywhere), and what rebuilds it exactly (:meth:`build`) — the plugin, the options it was
@@ -95,11 +105,11 @@ class TaskRef(str):
     plugin: str
     options: dict[str, Any]
     state: dict[str, Any]
-    declarations: dict[str, dict[str, Any]]
+    declarations: dict[str, Declaration]
     note: str | None
 
     def __new__(cls, name: str, *, plugin: str, options: dict[str, Any], state: dict[str, Any],
-                declarations: dict[str, dict[str, Any]], note: str | None = None) -> TaskRef:
+                declarations: dict[str, Declaration], note: str | None = None) -> TaskRef:
         self = super().__new__(cls, name)
         self.plugin, self.options, self.state = plugin, options, state
         self.declarations, self.note = declarations, note
@@ -108,8 +118,9 @@ class TaskRef(str):
     @classmethod
     def of(cls, name: str, plugin: str, task: Task) -> TaskRef:
         """The reference of a constructed (and fitted) task."""
+        declarations = {m: Declaration(**d) for m, d in task.declarations().items()}
         return cls(name, plugin=plugin, options=task.options, state=task.fitted_state(),
-                   declarations=task.declarations(), note=task.scoring_note)
+                   declarations=declarations, note=task.scoring_note)
 
     def build(self) -> Task:
         """The task plugin, constructed and fitted as it was for the run."""
@@ -264,7 +275,10 @@ class Record:
 
     def to_json(self) -> str:
         body = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        body |= {"task": {"name": str(self.task), **self.task._body()},
+        task = {"name": str(self.task), **self.task._body(),
+                "declarations": {m: dataclasses.asdict(d)
+                                 for m, d in self.task.declarations.items()}}
+        body |= {"task": task,
                  "dataset": dataclasses.asdict(self.dataset),
                  "selection": dataclasses.asdict(self.selection),
                  "per_layer": [dataclasses.asdict(r) for r in self.per_layer],
@@ -324,6 +338,7 @@ def _problem(d: dict[str, Any]) -> Problem:
 
 def _task(d: dict[str, Any]) -> TaskRef:
     body = dict(d)
+    body["declarations"] = {m: Declaration(**v) for m, v in body["declarations"].items()}
     return TaskRef(body.pop("name"), **body)
 
 

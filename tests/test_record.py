@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_report_fixtures import ShiftedTask, class_data, make_record, toy_tasks  # noqa: F401 - fixture
 
 from mirprobe.config import load_run_config
 from mirprobe.data import Problem
@@ -16,6 +17,7 @@ from mirprobe.pipeline import run
 from mirprobe.record import (
     SCHEMA,
     DatasetRef,
+    Declaration,
     LayerResult,
     Record,
     RecordFormatError,
@@ -23,6 +25,8 @@ from mirprobe.record import (
     Selection,
     TaskRef,
 )
+from mirprobe.report.compare import compare
+from mirprobe.report.stats import bootstrap_metric, record_interval
 from mirprobe.results import RecordStore
 
 TINY = ["synthetic.size=tiny", "progress=false", "models=[random]", "tasks=[genre]",
@@ -38,8 +42,8 @@ def sample(rid: str = "abc123") -> Record:
         id=rid, model="random",
         task=TaskRef("genre", plugin="genre", options={"window_s": None},
                      state={"classes": ["a", "b"]},
-                     declarations={"accuracy": {"higher_is_better": True, "scale": 100.0,
-                                                "resample": "mean"}}),
+                     declarations={"accuracy": Declaration(higher_is_better=True, scale=100.0,
+                                                           resample="mean")}),
         dataset=DatasetRef(task="genre", folder="GTZAN", jsonl="GTZAN", digest="0123456789abcdef"),
         feature_entry="e1", config={"seed": 0, "probe": {"lr": [1e-3]}},
         versions={"mirprobe": "0.1.0"},
@@ -90,7 +94,9 @@ def test_store_treats_other_schemas_as_absent(tmp_path: Path, capsys) -> None:
     (tmp_path / "old.json").write_text(json.dumps(old))
     assert store.get("old") is None
     assert store.all() == []
-    assert "skipped 1 run record(s)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "skipped 1 run record(s)" in err and "schema 1" in err
+    assert err.count("\n") == 1, "one line says so"
     store.put(sample("old"))  # a run writes the record anew over the unreadable one
     assert store.get("old") == sample("old")
     stamp = (tmp_path / "old.json").stat().st_mtime_ns
@@ -109,3 +115,45 @@ def test_run_records_name_the_dataset_without_local_paths(tmp_path: Path) -> Non
     assert rec.dataset.jsonl == "Genre" and rec.dataset.digest == rec.config["dataset"]
     assert str(work) not in json.dumps(rec.config)
     assert RecordStore(work / "records").get(rec.id) == rec
+
+
+def test_a_schema_2_record_is_ignored_with_one_line(tmp_path: Path, capsys) -> None:
+    old = sample("two").to_dict() | {"schema": 2, "task": "genre", "task_info": {"name": "genre"}}
+    (tmp_path / "two.json").write_text(json.dumps(old))
+    (tmp_path / "new.json").write_text(sample("new").to_json())
+    assert [r.id for r in RecordStore(tmp_path).all()] == ["new"]
+    assert RecordStore(tmp_path).get("two") is None
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "schema 2" in lines[0] and "two.json" in lines[0], lines
+
+
+def test_an_option_describe_leaves_out_still_rebuilds_the_task(tmp_path: Path, toy_tasks) -> None:  # noqa: F811
+    """Intervals and comparisons use the task as constructed, whatever describe() lists."""
+    rng = np.random.default_rng(0)
+    classes = [f"c{i}" for i in range(4)]
+    logits, labels = class_data(rng, 60, 4, 0.7)
+    weak, _ = class_data(np.random.default_rng(1), 60, 4, 0.3)
+    uids = [f"s{i // 2}" for i in range(60)]
+    store = RecordStore(tmp_path)
+    records = {}
+    for plugin in ("shifted", "shifted_listed"):
+        task = toy_tasks[plugin](classes=classes, shift=1)
+        assert "shift" in task.describe() if plugin == "shifted_listed" else "shift" not in task.describe()
+        for model, pred in ((f"a-{plugin}", {0: logits}), (f"b-{plugin}", {0: weak})):
+            records[model] = make_record(store, model, task, pred, labels, uids, plugin=plugin,
+                                         rid=model)
+    rebuilt = records["a-shifted"].task.build()
+    assert isinstance(rebuilt, ShiftedTask) and rebuilt.shift == 1 and rebuilt.classes == classes
+
+    # Reference: the task constructed directly with the option, and without it.
+    want = bootstrap_metric(ShiftedTask(classes=classes, shift=1), [logits], labels, uids,
+                            "accuracy")
+    unshifted = bootstrap_metric(ShiftedTask(classes=classes), [logits], labels, uids, "accuracy")
+    assert (want.low, want.high) != (unshifted.low, unshifted.high), "the option matters"
+    for plugin in ("shifted", "shifted_listed"):
+        got = record_interval(records[f"a-{plugin}"], None, records_dir=tmp_path)
+        assert got == (want.low, want.high), plugin
+    tables = [compare(list(records.values()), f"a-{p}", f"b-{p}", records_dir=tmp_path)
+              for p in ("shifted", "shifted_listed")]
+    assert tables[0].reset_index(drop=True).equals(tables[1].reset_index(drop=True))
+    assert tables[0]["a"].iloc[0] == pytest.approx(want.value)

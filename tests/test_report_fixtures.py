@@ -103,7 +103,35 @@ class ToyRegTask(ToyClassTask):
         return {"r2": 0.0, "r2_arousal": 0.0, "r2_valence": 0.0}
 
 
-TOYS = {"toyclass": ToyClassTask, "toytags": ToyTagTask, "toyreg": ToyRegTask}
+class ShiftedTask(ToyClassTask):
+    """Scores the class ``shift`` places after the argmax: an option that changes every metric,
+    and that this plugin's ``describe()`` does not list."""
+
+    name = "shifted"
+
+    def __init__(self, shift: int = 0, **options: Any) -> None:
+        super().__init__(**options)
+        self.shift = int(shift)
+
+    def _shifted(self, predictions: Any) -> np.ndarray:
+        return np.roll(np.asarray(predictions), self.shift, axis=-1)
+
+    def evaluate(self, predictions: Any, labels: list[Any]) -> dict[str, float]:
+        return super().evaluate(self._shifted(predictions), labels)
+
+    def per_track(self, predictions: Any, labels: list[Any]) -> dict[str, np.ndarray]:
+        return super().per_track(self._shifted(predictions), labels)
+
+
+class ShiftedListedTask(ShiftedTask):
+    """:class:`ShiftedTask` whose ``describe()`` lists the option."""
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "shift": self.shift}
+
+
+TOYS = {"toyclass": ToyClassTask, "toytags": ToyTagTask, "toyreg": ToyRegTask,
+        "shifted": ShiftedTask, "shifted_listed": ShiftedListedTask}
 
 
 def register_toys(monkeypatch: pytest.MonkeyPatch, folder: Path) -> dict[str, type]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score
 
-from mirprobe.record import Predictions, Record
+from mirprobe.record import Declaration, Predictions, Record
 
 PLUGIN = '''
 import numpy as np
@@ -90,8 +90,8 @@ def test_a_plugin_task_runs_end_to_end_with_intervals(tmp_path: Path) -> None:
     _cli(site, work, "run", "quickstart", *TINY, f"tasks=[{TASK}]")
     [path] = (work / "records").glob("*.json")
     rec = Record.from_json(path.read_text())
-    assert rec.task.declarations["error_rate"] == {
-        "higher_is_better": False, "scale": 1.0, "resample": "mean"}
+    assert rec.task.declarations["error_rate"] == Declaration(
+        higher_is_better=False, scale=1.0, resample="mean")
 
     # The reported test score is sklearn's accuracy of the saved predictions.
     preds = Predictions.read(path.with_suffix(".npz"))

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from mirprobe.errors import UserError
-from mirprobe.record import WEIGHTED, LayerResult, Predictions, Record
+from mirprobe.record import WEIGHTED, Declaration, LayerResult, Predictions, Record
 from mirprobe.tasks.base import Task
 from mirprobe.workfolder import WorkFolder, default_root
 
@@ -21,7 +20,7 @@ def default_work_dir() -> Path:
     return default_root()
 
 
-def declaration(record: Record, metric: str | None = None) -> dict[str, Any]:
+def declaration(record: Record, metric: str | None = None) -> Declaration:
     """The task's declaration of ``metric`` (default: the selection metric): direction,
     display scale and resampling (``Metric.declaration`` in :mod:`mirprobe.tasks.base`), as the
     record keeps it; from the task plugin itself for a metric the record does not declare."""
@@ -29,7 +28,7 @@ def declaration(record: Record, metric: str | None = None) -> dict[str, Any]:
     found = record.task.declarations.get(metric)
     if found is None:
         try:
-            found = record.task.build().metric(metric).declaration()
+            found = Declaration(**record.task.build().metric(metric).declaration())
         except KeyError as e:
             raise UserError(f"run record {record.id}: {e.args[0]}") from None
     return found
@@ -39,12 +38,12 @@ def higher_is_better(record: Record, metric: str | None = None) -> bool:
     """Direction of ``metric`` (default: the selection metric) as the task declares it."""
     if metric is None or metric == record.selection_metric:
         return bool(record.higher_is_better)
-    return bool(declaration(record, metric)["higher_is_better"])
+    return declaration(record, metric).higher_is_better
 
 
 def metric_scale(record: Record, metric: str | None = None) -> float:
     """Display factor of ``metric`` as the task declares it: 100 for 0–1 scores, 1 as is."""
-    return float(declaration(record, metric)["scale"])
+    return float(declaration(record, metric).scale)
 
 
 def fmt(value: float | None, scale: float) -> str:
