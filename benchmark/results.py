@@ -76,10 +76,10 @@ class RecordStore:
             atomic_write_bytes(p, record.to_json().encode())
         return p
 
-    def all(self, *, quiet: bool = False) -> list[Record]:
+    def all(self) -> list[Record]:
         """Every readable record, in the order they were written (a run's models and tasks in
         its config's order); records of another schema are skipped with a one-line note on
-        stderr (none with ``quiet``)."""
+        stderr."""
         if not self.root.exists():
             return []
         paths = sorted(self.root.glob("*.json"), key=lambda p: (p.stat().st_mtime_ns, p.name))
@@ -89,7 +89,7 @@ class RecordStore:
                 records.append(Record.read(p))
             except RecordFormatError as e:
                 stale.append(str(e))
-        if stale and not quiet:
+        if stale:
             print(f"mirprobe: skipped {len(stale)} run record(s) in {self.root} that this version "
                   f"cannot read (first: {stale[0]})", file=sys.stderr)
         return records

@@ -278,7 +278,7 @@ def step_probe(ns: argparse.Namespace, device: torch.device) -> dict:
     out = {"case": vars(case), "heads": batched.num_heads, "batched_s": t_batched,
            "plain_s": plain["seconds"], "plain_device": str(plain_kw.get("device", "cpu")),
            "ratio": plain["seconds"] / t_batched,
-           "best_batched": 100 * batched.best["test"][metric],
+           "best_batched": 100 * batched.best.test[metric],
            "best_plain": 100 * best_plain["test"][metric]}
     print(f"  MLP grid ({batched.num_heads} heads, {case.tracks} tracks, {case.layers} × {case.dim}): "
           f"batched {t_batched:.1f} s, one at a time {plain['seconds']:.1f} s on {out['plain_device']} "
@@ -289,7 +289,7 @@ def step_probe(ns: argparse.Namespace, device: torch.device) -> dict:
         ridge_cfg = ProbeConfig(heads=["ridge"])
         t_ridge, ridge = timed(lambda: run_probe(task, entry, splits, ridge_cfg, device=device,
                                                  progress=False), device)
-        out.update(ridge_s=t_ridge, best_ridge=100 * ridge.best["test"][metric])
+        out.update(ridge_s=t_ridge, best_ridge=100 * ridge.best.test[metric])
         print(f"  ridge protocol: {t_ridge:.2f} s, selected test {out['best_ridge']:.2f}")
     return out
 

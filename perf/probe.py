@@ -41,6 +41,7 @@ from mirprobe.plugins import get_task
 from mirprobe.probes import ProbeConfig, SplitData, run_probe
 from mirprobe.probes.gemm import mm_into
 from mirprobe.probes.plain import run_plain
+from mirprobe.record import LayerResult
 
 TAGS = [f"tag{i}" for i in range(8)]
 
@@ -113,7 +114,9 @@ def fresh_run(method: str, argv: list[str]):  # noqa: ANN201
     if method == "plain":
         result["per_layer"] = {int(k): v for k, v in result["per_layer"].items()}
     else:
-        result = SimpleNamespace(**result)
+        layers = [LayerResult(**{**d, "seeds": []}) for d in result["per_layer"]]
+        best = next(p for p in layers if p.layer == result["best"])
+        result = SimpleNamespace(per_layer=layers, best=best, num_heads=result["num_heads"])
     return result, data["seconds"]
 
 
@@ -122,7 +125,7 @@ def dump_method(method: str, path: str, task, entry, splits, cfg: ProbeConfig) -
 
     result, seconds = run_method(method, task, entry, splits, cfg)
     if method != "plain":
-        result = {"per_layer": result.per_layer, "best": result.best,
+        result = {"per_layer": [dataclasses.asdict(p) for p in result.per_layer], "best": result.best.layer,
                   "num_heads": result.num_heads}
     Path(path).write_text(json.dumps({"seconds": seconds, "result": result}, default=float))
 
@@ -150,35 +153,35 @@ def compare(name: str, task, entry, splits, cfg: ProbeConfig, rounds: int = 1,  
           + ("   bf16 test  diff" if bf16 else ""))
     diffs, low_diffs = [], []
     for n, p in enumerate(batched.per_layer):
-        ref = plain["per_layer"][-1 if p["layer"] == "weighted" else p["index"]]
-        d = 100 * (p["test"][metric] - ref["test"][metric])
+        ref = plain["per_layer"][-1 if p.weighted else p.index]
+        d = 100 * (p.test[metric] - ref["test"][metric])
         diffs.append(d)
-        line = (f"{p['layer']:>10} {100 * p['test'][metric]:13.2f} {100 * ref['test'][metric]:11.2f} "
-                f"{d:+7.2f}   {p['chosen']['lr']:g}/{ref['config'][1]:g}")
+        line = (f"{p.layer:>10} {100 * p.test[metric]:13.2f} {100 * ref['test'][metric]:11.2f} "
+                f"{d:+7.2f}   {p.chosen['lr']:g}/{ref['config'][1]:g}")
         if bf16:
             q = low.per_layer[n]
-            low_diffs.append(100 * (q["test"][metric] - p["test"][metric]))
-            line += f"   {100 * q['test'][metric]:9.2f} {low_diffs[-1]:+5.2f}"
+            low_diffs.append(100 * (q.test[metric] - p.test[metric]))
+            line += f"   {100 * q.test[metric]:9.2f} {low_diffs[-1]:+5.2f}"
         print(line)
     best_plain = max(plain["per_layer"].values(), key=lambda r: r["val"][metric])
     row = {"task": name, "batched_s": t_batched, "plain_s": t_plain,
            "ratio": t_plain / t_batched, "rounds": rounds,
            "batched_rounds": batched_s, "plain_rounds": plain_s,
-           "best_batched": 100 * batched.best["test"][metric],
+           "best_batched": 100 * batched.best.test[metric],
            "best_plain": 100 * best_plain["test"][metric],
            "max_layer_diff": float(np.max(np.abs(diffs)))}
     print(f"selected ({metric}, test): batched {row['best_batched']:.2f} "
-          f"[{batched.best['layer']}] vs plain {row['best_plain']:.2f}")
+          f"[{batched.best.layer}] vs plain {row['best_plain']:.2f}")
     print(f"wall time: batched {t_batched:.1f} s, plain {t_plain:.1f} s, ratio {row['ratio']:.2f}x "
           f"(best of {rounds}; rounds batched {', '.join(f'{t:.1f}' for t in batched_s)}, "
           f"plain {', '.join(f'{t:.1f}' for t in plain_s)}; ratio range "
           f"{min(plain_s) / max(batched_s):.2f}-{max(plain_s) / min(batched_s):.2f}x)")
     if bf16:
         row.update(bf16_s=min(bf16_s), bf16_ratio=t_plain / min(bf16_s),
-                   best_bf16=100 * low.best["test"][metric],
+                   best_bf16=100 * low.best.test[metric],
                    bf16_max_layer_dev=float(np.max(np.abs(low_diffs))))
         print(f"bfloat16 head products: {min(bf16_s):.1f} s ({row['bf16_ratio']:.2f}x the plain "
-              f"loop); selected {row['best_bf16']:.2f} [{low.best['layer']}]; largest per-layer "
+              f"loop); selected {row['best_bf16']:.2f} [{low.best.layer}]; largest per-layer "
               f"test deviation from float32 {row['bf16_max_layer_dev']:.2f} points")
     if "mlp" in cfg.heads:
         row.update(ceiling(plain, t_batched, cfg, entry.dim))
@@ -240,10 +243,10 @@ def vs_sklearn(name: str, task, entry, splits, cfg: ProbeConfig) -> dict:  # noq
     print(f"\n== {name}: linear probes vs LogisticRegression ({metric}, test) ==")
     diffs = []
     for p in res.per_layer:
-        best = sklearn_layer(task, entry, splits, p["index"])
-        d = 100 * (p["test"][metric] - best["test"][metric])
+        best = sklearn_layer(task, entry, splits, p.index)
+        d = 100 * (p.test[metric] - best["test"][metric])
         diffs.append(d)
-        print(f"{p['layer']:>10} batched {100 * p['test'][metric]:6.2f}  "
+        print(f"{p.layer:>10} batched {100 * p.test[metric]:6.2f}  "
               f"sklearn {100 * best['test'][metric]:6.2f}  diff {d:+6.2f}")
     row = {"task": name, "mean_abs_diff": float(np.mean(np.abs(diffs))),
            "worst": float(np.min(diffs))}

@@ -59,10 +59,10 @@ def timed(task, entry, splits, cfg: ProbeConfig):  # noqa: ANN001, ANN201
 
 def selected(res, metric: str, sign: float) -> dict:  # noqa: ANN001
     """The single layer chosen on validation: ``{"layer", "val", "test"}`` (×100)."""
-    single = [p for p in res.per_layer if p["layer"] != "weighted"]
-    p = max(single, key=lambda q: sign * q["val"][metric])
-    return {"layer": p["layer"], "val": 100 * p["val"][metric], "test": 100 * p["test"][metric],
-            "chosen": p["chosen"]}
+    single = [p for p in res.per_layer if not p.weighted]
+    p = max(single, key=lambda q: sign * q.val[metric])
+    return {"layer": p.layer, "val": 100 * p.val[metric], "test": 100 * p.test[metric],
+            "chosen": p.chosen}
 
 
 def compare(name: str, task, entry, splits, rounds: int, sklearn: bool) -> dict:  # noqa: ANN001
@@ -89,10 +89,10 @@ def compare(name: str, task, entry, splits, rounds: int, sklearn: bool) -> dict:
     print(f"{'layer':>10} {'ridge test':>11} {'SGD test':>9}" + ("  sklearn LR test (C)" if sklearn else ""))
     sk = []
     for p, q in zip(ridge.per_layer, sgd.per_layer, strict=True):
-        line = f"{p['layer']:>10} {100 * p['test'][metric]:11.2f} {100 * q['test'][metric]:9.2f}"
-        if sklearn and p["layer"] != "weighted":
-            ref = sklearn_layer(task, entry, splits, p["index"])
-            sk.append((p["layer"], 100 * ref["val"][metric], 100 * ref["test"][metric]))
+        line = f"{p.layer:>10} {100 * p.test[metric]:11.2f} {100 * q.test[metric]:9.2f}"
+        if sklearn and not p.weighted:
+            ref = sklearn_layer(task, entry, splits, p.index)
+            sk.append((p.layer, 100 * ref["val"][metric], 100 * ref["test"][metric]))
             line += f"  {100 * ref['test'][metric]:8.2f} ({ref['C']:g})"
         print(line)
     if sk:

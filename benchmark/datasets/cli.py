@@ -61,7 +61,7 @@ def cmd_verify(ns: argparse.Namespace) -> int:
             print(report.render(limit=ns.limit))
             reports.append(report)
     if ns.json:
-        from mirprobe.results import atomic_write_json
+        from mirprobe.workfolder import atomic_write_json
 
         atomic_write_json(Path(ns.json), [r.to_dict() for r in reports])
     bad = sum(not r.ok for r in reports)

@@ -21,7 +21,7 @@ import soundfile as sf
 
 from mirprobe.data import SPLITS
 from mirprobe.errors import UserError
-from mirprobe.results import atomic_write_bytes, atomic_write_json
+from mirprobe.workfolder import atomic_write_bytes, atomic_write_json
 
 #: Bits per sample of the PCM subtypes; compressed formats (MP3, OGG, FLAC's VBR) have none.
 SUBTYPE_BITS = {"PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32,
