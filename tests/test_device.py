@@ -6,7 +6,6 @@ tests run in every CI run, so the GPU path cannot rot unnoticed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from mirprobe.models.random import SmallRandomExtractor
 from mirprobe.plugins import get_task
 from mirprobe.probes import ProbeConfig, SplitData, run_probe
 from mirprobe.probes.plain import run_plain
-from mirprobe.record import WEIGHTED
+from mirprobe.record import WEIGHTED, Record
 from tests.conftest import write_tone
 
 pytestmark = pytest.mark.device
@@ -64,8 +63,8 @@ def test_extraction_on_device_matches_cpu(device: torch.device, tmp_path: Path) 
     assert np.abs(cpu - other).max() <= 1e-2 * max(1.0, np.abs(cpu).max())
 
 
-def _records(home: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((home / "records").glob("*.json"))]
+def _records(home: Path) -> list[Record]:
+    return [Record.read(p) for p in sorted((home / "records").glob("*.json"))]
 
 
 def test_one_process_distributed_run_on_device(device: torch.device, tmp_path: Path,
@@ -75,9 +74,9 @@ def test_one_process_distributed_run_on_device(device: torch.device, tmp_path: P
         assert main(["run", "quickstart", *TINY, "tasks=[genre]", f"device={dev}",
                      "launch.devices=1"]) == 0
     cpu, other = (_records(tmp_path / d)[0] for d in ("cpu", device.type))
-    assert str(other["config"].get("device", "")).startswith(device.type)
-    assert [e["layer"] for e in cpu["per_layer"]] == [e["layer"] for e in other["per_layer"]]
-    assert cpu["counts"] == other["counts"], "the same tracks whatever the device"
+    assert str(other.config.get("device", "")).startswith(device.type)
+    assert cpu.layers == other.layers
+    assert cpu.counts == other.counts, "the same tracks whatever the device"
 
 
 def test_tiny_suite_end_to_end_on_device(device: torch.device, tmp_path: Path,
@@ -85,7 +84,7 @@ def test_tiny_suite_end_to_end_on_device(device: torch.device, tmp_path: Path,
     monkeypatch.setenv("MIRPROBE_HOME", str(tmp_path))
     assert main(["run", "quickstart", *TINY, f"device={device.type}"]) == 0
     records = _records(tmp_path)
-    assert sorted(r["task"] for r in records) == ["beat", "emotion", "genre", "key", "tagging"]
+    assert sorted(str(r.task) for r in records) == ["beat", "emotion", "genre", "key", "tagging"]
     for r in records:
-        assert np.isfinite(r["best"]["test"][r["selection_metric"]]), r["task"]
+        assert np.isfinite(r.best.test[r.selection_metric]), r.task
     assert "Leaderboard" in capsys.readouterr().out

@@ -27,6 +27,7 @@ from mirprobe.errors import UserError
 from mirprobe.features import FeatureStore, entry_id, entry_identity
 from mirprobe.models.base import Extractor
 from mirprobe.models.random import SmallRandomExtractor
+from mirprobe.record import Record
 from tests.conftest import write_tone
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -299,8 +300,8 @@ def test_readme_torchrun_command_runs_on_two_cpu_processes(tmp_path: Path, suite
                           text=True, timeout=300)
     _check(proc)
     assert proc.stdout.count("tables written to") == 1 and "rank 1 of 2" in proc.stderr
-    records = [json.loads(p.read_text()) for p in (work / "records").glob("*.json")]
-    assert sorted(r["task"] for r in records) == ["genre", "key"]
+    records = [Record.read(p) for p in (work / "records").glob("*.json")]
+    assert sorted(str(r.task) for r in records) == ["genre", "key"]
 
 
 def test_sbatch_command_runs_as_two_slurm_tasks(tmp_path: Path, suite: Path) -> None:

@@ -16,6 +16,7 @@ from mirprobe.config import load_run_config
 from mirprobe.errors import UserError
 from mirprobe.locks import hold, lock_path, try_hold
 from mirprobe.pipeline import run
+from mirprobe.record import Record
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["synthetic.size=tiny", "probe.heads=[linear]", "probe.lr=[1e-2]", "probe.max_epochs=3",
@@ -67,8 +68,8 @@ def test_concurrent_runs_share_one_work_folder(tmp_path: Path) -> None:
         assert "Traceback" not in err, err[-3000:]
     assert not [p for p in work.rglob("*") if ".partial" in p.name], "no unfinished folder is left"
     pairs = {("random", "genre"), ("random", "key"), ("handcrafted", "genre"), ("random", "emotion")}
-    recs = [json.loads(p.read_text()) for p in (work / "records").glob("*.json")]
-    assert sorted((r["model"], r["task"]) for r in recs) == sorted(pairs), "each record once"
+    recs = [Record.read(p) for p in (work / "records").glob("*.json")]
+    assert sorted((r.model, str(r.task)) for r in recs) == sorted(pairs), "each record once"
     # random: one clip entry shared by genre, key and emotion (same items); handcrafted: one
     assert len(list((work / "features").glob("*/meta.json"))) == 2
     assert len(list((work / "synthetic").iterdir())) == 2  # the suite and its lock file

@@ -23,7 +23,9 @@ import torch
 
 from mirprobe.probes.gemm import grouped_mm, grouped_tmm, mm_into
 
-WEIGHTED = -1  # layer index of the learned weighted sum of layers
+# The probe grid's key for the learned weighted sum of layers (it enters the heads' seeds, so it
+# stays -1); results leave the engine with the layer named mirprobe.record.WEIGHTED.
+WEIGHTED = -1
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 _M32 = 0xFFFFFFFF
 _MUL = 0x45D9F3B  # below 2**31: products of 32-bit values stay within int64
