@@ -157,7 +157,7 @@ def test_own_data_on_the_command_line_with_bad_items(tmp_path: Path) -> None:
     cfg = load_run_config("quickstart", [*TINY, f"tasks=[{task}]", f"work_dir={tmp_path / 'work'}"])
     [record] = run(cfg)
     assert record.task.state["classes"] == ["high", "low"]  # inferred from the training labels
-    where = {s: {(Path(p["source"]).name, p["line"]) for p in items}
+    where = {s: {(Path(p.source).name, p.line) for p in items}
              for s, items in record.excluded.items()}
     assert where == {"train": {("Mine.train.jsonl", 5), ("Mine.train.jsonl", 6)}, "val": set(),
                      "test": {("Mine.test.jsonl", 5), ("Mine.test.jsonl", 6)}}
