@@ -54,6 +54,12 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
                   f"prepare_{name}")
       for name, prefix in (("genre", "MTGGenre"), ("instrument", "MTGInstrument"),
                            ("moodtheme", "MTGMood"), ("top50", "MTGTop50"))),
+    DatasetSpec("nsynth-pitch", "nsynth", "data/NSynth", "NSynthP", "nsynth-pitch",
+                "NSynth pitch (MIDI 0-127): nsynth-{train,valid,test}/examples.json + audio/",
+                function="prepare_pitch"),
+    DatasetSpec("nsynth-instrument", "nsynth", "data/NSynth", "NSynthI", "nsynth-instrument",
+                "NSynth instrument family (11): nsynth-{train,valid,test}/examples.json + audio/",
+                function="prepare_instrument"),
 )}
 ALIASES = {"magnatagatune": "mtt", "gtzan-genre": "gtzan", "gtzan-beat": "gtzan-rhythm",
            "giantsteps-key": "giantsteps", "gs": "giantsteps", "emo": "emomusic",
