@@ -77,7 +77,8 @@ def test_gtzan_beat(tmp_path: Path, decoder: str) -> None:
     assert record.selection_metric == "beat_f_measure"
     assert record.task_info["decoder"] == decoder
     assert set(record.best["test"]) >= {"beat_f_measure", "beat_f_measure_marble",
-                                        "beat_f_measure_pooled", "downbeat_f_measure"}
+                                        "beat_f_measure_pooled", "downbeat_f_measure",
+                                        "tempo_mae", "tempo_acc1", "tempo_acc2"}
 
 
 def test_mtt_tagging(tmp_path: Path) -> None:
