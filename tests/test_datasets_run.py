@@ -166,3 +166,14 @@ def test_own_data_on_the_command_line_with_bad_items(tmp_path: Path) -> None:
     assert "corrupt.wav" in reasons or "cannot decode" in reasons
     assert "'middle'" in reasons
     assert record.counts == {"train": 4, "val": 4, "test": 4}
+
+
+@pytest.mark.parametrize("name", ["marble", "marble-v2"])
+def test_marble_run_configs_name_existing_task_configs(name: str) -> None:
+    from mirprobe.config import available
+    from mirprobe.datasets import DATASETS
+
+    cfg = load_run_config(name, ["data_root=/nonexistent"])
+    assert set(cfg.tasks) <= set(available("tasks"))
+    prepared = {s.task for s in DATASETS.values()}
+    assert set(cfg.tasks) <= prepared  # every task has a preparer, so verify knows its layout

@@ -60,10 +60,14 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
     DatasetSpec("nsynth-instrument", "nsynth", "data/NSynth", "NSynthI", "nsynth-instrument",
                 "NSynth instrument family (11): nsynth-{train,valid,test}/examples.json + audio/",
                 function="prepare_instrument"),
+    DatasetSpec("chords-lab", "chords", "data/Chords1217", "Chords1217", "chords1217",
+                "chords (Chords1217 format): audio + .lab files (--annotations DIR, --splits DIR)",
+                ("annotations", "splits", "seed")),
 )}
 ALIASES = {"magnatagatune": "mtt", "gtzan-genre": "gtzan", "gtzan-beat": "gtzan-rhythm",
            "giantsteps-key": "giantsteps", "gs": "giantsteps", "emo": "emomusic",
-           "mtg-mood": "mtg-moodtheme", "mtg-top50tags": "mtg-top50"}
+           "mtg-mood": "mtg-moodtheme", "mtg-top50tags": "mtg-top50",
+           "chords": "chords-lab", "chords1217": "chords-lab"}
 
 
 def get_spec(name: str) -> DatasetSpec:

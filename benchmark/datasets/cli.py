@@ -89,13 +89,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="root to write data/<DATASET>/ under (e.g. a MARBLE checkout)")
     p.add_argument("--splits", metavar="DIR", type=Path,
                    help="gtzan, gtzan-rhythm: folder with train_filtered.txt, valid_filtered.txt, "
-                        "test_filtered.txt (else a seeded split, not comparable)")
+                        "test_filtered.txt; chords-lab: train.txt, valid.txt, test.txt "
+                        "(else a seeded split, not comparable)")
     p.add_argument("--annotations", metavar="DIR", type=Path,
                    help="gtzan-rhythm: folder of GTZAN-Rhythm *.wav.jams; mtg-*: a clone of "
-                        "MTG/mtg-jamendo-dataset (split files); default: --raw")
+                        "MTG/mtg-jamendo-dataset (split files); chords-lab: the .lab files; "
+                        "default: --raw")
     p.add_argument("--audio", metavar="DIR", type=Path,
                    help="giantsteps: folder of <ID>.LOFI.mp3 (default: --raw)")
-    p.add_argument("--seed", type=int, help="gtzan, gtzan-rhythm: seed of the fallback split")
+    p.add_argument("--seed", type=int,
+                   help="gtzan, gtzan-rhythm, chords-lab: seed of the fallback split")
     p.add_argument("--workers", type=int, help="giantsteps: decoding processes")
     p.add_argument("--clip-seconds", type=float, help="giantsteps: clip length (default 30)")
     p.add_argument("--drop-untagged", action="store_true",
