@@ -60,6 +60,12 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
     DatasetSpec("nsynth-instrument", "nsynth", "data/NSynth", "NSynthI", "nsynth-instrument",
                 "NSynth instrument family (11): nsynth-{train,valid,test}/examples.json + audio/",
                 function="prepare_instrument"),
+    DatasetSpec("vocalset-technique", "vocalset", "data/VocalSet", "VocalSetT",
+                "vocalset-technique", "VocalSet techniques (10), 3 s clips: FULL/<singer>/"
+                "<context>/<technique>/*.wav", ("seed",), "prepare_technique"),
+    DatasetSpec("vocalset-singer", "vocalset", "data/VocalSet", "VocalSetS", "vocalset-singer",
+                "VocalSet singers (20), 3 s clips: FULL/<singer>/<context>/<technique>/*.wav",
+                ("seed",), "prepare_singer"),
     DatasetSpec("chords-lab", "chords", "data/Chords1217", "Chords1217", "chords1217",
                 "chords (Chords1217 format): audio + .lab files (--annotations DIR, --splits DIR)",
                 ("annotations", "splits", "seed")),

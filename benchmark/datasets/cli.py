@@ -22,15 +22,15 @@ found (warnings alone exit 0)."""
 def _dataset_lines() -> str:
     from mirprobe.datasets import DATASETS
 
-    return "\n".join(f"  {s.name:<17} {s.summary}" for s in DATASETS.values())
+    return "\n".join(f"  {s.name:<18} {s.summary}" for s in DATASETS.values())
 
 
 def cmd_list(ns: argparse.Namespace) -> int:
     from mirprobe.datasets import DATASETS
 
     for s in DATASETS.values():
-        print(f"{s.name:<17} {s.folder}/{s.prefix}.{{train,val,test}}.jsonl  task config: {s.task}")
-        print(f"{'':<17} {s.summary}")
+        print(f"{s.name:<18} {s.folder}/{s.prefix}.{{train,val,test}}.jsonl  task config: {s.task}")
+        print(f"{'':<18} {s.summary}")
     return 0
 
 
@@ -98,7 +98,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--audio", metavar="DIR", type=Path,
                    help="giantsteps: folder of <ID>.LOFI.mp3 (default: --raw)")
     p.add_argument("--seed", type=int,
-                   help="gtzan, gtzan-rhythm, chords-lab: seed of the fallback split")
+                   help="gtzan, gtzan-rhythm, chords-lab: seed of the fallback split; "
+                        "vocalset-*: seed of the recording split")
     p.add_argument("--workers", type=int, help="giantsteps: decoding processes")
     p.add_argument("--clip-seconds", type=float, help="giantsteps: clip length (default 30)")
     p.add_argument("--drop-untagged", action="store_true",
