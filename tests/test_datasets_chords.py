@@ -14,7 +14,7 @@ from mirprobe.datasets import prepare
 from mirprobe.datasets.verify import verify
 from mirprobe.errors import UserError
 from tests.test_datasets_prepare import read_rows, write_audio
-from tests.test_datasets_run import check_record, prepared_ok, run_marble
+from tests.test_datasets_run import check_record, prepared_ok, run_cli
 
 PROGRESSIONS = [["C:maj", "A:min", "F:maj", "G:7"], ["D:min", "G:maj", "C:maj7", "N"],
                 ["E:maj", "B:maj/3", "C#:min", "A:sus4"]]
@@ -110,7 +110,7 @@ def test_chords1217_end_to_end(tmp_path: Path) -> None:
     root = marble_chords(tmp_path / "MARBLE")
     [report] = verify("chords1217", data_root=root)
     assert report.ok, report.render()
-    record = run_marble("chords1217", root, tmp_path / "work")
+    record = run_cli("chords1217", root, tmp_path / "work")
     check_record(record, {"train": 4, "val": 2, "test": 2})
     assert record.selection_metric == "chord_accuracy"
     assert set(record.best["test"]) >= {"chord_accuracy", "majmin", "root", "mirex"}
@@ -125,5 +125,5 @@ def test_chords_lab_prepare_then_run(tmp_path: Path) -> None:
                                                            ["test"] * 2, strict=True)))
     result = prepare("chords-lab", tmp_path / "raw", tmp_path / "out", splits=lists)
     prepared_ok(result)
-    record = run_marble("chords1217", tmp_path / "out", tmp_path / "work")
+    record = run_cli("chords1217", tmp_path / "out", tmp_path / "work")
     check_record(record, {"train": 2, "val": 2, "test": 2})

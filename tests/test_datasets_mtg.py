@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from mirprobe.datasets import prepare
 from mirprobe.datasets.mtg_jamendo import SUBSETS, classes_of
 from mirprobe.errors import UserError
+from mirprobe.report.records import load_record_predictions
 from tests.test_datasets_prepare import read_rows, write_audio
-from tests.test_datasets_run import check_record, prepared_ok, run_marble
+from tests.test_datasets_run import check_record, run_cli
 
 HEADER = "TRACK_ID\tARTIST_ID\tALBUM_ID\tPATH\tDURATION\tTAGS"
 
@@ -114,15 +117,30 @@ def test_mtg_missing_split_files_or_audio(tmp_path: Path) -> None:
         prepare("mtg-genre", tmp_path / "audio", tmp_path / "out", annotations=tmp_path / "repo")
 
 
-def test_mtg_genre_end_to_end(tmp_path: Path) -> None:
-    """Split files under ``--raw`` (no ``--annotations``), verify, then a run of the task config."""
+def test_mtg_genre_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """From the command line: prepare with the split files under ``--raw`` (no
+    ``--annotations``), verify by dataset name, then a run of the task config."""
     make_mtg(tmp_path / "raw" / "audio", tmp_path / "raw" / "mtg-jamendo-dataset",
              subset="genre", per_split=4)
-    result = prepare("mtg-genre", tmp_path / "raw", tmp_path / "out")
-    prepared_ok(result)
-    record = run_marble("mtg-genre", tmp_path / "out", tmp_path / "work")
+    from mirprobe.cli import main
+
+    assert main(["datasets", "prepare", "mtg-genre", "--raw", str(tmp_path / "raw"),
+                 "--out", str(tmp_path / "out")]) == 0
+    assert main(["datasets", "verify", "mtg-genre", "--data-root", str(tmp_path / "out")]) == 0
+    record = run_cli("mtg-genre", tmp_path / "out", tmp_path / "work")
     check_record(record, {"train": 4, "val": 4, "test": 4})
     assert record.selection_metric == "roc_auc"
     assert len(record.task_info["classes"]) == 87
     assert record.task_info["classes"][:2] == ["genre---rock", "genre---pop"]  # MARBLE's order
     assert set(record.best["test"]) >= {"roc_auc", "average_precision"}
+    assert "MTGGenre" in capsys.readouterr().out
+    # the stored test scores give the record's numbers under scikit-learn
+    per_layer, labels, _ = load_record_predictions(record, tmp_path / "work" / "records")
+    scores = np.asarray(per_layer[record.best["index"]], dtype=np.float64)
+    classes = record.task_info["classes"]
+    truth = np.array([[c in label for c in classes] for label in labels], dtype=int)
+    keep = (truth.sum(0) > 0) & (truth.sum(0) < len(labels))
+    assert record.best["test"]["roc_auc"] == pytest.approx(
+        roc_auc_score(truth[:, keep], scores[:, keep], average="macro"))
+    assert record.best["test"]["average_precision"] == pytest.approx(
+        average_precision_score(truth[:, keep], scores[:, keep], average="macro"))

@@ -16,7 +16,7 @@ from mirprobe.datasets.nsynth import FAMILIES
 from mirprobe.errors import UserError
 from mirprobe.report.records import load_record_predictions
 from tests.test_datasets_prepare import read_rows, write_audio
-from tests.test_datasets_run import check_record, prepared_ok, run_marble
+from tests.test_datasets_run import check_record, prepared_ok, run_cli
 
 FOLDERS = {"train": "nsynth-train", "val": "nsynth-valid", "test": "nsynth-test"}
 
@@ -95,7 +95,7 @@ def test_nsynth_end_to_end(tmp_path: Path, name: str, task: str, classes: int) -
     make_nsynth(tmp_path / "raw", per_split=6, seconds=1.0)
     result = prepare(name, tmp_path / "raw", tmp_path / "out")
     prepared_ok(result)
-    record = run_marble(task, tmp_path / "out", tmp_path / "work")
+    record = run_cli(task, tmp_path / "out", tmp_path / "work")
     check_record(record, {"train": 6, "val": 6, "test": 6})
     assert len(record.task_info["classes"]) == classes and record.selection_metric == "accuracy"
     per_layer, labels, _ = load_record_predictions(record, tmp_path / "work" / "records")

@@ -39,6 +39,18 @@ def run_marble(task: str, data_root: Path, work: Path, *extra: str) -> dict:
     return record
 
 
+def run_cli(task: str, data_root: Path, work: Path, *extra: str) -> dict:
+    """``mirprobe run marble`` from the command line (extraction, probes, tables); its record."""
+    from mirprobe.cli import main
+    from mirprobe.record import Record
+
+    assert main(["run", "marble", *TINY, f"tasks=[{task}]", f"data_root={data_root}",
+                 f"work_dir={work}", *extra]) == 0
+    assert (work / "runs" / "marble" / "leaderboard.md").is_file()
+    [record] = [Record.read(p) for p in (work / "records").glob("*.json")]
+    return record
+
+
 def check_record(record: dict, counts: dict[str, int]) -> None:
     assert record.counts == counts
     assert record.excluded == {"train": [], "val": [], "test": []}

@@ -12,7 +12,7 @@ import soundfile as sf
 from mirprobe.datasets import prepare
 from mirprobe.datasets.vocalset import TEST_SINGERS
 from tests.test_datasets_prepare import read_rows, write_audio
-from tests.test_datasets_run import check_record, prepared_ok, run_marble
+from tests.test_datasets_run import check_record, prepared_ok, run_cli
 
 SINGERS = ("f1", "f2", "m1", "m3", "m4")
 TECHNIQUES = {"arpeggios": ("belt", "breathy", "forte"), "excerpts": ("vibrato", "spoken")}
@@ -88,6 +88,6 @@ def test_vocalset_technique_end_to_end(tmp_path: Path) -> None:
     make_vocalset(tmp_path / "raw")
     result = prepare("vocalset-technique", tmp_path / "raw", tmp_path / "out")
     prepared_ok(result)  # verify also checks that no recording (ori_uid) spans two splits
-    record = run_marble("vocalset-technique", tmp_path / "out", tmp_path / "work")
+    record = run_cli("vocalset-technique", tmp_path / "out", tmp_path / "work")
     check_record(record, result.counts)
     assert record.task_info["classes"][0] == "belt" and record.selection_metric == "accuracy"
