@@ -105,11 +105,6 @@ def prepare(raw: Path, out: Path, *, annotations: Path | None = None, splits: Pa
         elif key not in audio:
             writer.problem(f"{labs[key]} ({split}): no audio file {key}.* under --raw; left out")
         else:
-            try:
-                label = read_lab(labs[key])
-            except ValueError as e:
-                writer.problem(f"{labs[key]} ({split}): {e}; left out")
-                continue
-            writer.add(split, audio[key], label, source=labs[key].name)
+            writer.add_read(split, audio[key], read_lab, labs[key])
     return writer.write({"splits": str(splits) if splits else None,
                          "seed": None if splits else seed, "comparable": splits is not None})
