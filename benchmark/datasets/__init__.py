@@ -49,8 +49,8 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
     DatasetSpec("emomusic", "emomusic", "data/EMO", "EMO", "emomusic",
                 "Emomusic: clips_45seconds/*.mp3 + songs_info.csv, static_annotations.csv"),
     *(DatasetSpec(f"mtg-{name}", "mtg_jamendo", "data/MTG", prefix, f"mtg-{name}",
-                  f"MTG-Jamendo {name} tags, split 0: audio folders 00-99 (any of them) + "
-                  "--annotations DIR (mtg-jamendo-dataset clone)", ("annotations",),
+                  f"MTG-Jamendo {name} tags (split 0): audio folders 00-99, any of them + "
+                  "--annotations mtg-jamendo-dataset clone", ("annotations",),
                   f"prepare_{name}")
       for name, prefix in (("genre", "MTGGenre"), ("instrument", "MTGInstrument"),
                            ("moodtheme", "MTGMood"), ("top50", "MTGTop50"))),

@@ -22,15 +22,15 @@ found (warnings alone exit 0)."""
 def _dataset_lines() -> str:
     from mirprobe.datasets import DATASETS
 
-    return "\n".join(f"  {s.name:<18} {s.summary}" for s in DATASETS.values())
+    return "\n".join(f"  {s.name:<19} {s.summary}" for s in DATASETS.values())
 
 
 def cmd_list(ns: argparse.Namespace) -> int:
     from mirprobe.datasets import DATASETS
 
     for s in DATASETS.values():
-        print(f"{s.name:<18} {s.folder}/{s.prefix}.{{train,val,test}}.jsonl  task config: {s.task}")
-        print(f"{'':<18} {s.summary}")
+        print(f"{s.name:<19} {s.folder}/{s.prefix}.{{train,val,test}}.jsonl  task config: {s.task}")
+        print(f"{'':<19} {s.summary}")
     return 0
 
 
