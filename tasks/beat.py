@@ -19,7 +19,10 @@ Metrics (70 ms window, each published number's protocol under its own name):
   clips decoded on their own, hits / estimates / references summed over all clips;
 - ``beat_f_measure_pooled``: MARBLE v1's micro F, hits pooled over whole tracks;
 - ``downbeat_f_measure`` and ``downbeat_f_measure_marble``: the same for downbeats, over the
-  tracks whose label has downbeats.
+  tracks whose label has downbeats;
+- ``tempo_mae`` (BPM, lower is better), ``tempo_acc1`` and ``tempo_acc2``: MARBLE v2's tempo
+  metrics (``mirprobe.tasks.tempo``) on a per-track tempo read off the decoded whole-track
+  beats (60 / median inter-beat interval), against the label's ``tempo``.
 
 The whole-track metrics do **not** trim the first 5 seconds by default (``mir_eval.beat.f_measure``
 does not; mir_eval's ``evaluate`` does, via ``trim_beats``): ``trim_first_s: 5`` trims them, and
@@ -37,7 +40,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from mirprobe.tasks import beat_marble, metrics
+from mirprobe.tasks import beat_marble, metrics, tempo
 from mirprobe.tasks.base import Metric, Task
 from mirprobe.tasks.numba_cache import first_call
 
@@ -165,7 +168,10 @@ class BeatTask(Task):
         Metric("beat_f_measure_marble"),
         Metric("beat_f_measure_pooled"),
         Metric("downbeat_f_measure", resample="mean"),
-        Metric("downbeat_f_measure_marble"))
+        Metric("downbeat_f_measure_marble"),
+        Metric("tempo_mae", higher_is_better=False, scale=1, resample="mean"),
+        Metric("tempo_acc1", resample="mean"),
+        Metric("tempo_acc2", resample="mean"))
 
     def __init__(self, classes: Sequence[str] | None = None, window_s: float | None = None,
                  pos_weight: str | Sequence[float] | None = "auto", decoder: str = "dbn",
@@ -313,6 +319,8 @@ class BeatTask(Task):
             out[f"{field}_f_measure_marble"] = (beat_marble.micro_f(counts) if num_clips[field]
                                                 else math.nan)
         out["beat_f_measure_pooled"] = 2 * hits / events if events else math.nan
+        out.update(tempo.scores([tempo.from_beats(p["beat"]) for p in predictions],
+                                [tempo.reference(label) for label in labels]))
         return {str(name): out[name] for name in self.metrics}
 
     @staticmethod

@@ -39,6 +39,18 @@ def run_marble(task: str, data_root: Path, work: Path, *extra: str) -> dict:
     return record
 
 
+def run_cli(task: str, data_root: Path, work: Path, *extra: str) -> dict:
+    """``mirprobe run marble`` from the command line (extraction, probes, tables); its record."""
+    from mirprobe.cli import main
+    from mirprobe.record import Record
+
+    assert main(["run", "marble", *TINY, f"tasks=[{task}]", f"data_root={data_root}",
+                 f"work_dir={work}", *extra]) == 0
+    assert (work / "runs" / "marble" / "leaderboard.md").is_file()
+    [record] = [Record.read(p) for p in (work / "records").glob("*.json")]
+    return record
+
+
 def check_record(record: dict, counts: dict[str, int]) -> None:
     assert record.counts == counts
     assert record.excluded == {"train": [], "val": [], "test": []}
@@ -77,7 +89,8 @@ def test_gtzan_beat(tmp_path: Path, decoder: str) -> None:
     assert record.selection_metric == "beat_f_measure"
     assert record.task.options["decoder"] == decoder and record.task.build().decoder == decoder
     assert set(record.best.test) >= {"beat_f_measure", "beat_f_measure_marble",
-                                        "beat_f_measure_pooled", "downbeat_f_measure"}
+                                        "beat_f_measure_pooled", "downbeat_f_measure",
+                                        "tempo_mae", "tempo_acc1", "tempo_acc2"}
 
 
 def test_mtt_tagging(tmp_path: Path) -> None:
@@ -165,3 +178,14 @@ def test_own_data_on_the_command_line_with_bad_items(tmp_path: Path) -> None:
     assert "corrupt.wav" in reasons or "cannot decode" in reasons
     assert "'middle'" in reasons
     assert record.counts == {"train": 4, "val": 4, "test": 4}
+
+
+@pytest.mark.parametrize("name", ["marble", "marble-v2"])
+def test_marble_run_configs_name_existing_task_configs(name: str) -> None:
+    from mirprobe.config import available
+    from mirprobe.datasets import DATASETS
+
+    cfg = load_run_config(name, ["data_root=/nonexistent"])
+    assert set(cfg.tasks) <= set(available("tasks"))
+    prepared = {s.task for s in DATASETS.values()}
+    assert set(cfg.tasks) <= prepared  # every task has a preparer, so verify knows its layout

@@ -285,7 +285,8 @@ def test_every_registered_task_loads_and_describes_as_json():
             continue
         train = {"multiclass": ["a", "b"], "genre": ["a", "b"], "key": ["C major"],
                  "multilabel": [["a"], []], "tagging": [["a"], []],
-                 "regression": [[1.0], [2.0]], "emotion": [[0.0, 1.0], [1.0, 0.0]]}[name]
+                 "regression": [[1.0], [2.0]], "emotion": [[0.0, 1.0], [1.0, 0.0]],
+                 "chord": [[{"start_time": 0.0, "end_time": 1.0, "chord_str": "C:maj"}]]}[name]
         task.fit(train)
         json.dumps(task.describe())
         assert task.output_dim > 0

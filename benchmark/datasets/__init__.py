@@ -24,12 +24,13 @@ class DatasetSpec:
     """One preparable dataset: where its JSONL goes and which task config reads it."""
 
     name: str
-    module: str  # mirprobe.datasets.<module>:prepare
+    module: str  # mirprobe.datasets.<module>:<function>
     folder: str  # relative to the MARBLE root
     prefix: str
     task: str  # configs/tasks/<task>.yaml
     summary: str
     options: tuple[str, ...] = ()  # keyword options its preparer takes
+    function: str = "prepare"
 
 
 DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
@@ -47,9 +48,32 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
                 ("audio", "workers", "clip_s")),
     DatasetSpec("emomusic", "emomusic", "data/EMO", "EMO", "emomusic",
                 "Emomusic: clips_45seconds/*.mp3 + songs_info.csv, static_annotations.csv"),
+    *(DatasetSpec(f"mtg-{name}", "mtg_jamendo", "data/MTG", prefix, f"mtg-{name}",
+                  f"MTG-Jamendo {name} tags (split 0): audio folders 00-99, any of them + "
+                  "--annotations mtg-jamendo-dataset clone", ("annotations",),
+                  f"prepare_{name}")
+      for name, prefix in (("genre", "MTGGenre"), ("instrument", "MTGInstrument"),
+                           ("moodtheme", "MTGMood"), ("top50", "MTGTop50"))),
+    DatasetSpec("nsynth-pitch", "nsynth", "data/NSynth", "NSynthP", "nsynth-pitch",
+                "NSynth pitch (MIDI 0-127): nsynth-{train,valid,test}/examples.json + audio/",
+                function="prepare_pitch"),
+    DatasetSpec("nsynth-instrument", "nsynth", "data/NSynth", "NSynthI", "nsynth-instrument",
+                "NSynth instrument family (11): nsynth-{train,valid,test}/examples.json + audio/",
+                function="prepare_instrument"),
+    DatasetSpec("vocalset-technique", "vocalset", "data/VocalSet", "VocalSetT",
+                "vocalset-technique", "VocalSet techniques (10), 3 s clips: FULL/<singer>/"
+                "<context>/<technique>/*.wav", ("seed",), "prepare_technique"),
+    DatasetSpec("vocalset-singer", "vocalset", "data/VocalSet", "VocalSetS", "vocalset-singer",
+                "VocalSet singers (20), 3 s clips: FULL/<singer>/<context>/<technique>/*.wav",
+                ("seed",), "prepare_singer"),
+    DatasetSpec("chords-lab", "chords", "data/Chords1217", "Chords1217", "chords1217",
+                "chords (Chords1217 format): audio + .lab files (--annotations DIR, --splits DIR)",
+                ("annotations", "splits", "seed")),
 )}
 ALIASES = {"magnatagatune": "mtt", "gtzan-genre": "gtzan", "gtzan-beat": "gtzan-rhythm",
-           "giantsteps-key": "giantsteps", "gs": "giantsteps", "emo": "emomusic"}
+           "giantsteps-key": "giantsteps", "gs": "giantsteps", "emo": "emomusic",
+           "mtg-mood": "mtg-moodtheme", "mtg-top50tags": "mtg-top50",
+           "chords": "chords-lab", "chords1217": "chords-lab"}
 
 
 def get_spec(name: str) -> DatasetSpec:
@@ -70,7 +94,7 @@ def prepare(name: str, raw: Path, out: Path, **options: Any) -> PrepareResult:
         raise UserError(f"dataset {spec.name!r} takes no {', '.join(map(_flag, unused))}; "
                         f"it takes: {', '.join(map(_flag, spec.options)) or 'no options'}")
     module = importlib.import_module(f"mirprobe.datasets.{spec.module}")
-    return module.prepare(Path(raw), Path(out), **options)
+    return getattr(module, spec.function)(Path(raw), Path(out), **options)
 
 
 def _flag(option: str) -> str:

@@ -22,15 +22,15 @@ found (warnings alone exit 0)."""
 def _dataset_lines() -> str:
     from mirprobe.datasets import DATASETS
 
-    return "\n".join(f"  {s.name:<13} {s.summary}" for s in DATASETS.values())
+    return "\n".join(f"  {s.name:<19} {s.summary}" for s in DATASETS.values())
 
 
 def cmd_list(ns: argparse.Namespace) -> int:
     from mirprobe.datasets import DATASETS
 
     for s in DATASETS.values():
-        print(f"{s.name:<13} {s.folder}/{s.prefix}.{{train,val,test}}.jsonl  task config: {s.task}")
-        print(f"{'':<13} {s.summary}")
+        print(f"{s.name:<19} {s.folder}/{s.prefix}.{{train,val,test}}.jsonl  task config: {s.task}")
+        print(f"{'':<19} {s.summary}")
     return 0
 
 
@@ -83,18 +83,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="raw download → MARBLE v2 JSONL",
                        description=PREPARE_HELP.format(datasets=_dataset_lines()),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", metavar="NAME", help="mtt | gtzan | gtzan-rhythm | giantsteps | emomusic")
+    p.add_argument("name", metavar="NAME", help="a dataset of `mirprobe datasets list`")
     p.add_argument("--raw", required=True, metavar="DIR", help="the unpacked raw download")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="root to write data/<DATASET>/ under (e.g. a MARBLE checkout)")
     p.add_argument("--splits", metavar="DIR", type=Path,
                    help="gtzan, gtzan-rhythm: folder with train_filtered.txt, valid_filtered.txt, "
-                        "test_filtered.txt (else a seeded split, not comparable)")
+                        "test_filtered.txt; chords-lab: train.txt, valid.txt, test.txt "
+                        "(else a seeded split, not comparable)")
     p.add_argument("--annotations", metavar="DIR", type=Path,
-                   help="gtzan-rhythm: folder of GTZAN-Rhythm *.wav.jams (default: --raw)")
+                   help="gtzan-rhythm: folder of GTZAN-Rhythm *.wav.jams; mtg-*: a clone of "
+                        "MTG/mtg-jamendo-dataset (split files); chords-lab: the .lab files; "
+                        "default: --raw")
     p.add_argument("--audio", metavar="DIR", type=Path,
                    help="giantsteps: folder of <ID>.LOFI.mp3 (default: --raw)")
-    p.add_argument("--seed", type=int, help="gtzan, gtzan-rhythm: seed of the fallback split")
+    p.add_argument("--seed", type=int,
+                   help="gtzan, gtzan-rhythm, chords-lab: seed of the fallback split; "
+                        "vocalset-*: seed of the recording split")
     p.add_argument("--workers", type=int, help="giantsteps: decoding processes")
     p.add_argument("--clip-seconds", type=float, help="giantsteps: clip length (default 30)")
     p.add_argument("--drop-untagged", action="store_true",

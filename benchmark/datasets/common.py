@@ -122,6 +122,16 @@ class DatasetWriter:
         row = {"audio_path": audio_path_for(audio, self.root), **(first or {}), "label": label}
         self._pending.append((split, audio, {"row": row, "extra": extra}, source))
 
+    def add_read(self, split: str, audio: Path, read: Any, annotation: Path) -> None:
+        """Queue a row labelled ``read(annotation)``; an annotation it cannot read (``ValueError``)
+        is a problem naming the file, and the row is left out."""
+        try:
+            label = read(annotation)
+        except ValueError as e:
+            self.problem(f"{annotation} ({split}): {e}; row left out")
+            return
+        self.add(split, audio, label, source=annotation.name)
+
     def problem(self, message: str) -> None:
         self.problems.append(message)
 

@@ -80,10 +80,5 @@ def prepare(raw: Path, out: Path, *, annotations: Path | None = None, splits: Pa
         if stem not in jams:
             writer.problem(f"{stem} ({split}): no {stem}.wav.jams annotation; row left out")
             continue
-        try:
-            label = read_jams(jams[stem])
-        except ValueError as e:
-            writer.problem(f"{jams[stem]} ({split}): {e}; row left out")
-            continue
-        writer.add(split, audio[stem], label, source=jams[stem].name)
+        writer.add_read(split, audio[stem], read_jams, jams[stem])
     return writer.write(split_options(writer, splits, seed))

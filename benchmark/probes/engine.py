@@ -4,7 +4,8 @@
    the device when they fit the memory budget, else streamed (``mirprobe.probes.data``).
 2. Every head of the grid trained at once (``mirprobe.probes.train``), each with its own early
    stopping on the validation proxy ``task.score``; or, for ``probe.heads=[ridge]``, the
-   closed-form ridge path of every layer (``mirprobe.probes.ridge``).
+   closed-form ridge path of every layer (``mirprobe.probes.ridge``); or, for
+   ``probe.heads=[centroid]``, nearest-centroid heads (``mirprobe.probes.centroid``).
 3. Every final head scored on validation with the task's own metrics (``task.evaluate``; beat
    outputs are decoded here); per layer, the configuration (head, lr, dropout, weight decay, and
    for grouped multiclass tasks the song ensemble) with the best mean over seeds is chosen, and
@@ -26,6 +27,7 @@ import torch
 from mirprobe import record
 from mirprobe.errors import UserError
 from mirprobe.probes.aggregate import ensembles
+from mirprobe.probes.centroid import centroid_grid, centroid_rows, check_task, fit_centroids
 from mirprobe.probes.data import FeatureSource, SplitRows, build_split, default_budget
 from mirprobe.probes.heads import WEIGHTED, HeadSpec, build_grid
 from mirprobe.probes.ridge import RidgeSpec, fit_path, predict_rows, ridge_grid
@@ -54,6 +56,8 @@ def run_probe(task, entry, splits: dict[str, SplitData], cfg: ProbeConfig, *,  #
     t1 = time.perf_counter()
     if cfg.heads == ["ridge"]:
         specs, heads, epochs = _ridge(task, source, data["train"], cfg, entry.num_layers)
+    elif cfg.heads == ["centroid"]:
+        specs, heads, epochs = _centroid(task, source, data["train"], cfg, entry.num_layers)
     else:
         specs = build_grid(cfg, entry.num_layers)
         groups = fit_heads(task, specs, source, data["train"], data["val"], cfg, seed,
@@ -103,6 +107,19 @@ def _ridge(task, source: FeatureSource, train: SplitRows, cfg: ProbeConfig,  # n
 
     def rows(split: SplitRows, pick: list[int] | None = None) -> torch.Tensor:
         out = predict_rows(task, path, w, b, source, split, task.output_dim)
+        return out if pick is None else out[pick]
+    return specs, [Heads(np.arange(len(specs)), rows)], {i: 0 for i in range(len(specs))}
+
+
+def _centroid(task, source: FeatureSource, train: SplitRows, cfg: ProbeConfig,  # noqa: ANN001
+              num_layers: int) -> tuple[list, list[Heads], dict[int, int]]:
+    """One nearest-centroid head per layer from one pass over the train rows."""
+    check_task(task)
+    specs = centroid_grid(cfg, num_layers)
+    centres = fit_centroids(source, train, specs, task.output_dim)
+
+    def rows(split: SplitRows, pick: list[int] | None = None) -> torch.Tensor:
+        out = centroid_rows(centres, source, split, specs)
         return out if pick is None else out[pick]
     return specs, [Heads(np.arange(len(specs)), rows)], {i: 0 for i in range(len(specs))}
 

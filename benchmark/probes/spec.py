@@ -23,7 +23,7 @@ class SplitData:
 class ProbeConfig:
     """The grid and the training protocol (MARBLE's defaults)."""
 
-    heads: list[str] = field(default_factory=lambda: ["mlp"])  # "linear" | "mlp", or ["ridge"]
+    heads: list[str] = field(default_factory=lambda: ["mlp"])  # "linear" | "mlp", ["ridge"] or ["centroid"]
     hidden: int = 512
     dropout: list[float] = field(default_factory=lambda: [0.2])
     lr: list[float] = field(default_factory=lambda: [5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2])
@@ -65,7 +65,7 @@ class ProbeResult:
         return next(r for r in self.per_layer if r.layer == self.selection.layer)
 
 
-HEAD_KINDS = ("linear", "mlp", "ridge")
+HEAD_KINDS = ("linear", "mlp", "ridge", "centroid")
 # Part of every job's identity: raised whenever a change to the engine changes what it computes
 # (2: first-layer products through oneDNN, dropout masks compared on 24 bits), so that records
 # trained by an earlier engine are not reused.
@@ -86,9 +86,10 @@ def check_heads(cfg) -> None:  # noqa: ANN001 (ProbeConfig or its DictConfig)
         if head not in HEAD_KINDS:
             raise UserError(f"config key 'probe.heads': {head!r} is not allowed; use one of: "
                             f"{', '.join(HEAD_KINDS)}")
-    if "ridge" in heads and len(heads) > 1:
-        raise UserError(f"config key 'probe.heads': ridge heads run alone (got {heads!r}); "
-                        "use probe.heads=[ridge], and train linear/mlp heads in another run")
+    for alone in ("ridge", "centroid"):
+        if alone in heads and len(heads) > 1:
+            raise UserError(f"config key 'probe.heads': {alone} heads run alone (got {heads!r}); "
+                            f"use probe.heads=[{alone}], and train other heads in another run")
     for key in ("seeds", "batch_size", "max_epochs", "hidden"):
         if getattr(cfg, key) < 1:
             raise UserError(f"config key 'probe.{key}' must be at least 1 (got {getattr(cfg, key)})")
