@@ -93,7 +93,7 @@ def cmd_list(ns: argparse.Namespace) -> int:
 
 def _load(ns: argparse.Namespace) -> Any:
     from mirprobe.config import available
-    from mirprobe.models import load_model
+    from mirprobe.models import detect_kind, load_model
     from mirprobe.models.hf import read_json
     from mirprobe.models.hub import resolve_checkpoint
     from mirprobe.models.mert import DATA2VEC_TYPES, HUBERT_TYPES
@@ -101,13 +101,14 @@ def _load(ns: argparse.Namespace) -> Any:
     if ns.model in available("models"):
         return load_model(ns.model)
     kind = ns.kind
-    if kind is None:
-        folder = resolve_checkpoint(ns.model)
-        raw = read_json(folder / "config.json")
-        model_type = raw.get("model_type")
-        kind = ("muq" if "w2v2_config" in raw else
-                "mert" if model_type in HUBERT_TYPES + DATA2VEC_TYPES else "hf")
     source = {"module": ns.model} if kind == "hear" else {"checkpoint": ns.model}
+    if kind is None:
+        detected = detect_kind(ns.model)
+        if detected["kind"] != "mert":
+            return load_model(ns.model, **detected, **source)
+        folder = resolve_checkpoint(ns.model)
+        model_type = read_json(folder / "config.json").get("model_type")
+        kind = "mert" if model_type in HUBERT_TYPES + DATA2VEC_TYPES else "hf"
     return load_model(ns.model, kind=kind, **source)
 
 
