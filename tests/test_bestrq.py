@@ -155,7 +155,7 @@ def test_offline_hub_cache_and_detection(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.delenv("MIRPROBE_MODELS", raising=False)
     assert load_musicfm("f").source == snap / "pretrained_msd.pt"
     assert load_muq("m").source == muq_snap
-    with pytest.raises(UserError, match=r"hf download minzwon/MusicFM pretrained_fma\.pt"):
+    with pytest.raises(UserError, match=r"hf download minzwon/MusicFM pretrained_fma\.pt fma_stats\.json"):
         load_musicfm("f", variant="fma")
     assert detect_kind(str(MUQ))["kind"] == "muq"
     assert detect_kind(str(MUSICFM)) == {"kind": "musicfm", "variant": "msd"}
@@ -198,15 +198,18 @@ def test_embed_and_extraction(tmp_path: Path, kind: str) -> None:
 
 
 @pytest.mark.slow
-def test_run_fast_on_the_tiny_checkpoints(tmp_path: Path) -> None:
+def test_run_fast_on_the_tiny_checkpoints_of_every_new_kind(tmp_path: Path) -> None:
     from mirprobe.config import load_run_config
     from mirprobe.pipeline import run
 
     models = (f"models=[{{name: muq-tiny, kind: muq, checkpoint: {MUQ}, context_s: 5}}, "
-              f"{{name: musicfm-tiny, kind: musicfm, checkpoint: {MUSICFM}, context_s: 5}}]")
+              f"{{name: musicfm-tiny, kind: musicfm, checkpoint: {MUSICFM}, context_s: 5}}, "
+              f"{FIXTURES / 'dasheng' / 'dasheng_tiny.pt'}]")
     cfg = load_run_config("fast", ["synthetic.size=tiny", "progress=false", models,
                                    "tasks=[genre]", f"work_dir={tmp_path}"])
     records = run(cfg)
-    assert sorted((r.model, r.task) for r in records) == [("muq-tiny", "genre"), ("musicfm-tiny", "genre")]
+    assert sorted((r.model, r.task) for r in records) == [
+        (str(FIXTURES / "dasheng" / "dasheng_tiny.pt"), "genre"), ("muq-tiny", "genre"),
+        ("musicfm-tiny", "genre")]
     for r in records:
         assert r.layers == ["layer0", "layer1", "layer2", "layer3", "weighted"]

@@ -36,13 +36,16 @@ HUB_KINDS = {"OpenMuQ/": "muq", "minzwon/MusicFM": "musicfm"}
 
 def detect_kind(name_or_path: str) -> dict[str, Any]:
     """The kind (and variant) that loads a checkpoint folder, file or hub name: a folder whose
-    ``config.json`` holds ``w2v2_config`` is MuQ, MusicFM's files are ``pretrained_<variant>.pt``;
+    ``config.json`` holds ``w2v2_config`` is MuQ, MusicFM's files are ``pretrained_<variant>.pt``,
+Dasheng's ``dasheng*.pt``;
     anything else is taken for the MERT family."""
     import json
 
     path = Path(name_or_path).expanduser()
     if path.is_file() and path.name in ("pretrained_msd.pt", "pretrained_fma.pt"):
         return {"kind": "musicfm", "variant": path.stem.split("_")[1]}
+    if path.is_file() and path.name.startswith("dasheng") and path.suffix == ".pt":
+        return {"kind": "dasheng"}
     if (path / "config.json").is_file():
         try:
             raw = json.loads((path / "config.json").read_text())

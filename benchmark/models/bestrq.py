@@ -43,6 +43,7 @@ UNUSED = ("linear.", "cls_token", "rvq.", "quantizer_", "preprocessor_", "confor
           "conformer.embed_positions.")
 #: Published variants: the checkpoint a config names, and (MusicFM) the files of each.
 MUQ_VARIANTS = {"large-msd": "OpenMuQ/MuQ-large-msd", "large-msd-iter": "OpenMuQ/MuQ-large-msd-iter"}
+MUSICFM_HUB = "minzwon/MusicFM"
 MUSICFM_VARIANTS = {"msd": ("pretrained_msd.pt", "msd_stats.json"),
                     "fma": ("pretrained_fma.pt", "fma_stats.json")}
 #: Published sizes, for random-init copies (perf) and the model table.
@@ -240,7 +241,8 @@ def load_musicfm(name: str = "musicfm", variant: str = "msd", checkpoint: str | 
     _check_variant("musicfm", variant, MUSICFM_VARIANTS)
     expected = _split(name, "musicfm", options)
     weights_name, stats_name = MUSICFM_VARIANTS[variant]
-    weights = resolve_file(str(checkpoint or "minzwon/MusicFM"), weights_name)
+    weights = resolve_file(str(checkpoint or MUSICFM_HUB), weights_name,
+                           how=f"`hf download {MUSICFM_HUB} {weights_name} {stats_name}`")
     stats_path = Path(stats).expanduser() if stats else weights.parent / stats_name
     if not stats_path.is_file():
         raise UserError(f"{stats_path}: MusicFM's statistics file not found; put {stats_name} "
@@ -284,7 +286,9 @@ def preflight(variant: str = "large-msd-iter", checkpoint: str | None = None, **
 
 def musicfm_preflight(variant: str = "msd", checkpoint: str | None = None, **_: Any) -> None:
     _check_variant("musicfm", variant, MUSICFM_VARIANTS)
-    resolve_file(str(checkpoint or "minzwon/MusicFM"), MUSICFM_VARIANTS[variant][0])
+    weights_name, stats_name = MUSICFM_VARIANTS[variant]
+    resolve_file(str(checkpoint or MUSICFM_HUB), weights_name,
+                 how=f"`hf download {MUSICFM_HUB} {weights_name} {stats_name}`")
 
 
 load_muq.preflight = preflight  # type: ignore[attr-defined]

@@ -95,16 +95,18 @@ def resolve_checkpoint(path_or_name: str) -> Path:
         "folder under $MIRPROBE_MODELS, or pass the folder path")
 
 
-def resolve_file(source: str, filename: str) -> Path:
+def resolve_file(source: str, filename: str, how: str | None = None) -> Path:
     """A checkpoint file published without a ``config.json`` (MusicFM, Dasheng): ``source`` is the
-    file itself, a folder holding ``filename``, or a hub name whose offline copy holds it."""
+    file itself, a folder holding ``filename``, or a hub name whose offline copy holds it.
+    ``how`` says where to download it (default: ``hf download <source> <filename>``)."""
     path = Path(source).expanduser()
+    how = how or f"`hf download {source} {filename}`"
     if path.is_file():
         return path
     if path.is_dir():
         if not (path / filename).is_file():
-            raise UserError(f"{path}: no {filename} in this folder; put the checkpoint file there "
-                            "or give the file's path")
+            raise UserError(f"{path}: no {filename} in this folder; put it there (download it with "
+                            f"{how}) or give the file's path")
         return path / filename
     if path.suffix or source.startswith((".", "/", "~")) or source.count("/") != 1:
         raise UserError(f"checkpoint {path} does not exist; give the file, its folder, or a hub name")
@@ -116,8 +118,7 @@ def resolve_file(source: str, filename: str) -> Path:
     places = "; ".join(str(p) for p in looked)
     raise UserError(
         f"{filename} of {source!r} not found offline (looked in: {places}); download it with "
-        f"`hf download {source} {filename}`, or put it under $MIRPROBE_MODELS/{source.split('/')[-1]}/, "
-        "or pass the file's path")
+        f"{how}, put it under $MIRPROBE_MODELS/{source.split('/')[-1]}/, or pass the file's path")
 
 
 def weight_files(folder: Path) -> list[Path]:
