@@ -37,7 +37,6 @@ from mirprobe.extraction import batch_windows
 from mirprobe.features import FeatureStore
 from mirprobe.models import load_model
 from mirprobe.models.base import Extractor
-from mirprobe.models.mert import random_architecture
 
 FILE_RATE = 44100  # tracks are written as CD audio: stereo 16-bit 44.1 kHz, so both paths resample
 
@@ -83,10 +82,18 @@ def mirprobe_extract(extractor: Extractor, paths: list[str], root: Path, *, batc
 
 
 def build(model: str) -> Extractor:
-    """A random-init architecture (``tiny``, ``mert-v1-95m``, …) or a model config (``musicnn-mtt``)."""
+    """A random-init architecture (``tiny``, ``mert-v1-95m``, ``muq-large``, ``dasheng-base``, …)
+    or a model config (``musicnn-mtt``)."""
     from mirprobe.config import available
+    from mirprobe.models.bestrq import ARCHITECTURES as BESTRQ
+    from mirprobe.models.dasheng import ARCHITECTURES as DASHENG
+    from mirprobe.models.mert import ARCHITECTURES
+    from mirprobe.models.random import RandomExtractor
 
-    extractor = load_model(model) if model in available("models") else random_architecture(model, seed=0)
+    if model in (*ARCHITECTURES, *BESTRQ, *DASHENG) or model not in available("models"):
+        extractor = RandomExtractor(architecture=model)  # a random-init copy, no weights needed
+    else:
+        extractor = load_model(model)
     extractor.forward(torch.zeros(1, extractor.sample_rate))  # warm-up: first-call costs out of timings
     return extractor
 

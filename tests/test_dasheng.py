@@ -14,6 +14,7 @@ from mirprobe.errors import UserError
 from mirprobe.models import detect_kind, load_model
 from mirprobe.models.dasheng import ARCHITECTURES, load_dasheng, random_dasheng
 from tests.conftest import write_tone
+from tests.fixtures_models import assert_ranks_equal_one_process
 
 FIXTURE = Path(__file__).parent / "fixtures" / "dasheng"
 WEIGHTS = FIXTURE / "dasheng_tiny.pt"
@@ -76,8 +77,6 @@ def test_published_sizes() -> None:
 
 
 def test_embed_extraction_and_ranks(tmp_path: Path) -> None:
-    from mirprobe.features import FeatureStore
-
     ex = load_model(str(WEIGHTS))
     assert ex.kind == "dasheng"
     import soundfile as sf
@@ -87,12 +86,4 @@ def test_embed_extraction_and_ranks(tmp_path: Path) -> None:
     assert emb.shape == (4, 300, 64) and np.isfinite(emb).all()  # windows of 10.08 s and 1.92 s
     keys = [str(write_tone(tmp_path / f"t{i}.wav", 2.5 + i, sr=44100, freq=200 + 60 * i, seed=i))
             for i in range(4)]
-    options = {"view": "clip", "batch_size": 2, "chunk_items": 1, "progress": False}
-    one = FeatureStore(tmp_path / "one").extract(ex, keys, **options)
-    two = FeatureStore(tmp_path / "two")
-    for rank in (0, 1):
-        assert two.extract(ex, keys, rank=rank, world_size=2, **options) is None
-    joined = two.extract(ex, keys, **options)
-    a, b = np.asarray(one.features), np.asarray(joined.features)
-    assert a.shape == b.shape == (4, 4, 64)
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert assert_ranks_equal_one_process(ex, keys, tmp_path, "clip").shape == (4, 4, 64)

@@ -187,8 +187,8 @@ def load_muq(name: str = "muq", variant: str = "large-msd-iter", checkpoint: str
     folder = resolve_checkpoint(str(checkpoint or MUQ_VARIANTS[variant]))
     raw = read_json(folder / "config.json")
     if "w2v2_config" not in raw and "audio_model" in raw:
-        raise UserError(f"{folder}: a MuQ-MuLan folder; give its audio model's folder "
-                        f"({raw['audio_model'].get('name', 'OpenMuQ/MuQ-large-msd-iter')})")
+        raise UserError(f"{folder}: a MuQ-MuLan folder, whose audio tower is not supported; give "
+                        "a MuQ checkpoint such as OpenMuQ/MuQ-large-msd-iter")
     sizes, hop, mean, std = muq_sizes(raw, folder / "config.json")
     net = build_net(sizes)
     files = weight_files(folder)

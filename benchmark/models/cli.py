@@ -86,7 +86,11 @@ def cmd_list(ns: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
-    print(f"\nrandom-init architectures (kind: random, architecture: …): {', '.join(ARCHITECTURES)}")
+    from mirprobe.models.bestrq import ARCHITECTURES as BESTRQ
+    from mirprobe.models.dasheng import ARCHITECTURES as DASHENG
+
+    names = [*ARCHITECTURES, *BESTRQ, *DASHENG]
+    print(f"\nrandom-init architectures (kind: random, architecture: …): {', '.join(names)}")
     print("weights are looked up offline: $MIRPROBE_MODELS, then the Hugging Face cache")
     return 0
 

@@ -221,7 +221,8 @@ def load_dasheng(name: str = "dasheng", variant: str = "base", checkpoint: str |
     return extractor.to(device)
 
 
-def random_dasheng(arch: str, seed: int = 0, *, name: str | None = None) -> DashengExtractor:
+def random_dasheng(arch: str, seed: int = 0, *, name: str | None = None,
+                   context_s: float | None = None) -> DashengExtractor:
     """A randomly initialised copy of a published size (``dasheng-base``, ``-0.6b``, ``-1.2b``)."""
     if arch not in ARCHITECTURES:
         raise UserError(f"unknown architecture {arch!r}; use one of {', '.join(ARCHITECTURES)}")
@@ -231,7 +232,8 @@ def random_dasheng(arch: str, seed: int = 0, *, name: str | None = None) -> Dash
         net = DashengNet(dim, depth, heads, 4 * dim, n_mels=64, patch=(64, 4), positions=252,
                          chunk=252, layer_scale=False)
     identity = {"architecture": arch, "seed": int(seed), "torch": torch.__version__}
-    return DashengExtractor(name or f"random-{arch}", net, dict(FRONT_END), identity, kind="random")
+    return DashengExtractor(name or f"random-{arch}", net, dict(FRONT_END), identity,
+                            context_s=context_s, kind="random")
 
 
 def preflight(variant: str = "base", checkpoint: str | None = None, **_: Any) -> None:

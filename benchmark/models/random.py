@@ -2,7 +2,9 @@
 
 ``architecture: small`` (the default, for the quickstart) is a 4-layer, 128-wide HuBERT with the
 real wav2vec2 conv strides at 16 kHz (50 Hz frames). Real architectures (``mert-v1-95m``,
-``mert-v1-330m``, ...) come from :func:`mirprobe.models.mert.random_architecture`.
+``mert-v1-330m``, ...) come from :func:`mirprobe.models.mert.random_architecture`, the published
+sizes of MuQ and MusicFM (``muq-large``, ``musicfm-25hz``) and Dasheng (``dasheng-base``,
+``dasheng-0.6b``, ``dasheng-1.2b``) from their own modules.
 """
 
 from __future__ import annotations
@@ -66,6 +68,15 @@ def RandomExtractor(name: str = "random", architecture: str = "small", seed: int
     """Factory of the ``random`` kind (a function named like the class it returns)."""
     if architecture == "small":
         return SmallRandomExtractor(name, seed=seed, **options)
+    from mirprobe.models.bestrq import ARCHITECTURES as BESTRQ
+    from mirprobe.models.bestrq import random_bestrq
+    from mirprobe.models.dasheng import ARCHITECTURES as DASHENG
+    from mirprobe.models.dasheng import random_dasheng
+
+    if architecture in BESTRQ:
+        return random_bestrq(architecture, seed, name=name, **options)
+    if architecture in DASHENG:
+        return random_dasheng(architecture, seed, name=name, **options)
     from mirprobe.models.mert import random_architecture
 
     extractor = random_architecture(architecture, seed=seed, **options)
