@@ -31,13 +31,13 @@ def model_options(name_or_path: str) -> dict[str, Any]:
 
 
 #: Hub organisations / repositories whose checkpoints a kind other than ``mert`` loads.
-HUB_KINDS = {"OpenMuQ/": "muq", "minzwon/MusicFM": "musicfm"}
+HUB_KINDS = {"OpenMuQ/": "muq", "minzwon/MusicFM": "musicfm", "mtg-upf/omar-rq": "omar-rq"}
 
 
 def detect_kind(name_or_path: str) -> dict[str, Any]:
     """The kind (and variant) that loads a checkpoint folder, file or hub name: a folder whose
     ``config.json`` holds ``w2v2_config`` is MuQ, MusicFM's files are ``pretrained_<variant>.pt``,
-Dasheng's ``dasheng*.pt``;
+Dasheng's ``dasheng*.pt``, a folder with ``config.gin`` is OMAR-RQ;
     anything else is taken for the MERT family."""
     import json
 
@@ -46,6 +46,8 @@ Dasheng's ``dasheng*.pt``;
         return {"kind": "musicfm", "variant": path.stem.split("_")[1]}
     if path.is_file() and path.name.startswith("dasheng") and path.suffix == ".pt":
         return {"kind": "dasheng"}
+    if (path / "config.gin").is_file():
+        return {"kind": "omar-rq"}
     if (path / "config.json").is_file():
         try:
             raw = json.loads((path / "config.json").read_text())

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "clip lengths: shapes, dtype, finite values, frame count against duration.")
     v.add_argument("model", metavar="NAME_OR_PATH")
     v.add_argument("--kind", help="model kind of a folder, file or hub name (default: from its "
-                                  "config.json: mert, muq or hf); musicfm, dasheng, … for their files")
+                                  "config.json, config.gin or file name)")
     v.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, … (default: cpu)")
     v.add_argument("--lengths", type=float, nargs="+", default=list(DEFAULT_LENGTHS), metavar="S",
                    help=f"clip lengths in seconds (default: {' '.join(map(str, DEFAULT_LENGTHS))})")
@@ -88,8 +88,9 @@ def cmd_list(ns: argparse.Namespace) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
     from mirprobe.models.bestrq import ARCHITECTURES as BESTRQ
     from mirprobe.models.dasheng import ARCHITECTURES as DASHENG
+    from mirprobe.models.omar_rq import ARCHITECTURES as OMAR
 
-    names = [*ARCHITECTURES, *BESTRQ, *DASHENG]
+    names = [*ARCHITECTURES, *BESTRQ, *DASHENG, *OMAR]
     print(f"\nrandom-init architectures (kind: random, architecture: …): {', '.join(names)}")
     print("weights are looked up offline: $MIRPROBE_MODELS, then the Hugging Face cache")
     return 0

@@ -4,7 +4,7 @@
 real wav2vec2 conv strides at 16 kHz (50 Hz frames). Real architectures (``mert-v1-95m``,
 ``mert-v1-330m``, ...) come from :func:`mirprobe.models.mert.random_architecture`, the published
 sizes of MuQ and MusicFM (``muq-large``, ``musicfm-25hz``) and Dasheng (``dasheng-base``,
-``dasheng-0.6b``, ``dasheng-1.2b``) from their own modules.
+``dasheng-0.6b``, ``dasheng-1.2b``) and OMAR-RQ (``omar-rq-base``) from their own modules.
 """
 
 from __future__ import annotations
@@ -77,6 +77,11 @@ def RandomExtractor(name: str = "random", architecture: str = "small", seed: int
         return random_bestrq(architecture, seed, name=name, **options)
     if architecture in DASHENG:
         return random_dasheng(architecture, seed, name=name, **options)
+    from mirprobe.models.omar_rq import ARCHITECTURES as OMAR
+    from mirprobe.models.omar_rq import random_omar_rq
+
+    if architecture in OMAR:
+        return random_omar_rq(architecture, seed, name=name, **options)
     from mirprobe.models.mert import random_architecture
 
     extractor = random_architecture(architecture, seed=seed, **options)
