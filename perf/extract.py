@@ -10,6 +10,8 @@ one run. Peak memory is measured in a fresh process per track for a 10 s and a 1
     python perf/extract.py                       # tiny + random MERT-v1-95M
     python perf/extract.py --models tiny --tracks 8 --seconds 20 --batch-size 16
     python perf/extract.py --models musicnn-mtt --threads 1 --dtypes float32 --skip-memory
+    python perf/extract.py --models mert-v1-95m muq-large musicfm-25hz dasheng-base omar-rq-base \
+        --tracks 1 --repeat 1 --dtypes float32 --skip-memory   # the published sizes, random-init
 
 Besides the ratio, each row gives mirprobe's audio seconds per second and its arithmetic rate
 (the model's FLOPs per audio second, counted by torch's FlopCounterMode, times that speed).
@@ -229,6 +231,7 @@ def main() -> None:
         bounds = []
         for model in args.models:
             extractor = build(model)
+            CPU_TIMES.clear()  # each model's own CPU times
             rows = speed(extractor, model, paths, work, args)
             flops = flops_per_audio_second(extractor)
             bounds.append((model, rows, flops * extractor.context_s))

@@ -196,12 +196,13 @@ def test_run_fast_on_the_tiny_checkpoints_of_every_new_kind(tmp_path: Path) -> N
 
     models = (f"models=[{{name: muq-tiny, kind: muq, checkpoint: {MUQ}, context_s: 5}}, "
               f"{{name: musicfm-tiny, kind: musicfm, checkpoint: {MUSICFM}, context_s: 5}}, "
-              f"{FIXTURES / 'dasheng' / 'dasheng_tiny.pt'}]")
+              f"{FIXTURES / 'dasheng' / 'dasheng_tiny.pt'}, "
+              f"{{name: omar-tiny, kind: omar-rq, checkpoint: {FIXTURES / 'omar_rq' / 'mel'}, context_s: 5}}]")
     cfg = load_run_config("fast", ["synthetic.size=tiny", "progress=false", models,
                                    "tasks=[genre]", f"work_dir={tmp_path}"])
     records = run(cfg)
     assert sorted((r.model, r.task) for r in records) == [
         (str(FIXTURES / "dasheng" / "dasheng_tiny.pt"), "genre"), ("muq-tiny", "genre"),
-        ("musicfm-tiny", "genre")]
+        ("musicfm-tiny", "genre"), ("omar-tiny", "genre")]
     for r in records:
         assert r.layers == ["layer0", "layer1", "layer2", "layer3", "weighted"]
