@@ -5,6 +5,7 @@ damaged checkpoints are one-line errors; extraction, ``embed()``, ranks and ``ru
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -206,3 +207,25 @@ def test_run_fast_on_the_tiny_checkpoints_of_every_new_kind(tmp_path: Path) -> N
         ("musicfm-tiny", "genre"), ("omar-tiny", "genre")]
     for r in records:
         assert r.layers == ["layer0", "layer1", "layer2", "layer3", "weighted"]
+
+
+@pytest.mark.parametrize("path", [MUQ, MUSICFM, FIXTURES / "dasheng" / "dasheng_tiny.pt",
+                                  FIXTURES / "omar_rq" / "mel", FIXTURES / "omar_rq" / "audio"])
+def test_cli_verify_finds_the_kind_and_passes(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mirprobe.cli import main
+
+    assert main(["models", "verify", str(path), "--lengths", "0.3", "5.01", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "all 14 checks passed" in out and re.search(r"^layers +4$", out, re.M)
+
+
+def test_cli_list_shows_the_published_configs(capsys: pytest.CaptureFixture[str]) -> None:
+    from mirprobe.cli import main
+
+    assert main(["models", "list"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line}
+    assert rows["muq-large-msd-iter"][1:8] == ["muq", "OpenMuQ/MuQ-large-msd-iter", "24000", "25",
+                                               "13", "1024", "30.0"]
+    assert rows["musicfm-25hz-fma"][3:7] == ["24000", "25", "13", "1024"]
+    assert rows["dasheng-1.2b"][3:8] == ["16000", "25", "41", "1536", "10.08"]
+    assert rows["omar-rq-multifeature"][3:7] == ["24000", "18.75", "25", "1024"]
