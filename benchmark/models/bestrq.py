@@ -23,8 +23,6 @@ naming it and the file.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +34,7 @@ from mirprobe.models.conformer import BestRQEncoder
 from mirprobe.models.hf import read_json
 from mirprobe.models.hub import resolve_checkpoint, resolve_file, weight_files, weights_digest
 from mirprobe.models.melspec import MelSpectrogram, power_to_db
+from mirprobe.models.native import check_expected, check_variant, digest, expected_facts
 
 SAMPLE_RATE, N_FFT = 24000, 2048
 #: Tensors of the checkpoints that inference never reads.
@@ -119,40 +118,6 @@ def load_state(net: BestRQEncoder, state: dict[str, torch.Tensor], source: Path)
                                         "re-download it")
 
 
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _check_variant(kind: str, variant: str, known: dict[str, Any]) -> None:
-    if variant not in known:
-        raise UserError(f"{kind}: unknown variant {variant!r}; use one of {', '.join(known)}")
-
-
-def check_expected(extractor: Extractor, source: Path, expected: dict[str, Any]) -> None:
-    """Facts a model config states (``sample_rate``, ``frame_rate``, ``num_layers``, ``dim``)
-    must match the checkpoint."""
-    for key, value in expected.items():
-        if value is None:
-            continue
-        actual = getattr(extractor, key, None)
-        if actual is None:
-            raise UserError(f"model {extractor.name!r}: unknown option {key!r}")
-        if abs(float(value) - float(actual)) > 1e-6:
-            raise UserError(f"model {extractor.name!r}: its config says {key} {value} but {source} "
-                            f"has {actual}; point the config at the right checkpoint or fix the value")
-
-
-EXPECTED = ("sample_rate", "frame_rate", "num_layers", "dim")
-
-
-def _split(name: str, kind: str, options: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(k for k in options if k not in (*EXPECTED, "description"))
-    if unknown:
-        raise UserError(f"model {name!r} ({kind}): unknown option(s) {', '.join(unknown)}; allowed: "
-                        f"variant, checkpoint, context_s, device, {', '.join(EXPECTED)}, description")
-    return {k: options.get(k) for k in EXPECTED}
-
-
 # -- MuQ ---------------------------------------------------------------------------------------
 
 def muq_sizes(raw: dict[str, Any], source: Path) -> tuple[dict[str, Any], int, float, float]:
@@ -182,8 +147,8 @@ def muq_sizes(raw: dict[str, Any], source: Path) -> tuple[dict[str, Any], int, f
 def load_muq(name: str = "muq", variant: str = "large-msd-iter", checkpoint: str | None = None,
              context_s: float = 30.0, device: str = "cpu", **options: Any) -> BestRQExtractor:
     """A MuQ checkpoint folder (or hub name found offline) as an extractor."""
-    _check_variant("muq", variant, MUQ_VARIANTS)
-    expected = _split(name, "muq", options)
+    check_variant("muq", variant, MUQ_VARIANTS)
+    expected = expected_facts(name, "muq", options)
     folder = resolve_checkpoint(str(checkpoint or MUQ_VARIANTS[variant]))
     raw = read_json(folder / "config.json")
     if "w2v2_config" not in raw and "audio_model" in raw:
@@ -195,7 +160,7 @@ def load_muq(name: str = "muq", variant: str = "large-msd-iter", checkpoint: str
     from mirprobe.models.mert import read_state_dict
 
     load_state(net, read_state_dict(files), files[0] if len(files) == 1 else folder)
-    identity = {"weights": weights_digest(files), "config": _digest(sizes)}
+    identity = {"weights": weights_digest(files), "config": digest(sizes)}
     extractor = BestRQExtractor(name, kind="muq", net=net, hop=hop, mean=mean, std=std,
                                 identity=identity, context_s=context_s)
     extractor.source = folder
@@ -238,8 +203,8 @@ def load_musicfm(name: str = "musicfm", variant: str = "msd", checkpoint: str | 
     found offline) and its ``<variant>_stats.json`` (``stats``, else beside the weights)."""
     from mirprobe.models.mert import read_state_dict
 
-    _check_variant("musicfm", variant, MUSICFM_VARIANTS)
-    expected = _split(name, "musicfm", options)
+    check_variant("musicfm", variant, MUSICFM_VARIANTS)
+    expected = expected_facts(name, "musicfm", options)
     weights_name, stats_name = MUSICFM_VARIANTS[variant]
     weights = resolve_file(str(checkpoint or MUSICFM_HUB), weights_name,
                            how=f"`hf download {MUSICFM_HUB} {weights_name} {stats_name}`")
@@ -256,7 +221,7 @@ def load_musicfm(name: str = "musicfm", variant: str = "msd", checkpoint: str | 
     sizes = musicfm_sizes(state, weights, heads=16)  # as published: MusicFM's conformer config
     net = build_net(sizes)
     load_state(net, state, weights)
-    identity = {"weights": weights_digest([weights]), "config": _digest(sizes)}
+    identity = {"weights": weights_digest([weights]), "config": digest(sizes)}
     extractor = BestRQExtractor(name, kind="musicfm", net=net, hop=240, mean=mean, std=std,
                                 identity=identity, context_s=context_s)
     extractor.source = weights
@@ -280,12 +245,12 @@ def random_bestrq(arch: str, seed: int = 0, *, name: str | None = None,
 
 def preflight(variant: str = "large-msd-iter", checkpoint: str | None = None, **_: Any) -> None:
     """MuQ: fail at once when the variant is unknown or the folder and its weights are not found."""
-    _check_variant("muq", variant, MUQ_VARIANTS)
+    check_variant("muq", variant, MUQ_VARIANTS)
     weight_files(resolve_checkpoint(str(checkpoint or MUQ_VARIANTS[variant])))
 
 
 def musicfm_preflight(variant: str = "msd", checkpoint: str | None = None, **_: Any) -> None:
-    _check_variant("musicfm", variant, MUSICFM_VARIANTS)
+    check_variant("musicfm", variant, MUSICFM_VARIANTS)
     weights_name, stats_name = MUSICFM_VARIANTS[variant]
     resolve_file(str(checkpoint or MUSICFM_HUB), weights_name,
                  how=f"`hf download {MUSICFM_HUB} {weights_name} {stats_name}`")

@@ -21,8 +21,6 @@ peak — what the package computes for a batch of one.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from mirprobe.errors import UserError
 from mirprobe.models.base import Extractor
 from mirprobe.models.hub import resolve_file, weights_digest
 from mirprobe.models.melspec import MelSpectrogram, power_to_db
+from mirprobe.models.native import check_expected, check_variant, digest, expected_facts
 
 SAMPLE_RATE = 16000
 #: Published variants: file name, heads (the package's loader passes them; the file may not).
@@ -161,10 +160,6 @@ class DashengExtractor(Extractor):
         return self.net(db)
 
 
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def build(state: dict[str, torch.Tensor], config: dict[str, Any], heads: int, source: Path
           ) -> tuple[DashengNet, dict[str, Any]]:
     """The network described by a checkpoint's tensors and config, and its front-end options."""
@@ -199,12 +194,10 @@ def load_dasheng(name: str = "dasheng", variant: str = "base", checkpoint: str |
                  num_heads: int | None = None, context_s: float | None = None, device: str = "cpu",
                  **options: Any) -> DashengExtractor:
     """A Dasheng checkpoint: the ``.pt`` file, its folder, or a hub-style name found offline."""
-    from mirprobe.models.bestrq import _split, check_expected
     from mirprobe.models.mert import read_state_dict
 
-    if variant not in VARIANTS:
-        raise UserError(f"dasheng: unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
-    expected = _split(name, "dasheng", options)
+    check_variant("dasheng", variant, VARIANTS)
+    expected = expected_facts(name, "dasheng", options)
     filename, heads = VARIANTS[variant]
     weights = resolve_file(str(checkpoint or HUB), filename, how=f"`wget {ZENODO.format(filename)}`")
     dump = read_state_dict([weights])
@@ -214,7 +207,7 @@ def load_dasheng(name: str = "dasheng", variant: str = "base", checkpoint: str |
     state, config = dump["model"], dict(dump.get("config") or {})
     net, front = build(state, config, int(num_heads or heads), weights)
     load_state(net, state, weights)
-    identity = {"weights": weights_digest([weights]), "config": _digest(config)}
+    identity = {"weights": weights_digest([weights]), "config": digest(config)}
     extractor = DashengExtractor(name, net, front, identity, context_s=context_s)
     extractor.source = weights
     check_expected(extractor, weights, expected)
@@ -238,8 +231,7 @@ def random_dasheng(arch: str, seed: int = 0, *, name: str | None = None,
 
 def preflight(variant: str = "base", checkpoint: str | None = None, **_: Any) -> None:
     """Fail at once when the variant is unknown or its file is not found."""
-    if variant not in VARIANTS:
-        raise UserError(f"dasheng: unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
+    check_variant("dasheng", variant, VARIANTS)
     filename = VARIANTS[variant][0]
     resolve_file(str(checkpoint or HUB), filename, how=f"`wget {ZENODO.format(filename)}`")
 

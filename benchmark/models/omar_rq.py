@@ -26,8 +26,6 @@ Hidden states: layer 0 is the patch embedding, layers 1..depth each block's outp
 from __future__ import annotations
 
 import ast
-import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,7 @@ from mirprobe.errors import UserError
 from mirprobe.models.base import Extractor
 from mirprobe.models.hub import resolve_file, weights_digest
 from mirprobe.models.melspec import MelSpectrogram
+from mirprobe.models.native import check_expected, check_variant, digest, expected_facts
 
 VARIANTS = ("base", "multicodebook", "multifeature", "multifeature-25hz", "multifeature-25hz-fsq")
 MEL_PATCH = (96, 4)  # the package's get_patch_size for a mel input
@@ -290,12 +289,10 @@ def build(bindings: dict[str, Any], front: dict[str, Any], source: Path) -> Omar
 def load_omar_rq(name: str = "omar-rq", variant: str = "base", checkpoint: str | None = None,
                  context_s: float = 30.0, device: str = "cpu", **options: Any) -> OmarExtractor:
     """An OMAR-RQ checkpoint folder (``config.gin`` + ``model.ckpt``) or hub name found offline."""
-    from mirprobe.models.bestrq import _split, check_expected
     from mirprobe.models.mert import load_weights, read_state_dict
 
-    if variant not in VARIANTS:
-        raise UserError(f"omar-rq: unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
-    expected = _split(name, "omar-rq", options)
+    check_variant("omar-rq", variant, VARIANTS)
+    expected = expected_facts(name, "omar-rq", options)
     hub = f"mtg-upf/omar-rq-{variant}"
     config = resolve_file(str(checkpoint or hub), "config.gin",
                           how=f"`hf download {hub}`")
@@ -308,8 +305,7 @@ def load_omar_rq(name: str = "omar-rq", variant: str = "base", checkpoint: str |
     kept = {k: v for k, v in state.items() if k.startswith(("net.", "embedding_layer."))}
     net = build(bindings, front, config)
     load_weights(net, kept, weights, fix="the file does not match config.gin — re-download the checkpoint")
-    identity = {"weights": weights_digest([weights]),
-                "config": hashlib.sha256(json.dumps(bindings, sort_keys=True, default=str).encode()).hexdigest()[:16]}
+    identity = {"weights": weights_digest([weights]), "config": digest(bindings)}
     extractor = OmarExtractor(name, net, front, identity, context_s=context_s)
     extractor.source = config.parent
     check_expected(extractor, config.parent, expected)
@@ -337,8 +333,7 @@ def random_omar_rq(arch: str, seed: int = 0, *, name: str | None = None,
 
 def preflight(variant: str = "base", checkpoint: str | None = None, **_: Any) -> None:
     """Fail at once when the variant is unknown or the folder is not found."""
-    if variant not in VARIANTS:
-        raise UserError(f"omar-rq: unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
+    check_variant("omar-rq", variant, VARIANTS)
     resolve_file(str(checkpoint or f"mtg-upf/omar-rq-{variant}"), "config.gin",
                  how=f"`hf download mtg-upf/omar-rq-{variant}`")
 
