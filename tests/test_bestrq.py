@@ -229,3 +229,23 @@ def test_cli_list_shows_the_published_configs(capsys: pytest.CaptureFixture[str]
     assert rows["musicfm-25hz-fma"][3:7] == ["24000", "25", "13", "1024"]
     assert rows["dasheng-1.2b"][3:8] == ["16000", "25", "41", "1536", "10.08"]
     assert rows["omar-rq-multifeature"][3:7] == ["24000", "18.75", "25", "1024"]
+
+
+def test_series_finds_muq_and_omar_rq_checkpoints(tmp_path: Path) -> None:
+    """``mirprobe series`` takes step folders in MuQ's and OMAR-RQ's layouts, and a listing any
+    kind; the checkpoints load with the kind found."""
+    from mirprobe.series.checkpoints import discover, read_listing
+
+    for step in (100, 200):
+        shutil.copytree(MUQ, tmp_path / "muq-run" / f"checkpoint-{step}")
+        shutil.copytree(FIXTURES / "omar_rq" / "mel", tmp_path / "omar-run" / f"step_{step}")
+    for run, kind in (("muq-run", "muq"), ("omar-run", "omar-rq")):
+        name, checkpoints = discover(tmp_path / run)
+        entries = [c.model_entry(name) for c in checkpoints]
+        assert [e["kind"] for e in entries] == [kind, kind] and name == run
+        entry = entries[1]
+        assert load_model(entry.pop("name"), **entry).num_layers == 4
+    listing = tmp_path / "fm.yaml"
+    listing.write_text(f"checkpoints:\n  - {{step: 5, path: {MUSICFM}, kind: musicfm}}\n")
+    _, [checkpoint] = read_listing(listing)
+    assert checkpoint.model_entry("fm")["kind"] == "musicfm"
