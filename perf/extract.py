@@ -87,12 +87,9 @@ def build(model: str) -> Extractor:
     """A random-init architecture (``tiny``, ``mert-v1-95m``, ``muq-large``, ``dasheng-base``, …)
     or a model config (``musicnn-mtt``)."""
     from mirprobe.config import available
-    from mirprobe.models.bestrq import ARCHITECTURES as BESTRQ
-    from mirprobe.models.dasheng import ARCHITECTURES as DASHENG
-    from mirprobe.models.mert import ARCHITECTURES
-    from mirprobe.models.random import RandomExtractor
+    from mirprobe.models.random import RandomExtractor, architectures
 
-    if model in (*ARCHITECTURES, *BESTRQ, *DASHENG) or model not in available("models"):
+    if model in architectures() or model not in available("models"):
         extractor = RandomExtractor(architecture=model)  # a random-init copy, no weights needed
     else:
         extractor = load_model(model)

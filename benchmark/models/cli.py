@@ -78,7 +78,7 @@ def _row(name: str, options: dict[str, Any]) -> list[str]:
 def cmd_list(ns: argparse.Namespace) -> int:
     from mirprobe.config import available
     from mirprobe.models import model_options
-    from mirprobe.models.mert import ARCHITECTURES
+    from mirprobe.models.random import architectures
 
     header = ["name", "kind", "checkpoint/architecture", "rate", "fps", "layers", "dim", "window",
               "weights"]
@@ -86,11 +86,7 @@ def cmd_list(ns: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
-    from mirprobe.models.bestrq import ARCHITECTURES as BESTRQ
-    from mirprobe.models.dasheng import ARCHITECTURES as DASHENG
-    from mirprobe.models.omar_rq import ARCHITECTURES as OMAR
-
-    names = [*ARCHITECTURES, *BESTRQ, *DASHENG, *OMAR]
+    names = architectures()
     print(f"\nrandom-init architectures (kind: random, architecture: …): {', '.join(names)}")
     print("weights are looked up offline: $MIRPROBE_MODELS, then the Hugging Face cache")
     return 0

@@ -63,27 +63,39 @@ class SmallRandomExtractor(Extractor):
         return torch.stack(out.hidden_states)
 
 
+def _builders() -> dict[str, Any]:
+    """Random-init architecture name → ``builder(arch, seed, name=..., **options)``, beyond
+    ``small``: the MERT family first, then the other published encoders."""
+    from mirprobe.models.bestrq import ARCHITECTURES as BESTRQ
+    from mirprobe.models.bestrq import random_bestrq
+    from mirprobe.models.dasheng import ARCHITECTURES as DASHENG
+    from mirprobe.models.dasheng import random_dasheng
+    from mirprobe.models.mert import ARCHITECTURES as MERT
+    from mirprobe.models.omar_rq import ARCHITECTURES as OMAR
+    from mirprobe.models.omar_rq import random_omar_rq
+
+    def mert(arch: str, seed: int, *, name: str, **options: Any) -> Extractor:
+        from mirprobe.models.mert import random_architecture
+
+        return random_architecture(arch, seed=seed, name=name, **options)
+
+    families = ((MERT, mert), (BESTRQ, random_bestrq), (DASHENG, random_dasheng), (OMAR, random_omar_rq))
+    return {arch: builder for names, builder in families for arch in names}
+
+
+def architectures() -> list[str]:
+    """Every architecture the ``random`` kind builds (``small`` aside)."""
+    return list(_builders())
+
+
 def RandomExtractor(name: str = "random", architecture: str = "small", seed: int = 0,  # noqa: N802
                     **options: Any) -> Extractor:
     """Factory of the ``random`` kind (a function named like the class it returns)."""
     if architecture == "small":
         return SmallRandomExtractor(name, seed=seed, **options)
-    from mirprobe.models.bestrq import ARCHITECTURES as BESTRQ
-    from mirprobe.models.bestrq import random_bestrq
-    from mirprobe.models.dasheng import ARCHITECTURES as DASHENG
-    from mirprobe.models.dasheng import random_dasheng
+    builders = _builders()
+    if architecture not in builders:
+        from mirprobe.errors import UserError
 
-    if architecture in BESTRQ:
-        return random_bestrq(architecture, seed, name=name, **options)
-    if architecture in DASHENG:
-        return random_dasheng(architecture, seed, name=name, **options)
-    from mirprobe.models.omar_rq import ARCHITECTURES as OMAR
-    from mirprobe.models.omar_rq import random_omar_rq
-
-    if architecture in OMAR:
-        return random_omar_rq(architecture, seed, name=name, **options)
-    from mirprobe.models.mert import random_architecture
-
-    extractor = random_architecture(architecture, seed=seed, **options)
-    extractor.name = name
-    return extractor
+        raise UserError(f"unknown architecture {architecture!r}; use one of small, {', '.join(builders)}")
+    return builders[architecture](architecture, seed, name=name, **options)
