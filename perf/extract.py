@@ -10,6 +10,8 @@ one run. Peak memory is measured in a fresh process per track for a 10 s and a 1
     python perf/extract.py                       # tiny + random MERT-v1-95M
     python perf/extract.py --models tiny --tracks 8 --seconds 20 --batch-size 16
     python perf/extract.py --models musicnn-mtt --threads 1 --dtypes float32 --skip-memory
+    python perf/extract.py --models mert-v1-95m muq-large musicfm-25hz dasheng-base omar-rq-base \
+        --tracks 1 --repeat 1 --dtypes float32 --skip-memory   # the published sizes, random-init
 
 Besides the ratio, each row gives mirprobe's audio seconds per second and its arithmetic rate
 (the model's FLOPs per audio second, counted by torch's FlopCounterMode, times that speed).
@@ -37,7 +39,6 @@ from mirprobe.extraction import batch_windows
 from mirprobe.features import FeatureStore
 from mirprobe.models import load_model
 from mirprobe.models.base import Extractor
-from mirprobe.models.mert import random_architecture
 
 FILE_RATE = 44100  # tracks are written as CD audio: stereo 16-bit 44.1 kHz, so both paths resample
 
@@ -83,10 +84,15 @@ def mirprobe_extract(extractor: Extractor, paths: list[str], root: Path, *, batc
 
 
 def build(model: str) -> Extractor:
-    """A random-init architecture (``tiny``, ``mert-v1-95m``, …) or a model config (``musicnn-mtt``)."""
+    """A random-init architecture (``tiny``, ``mert-v1-95m``, ``muq-large``, ``dasheng-base``, …)
+    or a model config (``musicnn-mtt``)."""
     from mirprobe.config import available
+    from mirprobe.models.random import RandomExtractor, architectures
 
-    extractor = load_model(model) if model in available("models") else random_architecture(model, seed=0)
+    if model in architectures() or model not in available("models"):
+        extractor = RandomExtractor(architecture=model)  # a random-init copy, no weights needed
+    else:
+        extractor = load_model(model)
     extractor.forward(torch.zeros(1, extractor.sample_rate))  # warm-up: first-call costs out of timings
     return extractor
 
@@ -222,6 +228,7 @@ def main() -> None:
         bounds = []
         for model in args.models:
             extractor = build(model)
+            CPU_TIMES.clear()  # each model's own CPU times
             rows = speed(extractor, model, paths, work, args)
             flops = flops_per_audio_second(extractor)
             bounds.append((model, rows, flops * extractor.context_s))

@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -269,3 +270,20 @@ def get_scene_embeddings(audio, model):
     return emb.mean(1)
 ''')
     return module
+
+
+def assert_ranks_equal_one_process(extractor: Any, keys: list[str], root: Path, view: str) -> np.ndarray:
+    """Ranks 0 and 1 of 2 (each its own chunks, then published) give the features of one process;
+    returns them ``[rows, layers, width]``."""
+    from mirprobe.features import FeatureStore
+
+    options = {"view": view, "batch_size": 2, "chunk_items": 1, "progress": False}
+    one = FeatureStore(root / "one").extract(extractor, keys, **options)
+    two = FeatureStore(root / "two")
+    for rank in (0, 1):
+        assert two.extract(extractor, keys, rank=rank, world_size=2, **options) is None
+    joined = two.extract(extractor, keys, **options)
+    a, b = np.asarray(one.features), np.asarray(joined.features)
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    return a

@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "a hub name found offline), print what it is and check its output on awkward "
                     "clip lengths: shapes, dtype, finite values, frame count against duration.")
     v.add_argument("model", metavar="NAME_OR_PATH")
-    v.add_argument("--kind", help="model kind for a folder or hub name (default: from config.json)")
+    v.add_argument("--kind", help="model kind of a folder, file or hub name (default: from its "
+                                  "config.json, config.gin or file name)")
     v.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, … (default: cpu)")
     v.add_argument("--lengths", type=float, nargs="+", default=list(DEFAULT_LENGTHS), metavar="S",
                    help=f"clip lengths in seconds (default: {' '.join(map(str, DEFAULT_LENGTHS))})")
@@ -40,6 +41,13 @@ def _weights_status(options: dict[str, Any]) -> str:
         from mirprobe.models.musicnn import weights_status
 
         return weights_status(options.get("checkpoint", "MTT_musicnn"))
+    preflight = _preflight(options.get("kind"))
+    if preflight is not None:
+        try:
+            preflight(**{k: v for k, v in options.items() if k != "kind"})
+        except UserError:
+            return "not found"
+        return "found"
     if options.get("kind") not in WEIGHTED_KINDS:
         return "no weights needed"
     try:
@@ -48,6 +56,16 @@ def _weights_status(options: dict[str, Any]) -> str:
     except UserError:
         return "not found"
     return f"found: {folder}"
+
+
+def _preflight(kind: Any) -> Any:
+    """The checks a kind with its own checkpoint layout (muq, musicfm, …) offers, else None."""
+    from mirprobe.plugins import available_kinds, load
+
+    kinds = available_kinds()
+    if kind in WEIGHTED_KINDS or kind == "musicnn" or kind not in kinds:
+        return None
+    return getattr(load(kinds[kind]), "preflight", None)
 
 
 def _row(name: str, options: dict[str, Any]) -> list[str]:
@@ -60,7 +78,7 @@ def _row(name: str, options: dict[str, Any]) -> list[str]:
 def cmd_list(ns: argparse.Namespace) -> int:
     from mirprobe.config import available
     from mirprobe.models import model_options
-    from mirprobe.models.mert import ARCHITECTURES
+    from mirprobe.models.random import architectures
 
     header = ["name", "kind", "checkpoint/architecture", "rate", "fps", "layers", "dim", "window",
               "weights"]
@@ -68,14 +86,15 @@ def cmd_list(ns: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
-    print(f"\nrandom-init architectures (kind: random, architecture: …): {', '.join(ARCHITECTURES)}")
+    names = architectures()
+    print(f"\nrandom-init architectures (kind: random, architecture: …): {', '.join(names)}")
     print("weights are looked up offline: $MIRPROBE_MODELS, then the Hugging Face cache")
     return 0
 
 
 def _load(ns: argparse.Namespace) -> Any:
     from mirprobe.config import available
-    from mirprobe.models import load_model
+    from mirprobe.models import detect_kind, load_model
     from mirprobe.models.hf import read_json
     from mirprobe.models.hub import resolve_checkpoint
     from mirprobe.models.mert import DATA2VEC_TYPES, HUBERT_TYPES
@@ -83,13 +102,14 @@ def _load(ns: argparse.Namespace) -> Any:
     if ns.model in available("models"):
         return load_model(ns.model)
     kind = ns.kind
-    if kind not in (None, "mert", "hf", "hear"):
-        raise UserError(f"--kind {kind} needs a model config; use mert, hf or hear for a folder or module")
+    source = {"module": ns.model} if kind == "hear" else {"checkpoint": ns.model}
     if kind is None:
+        detected = detect_kind(ns.model)
+        if detected["kind"] != "mert":
+            return load_model(ns.model, **detected, **source)
         folder = resolve_checkpoint(ns.model)
         model_type = read_json(folder / "config.json").get("model_type")
         kind = "mert" if model_type in HUBERT_TYPES + DATA2VEC_TYPES else "hf"
-    source = {"module": ns.model} if kind == "hear" else {"checkpoint": ns.model}
     return load_model(ns.model, kind=kind, **source)
 
 

@@ -45,15 +45,16 @@ def models_dirs() -> list[Path]:
     return [Path(p).expanduser() for p in value.split(os.pathsep) if p]
 
 
-def _snapshot(repo_dir: Path) -> Path | None:
-    """The snapshot folder of a hub-cache repo: ``refs/main`` first, else the newest one."""
+def _snapshot(repo_dir: Path, marker: str = "config.json") -> Path | None:
+    """The snapshot folder of a hub-cache repo holding ``marker``: ``refs/main`` first, else the
+    newest one."""
     snapshots = repo_dir / "snapshots"
     ref = repo_dir / "refs" / "main"
     if ref.is_file():
         candidate = snapshots / ref.read_text().strip()
-        if (candidate / "config.json").is_file():
+        if (candidate / marker).is_file():
             return candidate
-    found = [p for p in snapshots.glob("*") if (p / "config.json").is_file()] if snapshots.is_dir() else []
+    found = [p for p in snapshots.glob("*") if (p / marker).is_file()] if snapshots.is_dir() else []
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
@@ -92,6 +93,32 @@ def resolve_checkpoint(path_or_name: str) -> Path:
         f"checkpoint {path_or_name!r} not found offline (looked in: {places}); download it with "
         f"`hf download {path_or_name}` (or `huggingface-cli download {path_or_name}`), or put the "
         "folder under $MIRPROBE_MODELS, or pass the folder path")
+
+
+def resolve_file(source: str, filename: str, how: str | None = None) -> Path:
+    """A checkpoint file published without a ``config.json`` (MusicFM, Dasheng): ``source`` is the
+    file itself, a folder holding ``filename``, or a hub name whose offline copy holds it.
+    ``how`` says where to download it (default: ``hf download <source> <filename>``)."""
+    path = Path(source).expanduser()
+    how = how or f"`hf download {source} {filename}`"
+    if path.is_file():
+        return path
+    if path.is_dir():
+        if not (path / filename).is_file():
+            raise UserError(f"{path}: no {filename} in this folder; put it there (download it with "
+                            f"{how}) or give the file's path")
+        return path / filename
+    if path.suffix or source.startswith((".", "/", "~")) or source.count("/") != 1:
+        raise UserError(f"checkpoint {path} does not exist; give the file, its folder, or a hub name")
+    looked = candidate_folders(source)
+    for folder in looked:
+        snap = _snapshot(folder, filename) if folder.name.startswith("models--") else folder
+        if snap is not None and (snap / filename).is_file():
+            return snap / filename
+    places = "; ".join(str(p) for p in looked)
+    raise UserError(
+        f"{filename} of {source!r} not found offline (looked in: {places}); download it with "
+        f"{how}, put it under $MIRPROBE_MODELS/{source.split('/')[-1]}/, or pass the file's path")
 
 
 def weight_files(folder: Path) -> list[Path]:

@@ -150,19 +150,21 @@ def normalize_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
-    """Copy ``state`` into ``model``; any missing, unexpected or mis-shaped weight is an error."""
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path, *,
+                 fix: str = "the weights do not match config.json — re-download the checkpoint or "
+                            "fix config.json") -> None:
+    """Copy ``state`` into ``model``; any missing, unexpected or mis-shaped weight is an error
+    naming it and ``source``, then ``fix``."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    mismatched = sorted(f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)} in config"
+    mismatched = sorted(f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)} expected"
                         for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
     problems = [f"{label} {names}" for label, names in
                 (("missing weights", missing), ("unexpected weights", unexpected),
                  ("weights of the wrong shape", mismatched)) if names]
     if problems:
-        raise UserError(f"{source}: {'; '.join(problems)}; the weights do not match config.json — "
-                        "re-download the checkpoint or fix config.json")
+        raise UserError(f"{source}: {'; '.join(problems)}; {fix}")
     model.load_state_dict(state, strict=True)
 
 

@@ -2,7 +2,9 @@
 
 ``architecture: small`` (the default, for the quickstart) is a 4-layer, 128-wide HuBERT with the
 real wav2vec2 conv strides at 16 kHz (50 Hz frames). Real architectures (``mert-v1-95m``,
-``mert-v1-330m``, ...) come from :func:`mirprobe.models.mert.random_architecture`.
+``mert-v1-330m``, ...) come from :func:`mirprobe.models.mert.random_architecture`, the published
+sizes of MuQ and MusicFM (``muq-large``, ``musicfm-25hz``) and Dasheng (``dasheng-base``,
+``dasheng-0.6b``, ``dasheng-1.2b``) and OMAR-RQ (``omar-rq-base``) from their own modules.
 """
 
 from __future__ import annotations
@@ -61,13 +63,39 @@ class SmallRandomExtractor(Extractor):
         return torch.stack(out.hidden_states)
 
 
+def _builders() -> dict[str, Any]:
+    """Random-init architecture name → ``builder(arch, seed, name=..., **options)``, beyond
+    ``small``: the MERT family first, then the other published encoders."""
+    from mirprobe.models.bestrq import ARCHITECTURES as BESTRQ
+    from mirprobe.models.bestrq import random_bestrq
+    from mirprobe.models.dasheng import ARCHITECTURES as DASHENG
+    from mirprobe.models.dasheng import random_dasheng
+    from mirprobe.models.mert import ARCHITECTURES as MERT
+    from mirprobe.models.omar_rq import ARCHITECTURES as OMAR
+    from mirprobe.models.omar_rq import random_omar_rq
+
+    def mert(arch: str, seed: int, *, name: str, **options: Any) -> Extractor:
+        from mirprobe.models.mert import random_architecture
+
+        return random_architecture(arch, seed=seed, name=name, **options)
+
+    families = ((MERT, mert), (BESTRQ, random_bestrq), (DASHENG, random_dasheng), (OMAR, random_omar_rq))
+    return {arch: builder for names, builder in families for arch in names}
+
+
+def architectures() -> list[str]:
+    """Every architecture the ``random`` kind builds (``small`` aside)."""
+    return list(_builders())
+
+
 def RandomExtractor(name: str = "random", architecture: str = "small", seed: int = 0,  # noqa: N802
                     **options: Any) -> Extractor:
     """Factory of the ``random`` kind (a function named like the class it returns)."""
     if architecture == "small":
         return SmallRandomExtractor(name, seed=seed, **options)
-    from mirprobe.models.mert import random_architecture
+    builders = _builders()
+    if architecture not in builders:
+        from mirprobe.errors import UserError
 
-    extractor = random_architecture(architecture, seed=seed, **options)
-    extractor.name = name
-    return extractor
+        raise UserError(f"unknown architecture {architecture!r}; use one of small, {', '.join(builders)}")
+    return builders[architecture](architecture, seed, name=name, **options)

@@ -3,8 +3,9 @@
 A folder holds one sub-folder per checkpoint with the training step in its name —
 ``checkpoint-12000/`` (Hugging Face Trainer), ``step_12000/``, ``epoch=3-step=12000/``
 (Lightning), ``global_step12000/``, ``12000/`` — each in a layout mirprobe loads (a
-``config.json`` and weights: the ``mert`` kind for MERT/HuBERT/data2vec-audio, ``hf`` for
-other transformers encoders). Sub-folders without a step in the name (``logs/``, ``runs/``)
+``config.json`` and weights: the ``mert`` kind for MERT/HuBERT/data2vec-audio, ``muq`` for MuQ's
+layout, ``hf`` for other transformers encoders; ``config.gin`` and ``model.ckpt``: ``omar-rq``).
+Other kinds (``musicfm``, ``dasheng``: single files) are named in a listing. Sub-folders without a step in the name (``logs/``, ``runs/``)
 and files are ignored. A YAML listing names folders and steps explicitly::
 
     name: my-run                  # optional; default: the file's name
@@ -78,8 +79,14 @@ def step_of(name: str) -> int | None:
 
 
 def detect_kind(folder: Path) -> str:
-    """``mert`` for MERT/HuBERT/data2vec-audio checkpoints (and unreadable ones: loading then
-    says what is wrong), ``hf`` for other transformers audio encoders."""
+    """``muq`` and ``omar-rq`` for their folders (``mirprobe.models.detect_kind``), ``mert`` for
+    MERT/HuBERT/data2vec-audio checkpoints (and unreadable ones: loading then says what is
+    wrong), ``hf`` for other transformers audio encoders."""
+    from mirprobe.models import detect_kind as native_kind
+
+    kind = native_kind(str(folder))["kind"]
+    if kind != "mert":
+        return kind
     try:
         model_type = json.loads((folder / "config.json").read_text()).get("model_type")
     except (OSError, ValueError, AttributeError):
