@@ -90,10 +90,10 @@ def feature_entries(work: Path) -> list[Entry]:
 
 
 def suite_partials(work: Path) -> list[Entry]:
-    """Synthetic-suite folders a writer left unfinished (``<size>-seed<n>.partial-<pid>``)."""
-    root = work / "synthetic"
-    found = sorted(root.glob("*.partial-*")) if root.is_dir() else []
-    return [Entry(p, root / p.name.split(".partial-")[0], True, {}) for p in found if p.is_dir()]
+    """Built-in suite folders a writer left unfinished (``<size>-seed<n>.partial-<pid>``)."""
+    found = [p for root in (work / "synthetic", work / "scores") if root.is_dir()
+             for p in sorted(root.glob("*.partial-*"))]
+    return [Entry(p, p.parent / p.name.split(".partial-")[0], True, {}) for p in found if p.is_dir()]
 
 
 def records(work: Path) -> list[tuple[Path, dict[str, Any]]]:
@@ -121,7 +121,7 @@ def describe_entry(e: Entry, used: int) -> str:
 def describe_partial(e: Entry, in_use: bool) -> str:
     chunks = len(list(e.path.glob("chunk*.npz")))
     state = "in use by a running process" if in_use else "unfinished, no process holds it"
-    what = f"{chunks} chunk(s) done" if e.path.parent.name == "features" else "synthetic suite"
+    what = f"{chunks} chunk(s) done" if e.path.parent.name == "features" else f"{e.path.parent.name} suite"
     return (f"  {e.path.name}  {human_size(folder_size(e.path)):>9}  {human_age(_age(e.path)):>6}"
             f"  {what}; {state}")
 

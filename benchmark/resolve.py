@@ -1,7 +1,8 @@
 """Dataset resolution for a run: a task entry's ``data`` → its folder → its JSONL splits.
 
-``data: synthetic`` generates (once) the built-in suite of the run's ``synthetic`` size and
-seed under the work folder; a relative folder is resolved against ``data_root``. Each dataset
+``data: synthetic`` generates (once) the built-in synthetic suite of the run's ``synthetic`` size
+and seed under the work folder, ``data: scores`` the scores suite of the run's ``scores`` size
+and seed; a relative folder is resolved against ``data_root``. Each dataset
 is read once per run and shared by every model that probes it.
 """
 
@@ -13,6 +14,7 @@ from omegaconf import DictConfig
 
 from mirprobe.admission import data_folder
 from mirprobe.data import Dataset, load_dataset
+from mirprobe.scores.suite import default_dir, generate_scores_suite
 from mirprobe.specs import TaskSpec
 from mirprobe.synth import generate_suite
 from mirprobe.timing import Timer
@@ -35,6 +37,11 @@ class DatasetResolver:
             with self.timer.stage("synthesize"):
                 return generate_suite(self.work / "synthetic" / f"{size}-seed{seed}", size=size,
                                       seed=seed, progress=self.progress)
+        if spec.data == "scores":
+            size, seed = self.cfg.scores.size, int(self.cfg.scores.seed)
+            with self.timer.stage("scores suite"):
+                return generate_scores_suite(default_dir(self.work, size, seed), size=size,
+                                             seed=seed, progress=self.progress)
         return data_folder(spec.name, spec.data, self.cfg.data_root)
 
     def dataset(self, spec: TaskSpec) -> Dataset:

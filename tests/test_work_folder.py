@@ -18,7 +18,7 @@ from mirprobe.locks import hold, lock_path, try_hold
 from mirprobe.pipeline import run
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL = ["synthetic.size=tiny", "probe.heads=[linear]", "probe.lr=[1e-2]", "probe.max_epochs=3",
+SMALL = ["synthetic.size=tiny", "tasks=[key,genre,tagging,emotion,beat]", "probe.heads=[linear]", "probe.lr=[1e-2]", "probe.max_epochs=3",
          "probe.patience=2", "probe.weighted_sum=false"]
 
 
