@@ -227,3 +227,22 @@ def test_a_tune_that_fails_to_parse_is_skipped_and_listed(suite, tmp_path, monke
     info = (out / "INFO.txt").read_text()
     assert "ryansMammoth/AaaBroken.abc#0: " in info
     assert {t["tune_id"] for t in _tunes(out)} == {c.tune_id for c in firsts.values()}
+
+
+def test_run_fast_and_series_accept_the_scores_tasks(tmp_path, capsys):
+    """`mirprobe run fast` (the default tasks: six of the scores suite, emotion from the
+    synthetic one) and `mirprobe series` over two tiny MERT checkpoints, on tiny suites."""
+    from mirprobe.cli import main
+    from tests.fixtures_models import write_checkpoint
+
+    tiny = ["scores.size=tiny", "synthetic.size=tiny", "progress=false", "device=cpu",
+            f"work_dir={tmp_path / 'w'}"]
+    assert main(["run", "fast", "models=[handcrafted]", *tiny]) == 0
+    out = capsys.readouterr().out
+    for task in (*PREFIXES, "synth-emotion"):
+        assert task in out, task
+    for step in (100, 200):
+        write_checkpoint(tmp_path / "ckpts" / f"checkpoint-{step}", "postln24", seed=step)
+    assert main(["series", str(tmp_path / "ckpts"), "fast", "tasks=[scores-genre,scores-beat]", *tiny]) == 0
+    out = capsys.readouterr().out
+    assert "scores-genre" in out and "scores-beat" in out

@@ -68,7 +68,7 @@ SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"tunes_per_genre": 5, "clips_per_tune": 1, "duration": 3.0, "beat_clips": 15,
              "notes": 33, "split": (0.6, 0.2, 0.2)},
     "quick": {"tunes_per_genre": 32, "clips_per_tune": 1, "duration": 5.0, "beat_clips": 60,
-              "notes": 330, "split": (0.6, 0.2, 0.2)},
+              "notes": 220, "split": (0.6, 0.2, 0.2)},
     "large": {"tunes_per_genre": 40, "clips_per_tune": 3, "duration": 10.0, "beat_clips": 360,
               "notes": 2200, "split": (0.6, 0.2, 0.2)},
 }
