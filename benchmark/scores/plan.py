@@ -29,7 +29,8 @@ TEMPI = {"reel": (96.0, 120.0), "hornpipe": (72.0, 100.0), "jig": (100.0, 124.0)
 ENSEMBLE_SIZES = (1, 2, 3)
 LOUDNESS_DB = (-30.0, -16.0)  # RMS of a clip, dBFS
 PITCH_RANGE = (48, 84)  # single notes: C3..C6
-ACCENT = 8  # velocity added on downbeats (a player's accent)
+ACCENT = (12, 6)  # velocity added on downbeats and on the meter's other beats (players accent them)
+ARTICULATION = 0.9  # a note sounds for this share of its notated length (dance players detach notes)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ class Clip:
         tempo = self.tempo()
         end = tempo.position(self.seconds)
         rng = np.random.default_rng([seed, 3, self.index])
-        downbeats = {round(at, 6) for at, down in beats_in(self.tune, tempo.start, end) if down}
+        accents = {round(at, 6): ACCENT[0] if down else ACCENT[1]
+                   for at, down in beats_in(self.tune, tempo.start, end)}
         pitches = [p + self.shift for _, _, p in self.tune.notes]
         out = []
         for inst in self.ensemble:
@@ -67,8 +69,8 @@ class Clip:
             for onset, length, pitch in self.tune.notes:
                 if not tempo.start - 1e-9 <= onset < end - 1e-9:
                     continue
-                velocity = base + int(rng.integers(-6, 7)) + (ACCENT if round(onset, 6) in downbeats else 0)
-                out.append(Note(tempo.seconds(onset), tempo.seconds(onset + length),
+                velocity = base + int(rng.integers(-5, 6)) + accents.get(round(onset, 6), 0)
+                out.append(Note(tempo.seconds(onset), tempo.seconds(onset + ARTICULATION * length),
                                 int(np.clip(pitch + self.shift + octave, 0, 127)),
                                 int(np.clip(velocity, 1, 127)), inst.program))
         return out
