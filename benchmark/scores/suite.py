@@ -68,7 +68,9 @@ NOTE_ON_S, NOTE_CLIP_S = 1.0, 1.5  # a single note is held 1 s; its clip keeps 0
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"tunes_per_genre": 5, "clips_per_tune": 1, "duration": 3.0, "beat_clips": 15,
              "notes": 33, "split": (0.6, 0.2, 0.2)},
-    "quick": {"tunes_per_genre": 32, "clips_per_tune": 1, "duration": 5.0, "beat_clips": 60,
+    # The default run's: three models x these six tasks and synth-emotion within its time budget
+    # (frame-level beat probes cost the most: 40 clips).
+    "quick": {"tunes_per_genre": 32, "clips_per_tune": 1, "duration": 5.0, "beat_clips": 40,
               "notes": 220, "split": (0.5, 0.2, 0.3)},
     # Tunes are short as notated (repeats not played): two 5 s clips is what most of them hold,
     # and the corpus's 47 strathspeys cap every dance at about 30 tunes.
