@@ -61,10 +61,13 @@ def cmd_config(ns: argparse.Namespace) -> int:
 def cmd_synth(ns: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from mirprobe.scores.suite import generate_scores_suite
     from mirprobe.synth import generate_suite
 
-    path = generate_suite(Path(ns.out), size=ns.size, seed=ns.seed, progress=True)
-    print(f"synthetic suite ({ns.size}, seed {ns.seed}) in {path}")
+    make, what = ((generate_scores_suite, "scores suite") if ns.command == "scores"
+                  else (generate_suite, "synthetic suite"))
+    path = make(Path(ns.out), size=ns.size, seed=ns.seed, progress=True)
+    print(f"{what} ({ns.size}, seed {ns.seed}) in {path}")
     return 0
 
 
@@ -86,11 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _config_args(p)
     p.set_defaults(func=cmd_config)
-    p = sub.add_parser("synth", help="write the built-in synthetic suite to a folder")
-    p.add_argument("--out", required=True, help="folder to write (reused when already complete)")
-    p.add_argument("--size", default="quick", help="tiny | quick | large (default: quick)")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_synth)
+    for name, what in (("synth", "synthetic suite"), ("scores", "scores suite (real tunes)")):
+        p = sub.add_parser(name, help=f"write the built-in {what} to a folder")
+        p.add_argument("--out", required=True, help="folder to write (reused when already complete)")
+        p.add_argument("--size", default="quick", help="tiny | quick | large (default: quick)")
+        p.add_argument("--seed", type=int, default=0)
+        p.set_defaults(func=cmd_synth)
     for module in COMMAND_MODULES:
         try:
             mod = importlib.import_module(module)

@@ -29,10 +29,19 @@ CONFIG_DIR = Path(mirprobe.configs.__file__).resolve().parent
 DEFAULT_RUN = "quickstart"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+#: The default run's tasks: the scores suite's six, and emotion from the synthetic suite.
+DEFAULT_TASKS = ("scores-key", "scores-genre", "scores-tagging", "scores-beat", "scores-pitch",
+                 "scores-instrument", "synth-emotion")
 
 
 @dataclass
 class SyntheticConfig:
+    size: str = "quick"
+    seed: int = 0
+
+
+@dataclass
+class ScoresConfig:
     size: str = "quick"
     seed: int = 0
 
@@ -64,14 +73,16 @@ class RunConfig:
     seed: int = 0
     progress: bool = True
     models: list[Any] = field(default_factory=lambda: ["handcrafted", "random", "musicnn-mtt"])
-    tasks: list[Any] = field(default_factory=lambda: ["key", "genre", "tagging", "emotion", "beat"])
+    tasks: list[Any] = field(default_factory=lambda: list(DEFAULT_TASKS))
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    scores: ScoresConfig = field(default_factory=ScoresConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
 
 
-SECTIONS: dict[str, type] = {"synthetic": SyntheticConfig, "extract": ExtractConfig,
+SECTIONS: dict[str, type] = {"synthetic": SyntheticConfig, "scores": ScoresConfig,
+                             "extract": ExtractConfig,
                              "probe": ProbeConfig, "launch": LaunchConfig}
 
 
@@ -145,11 +156,13 @@ def _one_of(key: str, value: Any, allowed: tuple[str, ...] | list[str]) -> None:
 
 
 def validate(cfg: DictConfig) -> None:
+    from mirprobe.scores.suite import SIZES as SCORES_SIZES
     from mirprobe.synth import SIZES
 
     _one_of("device", cfg.device, DEVICES)
     _one_of("extract.dtype", cfg.extract.dtype, DTYPES)
     _one_of("synthetic.size", cfg.synthetic.size, sorted(SIZES))
+    _one_of("scores.size", cfg.scores.size, sorted(SCORES_SIZES))
     probe_config(cfg)
     size = cfg.extract.batch_size
     if size != "auto" and not (isinstance(size, int) and not isinstance(size, bool) and size >= 1):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 #: Built-in suites generated into the work folder, by the ``data`` value a task names them with.
-SUITES = ("synthetic",)
+SUITES = ("synthetic", "scores")
 
 
 def default_root() -> Path:

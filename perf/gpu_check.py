@@ -109,7 +109,7 @@ def step_tests(ns: argparse.Namespace, device: torch.device) -> dict:
 
 def run_quickstart(home: Path, device: str, size: str, extra: list[str]) -> dict:
     env = {**os.environ, "MIRPROBE_HOME": str(home)}
-    cmd = mirprobe_cmd("run", "quickstart", f"device={device}", f"synthetic.size={size}",
+    cmd = mirprobe_cmd("run", "quickstart", f"device={device}", f"synthetic.size={size}", f"scores.size={size}",
                        "extract.dtype=float32", "progress=false", *extra)
     seconds, proc = timed(lambda: subprocess.run(cmd, capture_output=True, text=True, env=env),
                           torch.device("cpu"))

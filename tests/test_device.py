@@ -23,7 +23,7 @@ from tests.conftest import write_tone
 
 pytestmark = pytest.mark.device
 
-TINY = ["synthetic.size=tiny", "progress=false", "models=[random]", "probe.heads=[linear]",
+TINY = ["synthetic.size=tiny", "tasks=[key,genre,tagging,emotion,beat]", "progress=false", "models=[random]", "probe.heads=[linear]",
         "probe.lr=[1e-2]", "probe.max_epochs=3", "extract.dtype=float32"]
 
 

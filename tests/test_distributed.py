@@ -31,7 +31,7 @@ from mirprobe.record import Record
 from tests.conftest import write_tone
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["synthetic.size=tiny", "progress=false", "device=cpu", "models=[random]", "probe.hidden=16",
+TINY = ["synthetic.size=tiny", "tasks=[key,genre,tagging,emotion,beat]", "progress=false", "device=cpu", "models=[random]", "probe.hidden=16",
         "probe.lr=[1e-2]", "probe.max_epochs=2", "probe.heads=[linear]", "extract.chunk_items=4"]
 SLURM_KEYS = ("SLURM_NTASKS", "SLURM_NTASKS_PER_NODE", "SLURM_NNODES", "SLURM_JOB_NAME", "SLURM_PROCID",
               "SLURM_LOCALID", "SLURM_NODEID", "SLURM_NODELIST", "SLURM_JOB_ID")

@@ -192,7 +192,8 @@ def test_tiny_run_probes_every_layer(tmp_path: Path) -> None:
     from mirprobe.pipeline import run
 
     cfg = load_run_config("quickstart", [
-        "synthetic.size=tiny", "progress=false", "models=[musicnn-mtt]", f"work_dir={tmp_path}",
+        "synthetic.size=tiny", "tasks=[key,genre,tagging,emotion,beat]", "progress=false",
+        "models=[musicnn-mtt]", f"work_dir={tmp_path}",
         "probe.heads=[linear]", "probe.lr=[1e-2]", "probe.max_epochs=3"])
     records = {r.task: r for r in run(cfg)}
     assert sorted(records) == ["beat", "emotion", "genre", "key", "tagging"]

@@ -80,7 +80,7 @@ def test_disabled_progress_prints_nothing() -> None:
 def test_quickstart_log_has_few_progress_lines_and_every_stage(tmp_path: Path) -> None:
     """The tiny quickstart with stderr in a file: every stage's progress, under 50 lines."""
     log = tmp_path / "stderr.log"
-    args = ["synthetic.size=tiny", "probe.heads=[linear]", "probe.lr=[1e-3,1e-2]",
+    args = ["synthetic.size=tiny", "tasks=[key,genre,tagging,emotion,beat]", "probe.heads=[linear]", "probe.lr=[1e-3,1e-2]",
             "probe.max_epochs=4", "probe.patience=2"]
     with open(log, "w") as err:
         subprocess.run([sys.executable, "-m", "mirprobe.cli", "run", "quickstart", *args], cwd=ROOT,

@@ -21,7 +21,7 @@ from mirprobe.pipeline import run
 from mirprobe.synth import generate_suite
 
 # The weightless models only (musicnn-mtt, the third default model, has its own run test).
-TINY = ["synthetic.size=tiny", "progress=false", "models=[handcrafted,random]", "probe.heads=[linear,mlp]", "probe.hidden=32",
+TINY = ["synthetic.size=tiny", "tasks=[key,genre,tagging,emotion,beat]", "progress=false", "models=[handcrafted,random]", "probe.heads=[linear,mlp]", "probe.hidden=32",
         "probe.lr=[1e-3,1e-2]", "probe.max_epochs=4", "probe.patience=2"]
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,7 +19,7 @@ from mirprobe.pipeline import run
 from mirprobe.record import Record
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL = ["synthetic.size=tiny", "probe.heads=[linear]", "probe.lr=[1e-2]", "probe.max_epochs=3",
+SMALL = ["synthetic.size=tiny", "tasks=[key,genre,tagging,emotion,beat]", "probe.heads=[linear]", "probe.lr=[1e-2]", "probe.max_epochs=3",
          "probe.patience=2", "probe.weighted_sum=false"]
 
 

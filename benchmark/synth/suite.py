@@ -18,10 +18,6 @@ whatever the number of worker processes.
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
-import shutil
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +25,17 @@ import numpy as np
 import soundfile as sf
 
 from mirprobe.errors import UserError
-from mirprobe.locks import hold
-from mirprobe.progress import Progress, progress_bar
+from mirprobe.suites import (
+    SPLITS,
+    deal,
+    default_workers,
+    make_once,
+    map_jobs,
+    read_meta,
+    split_counts,
+    worker_pool,
+    write_jsonl,
+)
 from mirprobe.synth.labels import DESCRIPTION, TAGS, emotion_raw, standardise, tags
 from mirprobe.synth.render import render
 from mirprobe.synth.spec import GENRES, KEYS, SongSpec, sample_spec
@@ -39,7 +44,6 @@ from mirprobe.workfolder import WorkFolder
 GENERATOR = "mirprobe.synth"
 VERSION = 1
 SAMPLE_RATE = 16000
-SPLITS = ("train", "val", "test")
 #: Task plugin name -> JSONL file prefix.
 PREFIXES = {"key": "Key", "genre": "Genre", "tagging": "Tagging", "emotion": "Emotion",
             "beat": "Beat"}
@@ -47,8 +51,10 @@ PREFIXES = {"key": "Key", "genre": "Genre", "tagging": "Tagging", "emotion": "Em
 #: One dict per size: pool size, clip length (s), tracks listed for Beat, split fractions.
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"tracks": 48, "duration": 3.0, "beat_tracks": 24, "split": (0.6, 0.2, 0.2)},
-    # The default run's suite, sized so that three models x five tasks (MusiCNN included) run in
-    # about 1.5 minutes on 2 CPU cores.
+    # The default run's emotion task (its other tasks come from the scores suite).
+    "small": {"tracks": 120, "duration": 5.0, "beat_tracks": 24, "split": (0.6, 0.2, 0.2)},
+    # The default run's suite before the scores suite: three models x five tasks (MusiCNN
+    # included) ran in about 1.5 minutes on 2 CPU cores.
     "quick": {"tracks": 360, "duration": 5.0, "beat_tracks": 60, "split": (0.6, 0.2, 0.2)},
     "large": {"tracks": 2500, "duration": 6.0, "beat_tracks": 500, "split": (0.6, 0.2, 0.2)},
 }
@@ -71,24 +77,9 @@ def generate_suite(out_dir: Path, size: str = "quick", seed: int = 0, progress: 
         raise UserError(f"unknown synthetic suite size {size!r}; use one of: {', '.join(SIZES)}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise UserError(f"synthetic suite seed must be a non-negative integer, got {seed!r}")
-    out_dir = Path(out_dir).expanduser()
-    if _matches(out_dir, size, seed):
-        return out_dir
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "suite.json").exists():
-        raise UserError(f"{out_dir} exists and is not a synthetic suite; "
-                        "give a new or empty folder for the synthetic data")
-    with hold(out_dir, f"the synthetic suite {out_dir}"):
-        if _matches(out_dir, size, seed):  # made by another process while this one waited
-            return out_dir
-        for stale in out_dir.parent.glob(f"{out_dir.name}.partial-*"):  # writers killed mid-way
-            shutil.rmtree(stale, ignore_errors=True)
-        partial = out_dir.with_name(f"{out_dir.name}.partial-{os.getpid()}")
-        try:
-            _write(partial, size, int(seed), progress, workers)
-            _publish(partial, out_dir, size, int(seed))
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
-    return out_dir
+    return make_once(out_dir, lambda folder: _matches(folder, size, int(seed)),
+                     lambda folder: _write(folder, size, int(seed), progress, workers),
+                     "synthetic suite")
 
 
 def plan(size: str, seed: int) -> list[tuple[str, SongSpec]]:
@@ -102,24 +93,12 @@ def plan(size: str, seed: int) -> list[tuple[str, SongSpec]]:
     rng = np.random.default_rng([seed, 1, 0])
     out: list[tuple[str, SongSpec]] = []
     for split, n in zip(SPLITS, counts, strict=True):
-        keys = _deal(KEYS, n, rng)
-        genres = _deal(tuple(GENRES), n, rng)
+        keys = deal(KEYS, n, rng)
+        genres = deal(tuple(GENRES), n, rng)
         for key, genre in zip(keys, genres, strict=True):
             i = len(out)
             out.append((split, sample_spec(np.random.default_rng([seed, 0, i]), i, genre, key)))
     return out
-
-
-def split_counts(n: int, fractions: tuple[float, ...]) -> list[int]:
-    """Split ``n`` by ``fractions`` (val and test rounded, train takes the rest)."""
-    rest = [int(round(n * f)) for f in fractions[1:]]
-    return [n - sum(rest), *rest]
-
-
-def _deal(labels: tuple[str, ...], n: int, rng: np.random.Generator) -> list[str]:
-    rounds = -(-n // len(labels))
-    dealt = np.concatenate([rng.permutation(len(labels)) for _ in range(rounds)])[:n]
-    return [labels[i] for i in rng.permutation(dealt)]
 
 
 def _render_one(job: tuple[SongSpec, float, str]) -> dict[str, Any]:
@@ -137,16 +116,9 @@ def _write(folder: Path, size: str, seed: int, progress: bool, workers: int | No
     (folder / "audio").mkdir(parents=True)
     jobs = [(spec, params["duration"], str(folder / "audio" / _name(spec))) for _, spec in tracks]
     if workers is None:
-        workers = min(os.cpu_count() or 1, 8) if len(jobs) > 100 else 1
-    bar = progress_bar(total=len(jobs), desc=f"synthesising {size} suite", unit="track",
-                       enabled=progress)
-    with bar:
-        if workers <= 1:
-            rendered = [_tick(bar, _render_one(job)) for job in jobs]
-        else:
-            ctx = multiprocessing.get_context("spawn")  # safe next to an initialised torch
-            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-                rendered = [_tick(bar, r) for r in pool.map(_render_one, jobs, chunksize=8)]
+        workers = default_workers(len(jobs))
+    with worker_pool(workers) as pool:
+        rendered = map_jobs(_render_one, jobs, pool, f"synthesising {size} suite", "track", progress)
     raw = np.array([emotion_raw(s, r["rms_db"], "drums" in r["parts"]) for (_, s), r in zip(tracks, rendered, strict=True)])
     train = raw[[split == "train" for split, _ in tracks]]
     counts = _write_jsonl(folder, tracks, rendered, standardise(raw, train), params)
@@ -161,11 +133,6 @@ def _write(folder: Path, size: str, seed: int, progress: bool, workers: int | No
     (folder / "suite.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def _tick(bar: Progress, item: Any) -> Any:
-    bar.update(1)
-    return item
-
-
 def _name(spec: SongSpec) -> str:
     return f"{spec.index:06d}.wav"
 
@@ -173,7 +140,7 @@ def _name(spec: SongSpec) -> str:
 def _write_jsonl(folder: Path, tracks: list[tuple[str, SongSpec]], rendered: list[dict[str, Any]],
                  emotion: np.ndarray, params: dict[str, Any]) -> dict[str, dict[str, int]]:
     beat_quota = dict(zip(SPLITS, split_counts(params["beat_tracks"], params["split"]), strict=True))
-    lines: dict[str, list[str]] = {f"{p}.{s}": [] for p in PREFIXES.values() for s in SPLITS}
+    lines: dict[str, list[dict[str, Any]]] = {f"{p}.{s}": [] for p in PREFIXES.values() for s in SPLITS}
     seen = dict.fromkeys(SPLITS, 0)
     for i, ((split, spec), r) in enumerate(zip(tracks, rendered, strict=True)):
         n = r["num_samples"]
@@ -187,9 +154,8 @@ def _write_jsonl(folder: Path, tracks: list[tuple[str, SongSpec]], rendered: lis
         seen[split] += 1
         for prefix, label in labels.items():
             row = {"audio_path": f"audio/{_name(spec)}", "label": label, **common}
-            lines[f"{prefix}.{split}"].append(json.dumps(row))
-    for name, rows in lines.items():
-        (folder / f"{name}.jsonl").write_text("".join(r + "\n" for r in rows))
+            lines[f"{prefix}.{split}"].append(row)
+    write_jsonl(folder, lines)
     return {p: {s: len(lines[f"{p}.{s}"]) for s in SPLITS} for p in PREFIXES.values()}
 
 
@@ -201,29 +167,9 @@ def _write_specs(folder: Path, tracks: list[tuple[str, SongSpec]],
     (folder / "specs.jsonl").write_text("".join(r + "\n" for r in rows))
 
 
-def _read_meta(folder: Path) -> dict[str, Any] | None:
-    try:
-        meta = json.loads((folder / "suite.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) else None
-
-
 def _matches(folder: Path, size: str, seed: int) -> bool:
-    meta = _read_meta(folder)
+    meta = read_meta(folder)
     params = json.loads(json.dumps(SIZES[size]))  # as written (tuples become lists)
     return bool(meta) and (meta.get("generator"), meta.get("version"), meta.get("size"),
                            meta.get("seed"), meta.get("params")) == (GENERATOR, VERSION, size, seed,
                                                                      params)
-
-
-def _publish(partial: Path, out_dir: Path, size: str, seed: int) -> None:
-    """Move the finished suite into place; an older suite there is replaced."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    if _matches(out_dir, size, seed):  # another process finished first
-        return
-    old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
-    if out_dir.exists():
-        out_dir.rename(old)
-    partial.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)
