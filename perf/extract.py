@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
+from ceiling import record, route_times  # perf/ceiling.py, beside this script
 from scale import flops_per_audio_second  # perf/scale.py, beside this script
 from scipy.signal import resample_poly
 
@@ -39,6 +40,7 @@ from mirprobe.extraction import batch_windows
 from mirprobe.features import FeatureStore
 from mirprobe.models import load_model
 from mirprobe.models.base import Extractor
+from mirprobe.models.fastops import plain_products
 
 FILE_RATE = 44100  # tracks are written as CD audio: stereo 16-bit 44.1 kHz, so both paths resample
 
@@ -56,7 +58,13 @@ def make_track(path: Path, seconds: float, seed: int) -> str:
 
 
 def naive_extract(extractor: Extractor, paths: list[str], window_s: float) -> list[np.ndarray]:
-    """MARBLE v1 style: per file decode, new resampler, sequential windows at batch size 1."""
+    """MARBLE v1 style: per file decode, new resampler, sequential windows at batch size 1, the
+    stock PyTorch routes of every product (``plain_products``)."""
+    with plain_products():
+        return _naive(extractor, paths, window_s)
+
+
+def _naive(extractor: Extractor, paths: list[str], window_s: float) -> list[np.ndarray]:
     out = []
     sr = extractor.sample_rate
     window = int(round(window_s * sr))
@@ -140,30 +148,31 @@ def speed(extractor: Extractor, model: str, paths: list[str], work: Path,
     t_naive = min(times["naive"])
     return [{"dtype": d, "naive_s": t_naive, "mirprobe_s": min(times[d]),
              "ratio": t_naive / min(times[d]), "dev_naive": dev(feats[d], feats["naive"]),
-             "dev_fp32": dev(feats[d], feats.get("float32")), "windows": len(feats["naive"])}
+             "dev_fp32": dev(feats[d], feats.get("float32")), "windows": len(feats["naive"]),
+             "rounds_naive": times["naive"], "rounds": times[d],
+             "paired": [n / m for n, m in zip(times["naive"], times[d], strict=True)]}
             for d in args.dtypes]
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048) -> float:
-    """This machine's dense matmul rate (FLOP/s) at ``dtype``: the best of a few large products."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(5):
-        t = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best
+def spread(rounds: list[float]) -> str:
+    """min / median / max of a path's rounds."""
+    r = sorted(rounds)
+    return f"{r[0]:.2f} / {r[len(r) // 2]:.2f} / {r[-1]:.2f}"
 
 
-def ceiling(model: str, rows: list[dict], window_flops: float, peaks: dict[str, float]) -> None:
-    """Print the naive loop's arithmetic rate against this CPU's matmul peak per precision: the
-    most any implementation of the same forward passes could gain (decoding not counted)."""
-    rate = window_flops * rows[0]["windows"] / rows[0]["naive_s"]
+def ceiling(model: str, extractor: Extractor, rows: list[dict], rounds: int) -> None:
+    """Print the products ceiling (``perf/ceiling.py``) of the naive loop's forward pass (one
+    window) at each precision beside the measured speed-up."""
+    calls, share = record(extractor.forward, torch.randn(1, int(extractor.context_s * extractor.sample_rate)),
+                          rounds)
+    times = route_times(calls, sorted({"float32", *(r["dtype"] for r in rows)}), rounds)
     for r in rows:
-        peak = peaks[r["dtype"]]
-        print(f"  {model} {r['dtype']}: naive fp32 runs at {rate / 1e9:.0f} GFLOP/s; {r['dtype']} "
-              f"matmul peak {peak / 1e9:.0f} GFLOP/s -> at most {peak / rate:.1f}x faster "
+        t = times[r["dtype"]]
+        gain = t["stock"] / t["best"]
+        kinds = ", ".join(f"{k} {v * 1e3:.0f}" for k, v in t.items() if ":" in k)
+        print(f"  {model} {r['dtype']}: products {share:.0%} of the stock fp32 forward pass; by their "
+              f"fastest routes {t['best'] * 1e3:.0f} ms per window ({kinds}) against "
+              f"{t['stock'] * 1e3:.0f} ms stock fp32: {gain:.2f}x -> ceiling {gain / share:.2f}x "
               f"(measured {r['ratio']:.2f}x)")
 
 
@@ -231,21 +240,25 @@ def main() -> None:
             CPU_TIMES.clear()  # each model's own CPU times
             rows = speed(extractor, model, paths, work, args)
             flops = flops_per_audio_second(extractor)
-            bounds.append((model, rows, flops * extractor.context_s))
+            bounds.append((model, extractor, rows))
             audio = args.tracks * args.seconds
             for r in rows:
                 print(f"{model:<14} {r['dtype']:<9} {r['naive_s']:>14.2f} {r['mirprobe_s']:>13.2f} "
                       f"{r['ratio']:>8.2f}x {r['windows']:>8d} {r['dev_naive']:>24.1e} "
                       f"{r['dev_fp32']:>14.1e}")
+                paired = sorted(r["paired"])
+                print(f"  rounds min / median / max (s): naive {spread(r['rounds_naive'])}, mirprobe "
+                      f"{spread(r['rounds'])}; ratio of each round's pair {paired[0]:.2f}-{paired[-1]:.2f}x "
+                      f"(median {paired[len(paired) // 2]:.2f}x)")
                 print(f"  {model} {r['dtype']}: {flops / 1e9:.2f} GFLOP per audio second; mirprobe "
                       f"{audio / r['mirprobe_s']:.1f} audio s/s ({flops * audio / r['mirprobe_s'] / 1e9:.0f} "
                       f"GFLOP/s), naive {audio / r['naive_s']:.1f} audio s/s; per CPU second: mirprobe "
                       f"{audio / min(CPU_TIMES['mirprobe_extract' + r['dtype']]):.1f}, naive "
                       f"{audio / min(CPU_TIMES['naive_extract']):.1f} audio s")
-        print("\nceiling: the naive loop's arithmetic rate against this CPU's matmul peak")
-        peaks = {d: matmul_peak(getattr(torch, d)) for d in args.dtypes}
-        for model, rows, window_flops in bounds:
-            ceiling(model, rows, window_flops, peaks)
+        print("\nceiling: products (convolutions, linears, attention) by their fastest routes, as if "
+              "nothing else took time (ms per window)")
+        for model, extractor, rows in bounds:
+            ceiling(model, extractor, rows, args.repeat)
         if args.skip_memory:
             return
         short = make_track(work / "short.wav", 10.0, 100)

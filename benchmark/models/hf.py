@@ -21,6 +21,7 @@ import torch
 
 from mirprobe.errors import UserError
 from mirprobe.models.base import Extractor
+from mirprobe.models.fastops import accelerate
 from mirprobe.models.hub import resolve_checkpoint, weight_files, weights_digest
 
 #: model_type values the ``hf`` kind accepts (encoders with a conv front end and hidden states).
@@ -42,7 +43,7 @@ class TransformersExtractor(Extractor):
         if dtype not in DTYPES:
             raise UserError(f"model {name!r}: dtype {dtype!r} is not allowed; use one of {', '.join(DTYPES)}")
         self.kind = kind
-        self.model = model.eval()
+        self.model = accelerate(model.eval())  # oneDNN routes for linears and convs on CPUs
         self.model.requires_grad_(False)
         config = model.config
         config.tie_last_hidden_states = True  # 4.x semantics: last state after the final layer norm

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from mirprobe.dsp import mel_filterbank
 from mirprobe.errors import UserError
 from mirprobe.models.base import Extractor
+from mirprobe.models.fastops import conv1d_channels_last, routes_enabled
 
 INSTALL = "pip install --no-deps musicnn==0.1.0"
 CHECKPOINTS = ("MTT_musicnn", "MSD_musicnn")
@@ -130,7 +131,10 @@ class MusicnnNet(torch.nn.Module):
         which spares three passes over the largest tensor of the network; the result is the same."""
         z = F.conv2d(x, self._w(f"{conv}/kernel").permute(3, 2, 0, 1))
         scale, shift = self._scale_shift(norm)
-        peak = torch.where((scale >= 0)[:, None], z.amax(dim=3), z.amin(dim=3))
+        if routes_enabled() and bool((scale >= 0).all()):  # one pass over z (the usual case)
+            peak = z.amax(dim=3)
+        else:
+            peak = torch.where((scale >= 0)[:, None], z.amax(dim=3), z.amin(dim=3))
         return torch.relu(peak + self._w(f"{conv}/bias")[:, None]) * scale[:, None] + shift[:, None]
 
     def frames(self, logmel: torch.Tensor) -> list[torch.Tensor]:
@@ -148,7 +152,8 @@ class MusicnnNet(torch.nn.Module):
         layers, h = [front], front
         for i, (conv, norm) in enumerate(MIDEND):
             kernel = self._w(f"{conv}/kernel")[:, :, 0].permute(2, 1, 0)  # [out, in, taps]
-            y = self._norm(torch.relu(F.conv1d(h, kernel, self._w(f"{conv}/bias"), padding=3)), norm)
+            y = self._norm(torch.relu(conv1d_channels_last(h, kernel, self._w(f"{conv}/bias"), padding=3)),
+                           norm)
             h = y if i == 0 else y + h
             layers.append(h)
         return layers

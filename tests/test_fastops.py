@@ -1,0 +1,129 @@
+"""The oneDNN routes of mirprobe.models.fastops against the stock PyTorch forward passes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+from mirprobe.models.fastops import accelerate, mm_bias, plain_products
+from mirprobe.models.mert import random_architecture
+
+#: Documented tolerances (perf/README.md, "Extraction"), relative to each layer's largest magnitude.
+FP32_TOL = 1e-5  # the oneDNN routes in float32: float32 rounding
+BF16_TOL = 5e-2  # bfloat16 autocast against the float32 forward, frame level, MERT-v1-95M
+
+
+class Conv2dCalls(TorchFunctionMode):
+    """Counts the 2-D convolutions a forward pass calls (the oneDNN routes are 2-D convolutions)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        self.count += func is F.conv2d
+        return func(*args, **(kwargs or {}))
+
+
+def _net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    weight_norm = torch.nn.utils.parametrizations.weight_norm
+    return torch.nn.Sequential(
+        torch.nn.Conv1d(1, 16, 10, stride=5, bias=False), torch.nn.GroupNorm(16, 16), torch.nn.GELU(),
+        torch.nn.Conv1d(16, 16, 3, stride=2), torch.nn.GELU(),
+        torch.nn.Conv1d(16, 16, 3, stride=2, dilation=2), torch.nn.GELU(),
+        weight_norm(torch.nn.Conv1d(16, 16, 8, padding=4, groups=4), dim=2),
+        torch.nn.Flatten(1), torch.nn.LazyLinear(7)).eval()
+
+
+
+def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).abs().max() / b.float().abs().max())
+
+
+def test_routes_match_the_stock_forward_and_are_taken() -> None:
+    net = _net()
+    x = torch.randn(2, 1, 400)
+    with torch.inference_mode():
+        net(x)  # materialises the lazy linear
+        keys = list(net.state_dict())
+        accelerate(net)
+        assert list(net.state_dict()) == keys  # parameters and parametrisations untouched
+        with plain_products(), Conv2dCalls() as stock:
+            ref = net(x)
+        with Conv2dCalls() as fast:
+            out = net(x)
+    assert stock.count == 0 and fast.count == 3  # the convolutions but the one-channel one
+    assert out.shape == ref.shape
+    assert _relative(out, ref) < FP32_TOL
+
+
+def test_linear_route_matches_float64() -> None:
+    x, w, b = torch.randn(3, 50, 96), torch.randn(40, 96), torch.randn(40)
+    ref = F.linear(x.double(), w.double(), b.double())
+    with torch.inference_mode(), Conv2dCalls() as calls:
+        out = mm_bias(x, w, b)
+    assert calls.count == 1 and out.shape == ref.shape
+    assert _relative(out, ref) < FP32_TOL
+
+
+def test_routes_stay_off_where_oneDNN_is() -> None:
+    net = accelerate(_net())
+    x = torch.randn(1, 1, 200)
+    with torch.inference_mode(), torch.backends.mkldnn.flags(enabled=False), Conv2dCalls() as calls:
+        net(x)
+    assert calls.count == 0
+
+
+def test_channels_last_output_feeds_the_next_convolution_without_a_copy() -> None:
+    conv = accelerate(torch.nn.Sequential(torch.nn.Conv1d(4, 8, 3, stride=2)))[0]
+    with torch.inference_mode():
+        y = conv(torch.randn(2, 4, 50))
+    assert y.shape == (2, 8, 24) and y.stride(1) == 1  # channels last in memory
+
+
+@pytest.fixture(scope="module")
+def mert() -> tuple[torch.Tensor, ...]:
+    ex = random_architecture("mert-v1-95m", seed=0)
+    waves = torch.randn(2, 24000, generator=torch.Generator().manual_seed(3))
+    with plain_products():
+        ref = ex.forward(waves)
+    fast = ex.forward(waves)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = ex.forward(waves)
+    return ref, fast, bf16
+
+
+def test_mert_float32_routes_within_tolerance(mert: tuple[torch.Tensor, ...]) -> None:
+    ref, fast, _ = mert
+    for layer in range(len(ref)):
+        assert _relative(fast[layer], ref[layer]) < FP32_TOL, layer
+
+
+def test_mert_bfloat16_within_tolerance(mert: tuple[torch.Tensor, ...]) -> None:
+    ref, _, bf16 = mert
+    assert bf16.dtype == torch.bfloat16 or _relative(bf16, ref) > 0  # it ran in bfloat16
+    devs = [_relative(bf16[layer], ref[layer]) for layer in range(len(ref))]
+    assert max(devs) < BF16_TOL, devs
+    assert min(devs) > FP32_TOL  # bfloat16 rounding shows: the comparison can fail
+
+
+def test_musicnn_routes_within_tolerance() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("musicnn") is None:
+        pytest.skip("musicnn weights not installed (pip install --no-deps musicnn==0.1.0)")
+    from mirprobe.models.musicnn import MusicnnExtractor
+
+    ex = MusicnnExtractor()
+    waves = torch.randn(2, 48000, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        with plain_products(), Conv2dCalls() as stock:
+            ref = ex.pool(ex.forward(waves))
+        with Conv2dCalls() as fast:
+            out = ex.pool(ex.forward(waves))
+    assert fast.count == stock.count + 3  # the mid end's three 1-D convolutions, as 2-D ones
+    for layer in range(len(ref)):
+        assert _relative(out[layer], ref[layer]) < FP32_TOL, layer
