@@ -14,7 +14,10 @@ one run. Peak memory is measured in a fresh process per track for a 10 s and a 1
         --tracks 1 --repeat 1 --dtypes float32 --skip-memory   # the published sizes, random-init
 
 Besides the ratio, each row gives mirprobe's audio seconds per second and its arithmetic rate
-(the model's FLOPs per audio second, counted by torch's FlopCounterMode, times that speed).
+(the model's FLOPs per audio second, counted by torch's FlopCounterMode, times that speed), every
+round's time (min / median / max) and the ratio within each round's pair. The naive loop runs
+the stock PyTorch routes (``plain_products``); the ceiling is that of the model's products by
+their fastest routes on this CPU (``perf/ceiling.py``).
 """
 
 from __future__ import annotations
