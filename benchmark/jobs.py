@@ -11,7 +11,6 @@ written under an older rule simply have ids no run asks for any more (nothing is
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +19,7 @@ from omegaconf import DictConfig
 from mirprobe.config import Settings
 from mirprobe.data import SPLITS, Dataset
 from mirprobe.features import FeatureEntry, entry_id
-from mirprobe.probes import ENGINE_VERSION, ProbeConfig
+from mirprobe.probes import ENGINE_VERSION, ProbeConfig, probe_identity
 from mirprobe.probing import ProbeOutcome
 from mirprobe.record import DatasetRef, Predictions, Record, TaskRef
 from mirprobe.results import RecordStore, record_id, versions
@@ -47,7 +46,7 @@ def job_identity(model: str, entry: dict[str, Any], spec: TaskSpec, dataset: Dat
     the seed."""
     return {"model": {"name": model}, "features": entry_id(entry), "engine": ENGINE_VERSION,
             "task": {"name": spec.name, "plugin": spec.plugin, "options": spec.options},
-            "dataset": dataset.digest(), "probe": dataclasses.asdict(probe),
+            "dataset": dataset.digest(), "probe": probe_identity(probe),
             "seed": int(cfg.seed)}
 
 

@@ -5,7 +5,8 @@
 2. Every head of the grid trained at once (``mirprobe.probes.train``), each with its own early
    stopping on the validation proxy ``task.score``; or, for ``probe.heads=[ridge]``, the
    closed-form ridge path of every layer (``mirprobe.probes.ridge``); or, for
-   ``probe.heads=[centroid]``, nearest-centroid heads (``mirprobe.probes.centroid``).
+   ``probe.heads=[centroid]``, nearest-centroid heads (``mirprobe.probes.centroid``); or, for
+   ``probe.heads=[knn]``, k-nearest-neighbour heads (``mirprobe.probes.knn``).
 3. Every final head scored on validation with the task's own metrics (``task.evaluate``; beat
    outputs are decoded here); per layer, the configuration (head, lr, dropout, weight decay, and
    for grouped multiclass tasks the song ensemble) with the best mean over seeds is chosen, and
@@ -30,6 +31,8 @@ from mirprobe.probes.aggregate import ensembles
 from mirprobe.probes.centroid import centroid_grid, centroid_rows, check_task, fit_centroids
 from mirprobe.probes.data import FeatureSource, SplitRows, build_split, default_budget
 from mirprobe.probes.heads import WEIGHTED, HeadSpec, build_grid
+from mirprobe.probes.knn import Neighbours, knn_grid
+from mirprobe.probes.knn import check_task as check_knn_task
 from mirprobe.probes.ridge import RidgeSpec, fit_path, predict_rows, ridge_grid
 from mirprobe.probes.spec import ProbeConfig, ProbeResult, SplitData
 from mirprobe.probes.train import Group, fit_heads, forward_rows, unit_outputs
@@ -58,6 +61,8 @@ def run_probe(task, entry, splits: dict[str, SplitData], cfg: ProbeConfig, *,  #
         specs, heads, epochs = _ridge(task, source, data["train"], cfg, entry.num_layers)
     elif cfg.heads == ["centroid"]:
         specs, heads, epochs = _centroid(task, source, data["train"], cfg, entry.num_layers)
+    elif cfg.heads == ["knn"]:
+        specs, heads, epochs = _knn(task, source, data["train"], cfg, entry.num_layers)
     else:
         specs = build_grid(cfg, entry.num_layers)
         groups = fit_heads(task, specs, source, data["train"], data["val"], cfg, seed,
@@ -120,6 +125,19 @@ def _centroid(task, source: FeatureSource, train: SplitRows, cfg: ProbeConfig,  
 
     def rows(split: SplitRows, pick: list[int] | None = None) -> torch.Tensor:
         out = centroid_rows(centres, source, split, specs)
+        return out if pick is None else out[pick]
+    return specs, [Heads(np.arange(len(specs)), rows)], {i: 0 for i in range(len(specs))}
+
+
+def _knn(task, source: FeatureSource, train: SplitRows, cfg: ProbeConfig,  # noqa: ANN001
+         num_layers: int) -> tuple[list, list[Heads], dict[int, int]]:
+    """k-NN heads of every layer, distance and k: the train rows kept, nothing fitted."""
+    check_knn_task(task)
+    specs = knn_grid(cfg, num_layers, len(train.rows))
+    search = Neighbours(task, source, train, specs, task.output_dim)
+
+    def rows(split: SplitRows, pick: list[int] | None = None) -> torch.Tensor:
+        out = search.rows(split)
         return out if pick is None else out[pick]
     return specs, [Heads(np.arange(len(specs)), rows)], {i: 0 for i in range(len(specs))}
 
