@@ -37,6 +37,7 @@ class Job:
     identity: dict[str, Any]
     features: dict[str, Any]  # the feature entry's identity (mirprobe.features.entry_identity)
     entry: FeatureEntry | None = None
+    probe: ProbeConfig | None = None  # the job's probe protocol (None: the run's)
 
 
 def job_identity(model: str, entry: dict[str, Any], spec: TaskSpec, dataset: Dataset,
@@ -53,7 +54,7 @@ def job_identity(model: str, entry: dict[str, Any], spec: TaskSpec, dataset: Dat
 def make_job(model: str, entry: dict[str, Any], spec: TaskSpec, dataset: Dataset,
              cfg: DictConfig, probe: ProbeConfig) -> Job:
     identity = job_identity(model, entry, spec, dataset, cfg, probe)
-    return Job(model, spec, record_id(identity), identity, entry)
+    return Job(model, spec, record_id(identity), identity, entry, probe=probe)
 
 
 def write_record(store: RecordStore, job: Job, dataset: Dataset, outcome: ProbeOutcome,

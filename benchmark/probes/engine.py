@@ -30,6 +30,7 @@ from mirprobe.errors import UserError
 from mirprobe.probes.aggregate import ensembles
 from mirprobe.probes.centroid import centroid_grid, centroid_rows, check_task, fit_centroids
 from mirprobe.probes.data import FeatureSource, SplitRows, build_split, default_budget
+from mirprobe.probes.fewshot import share_of_train
 from mirprobe.probes.heads import WEIGHTED, HeadSpec, build_grid
 from mirprobe.probes.knn import Neighbours, knn_grid
 from mirprobe.probes.knn import check_task as check_knn_task
@@ -48,6 +49,7 @@ def run_probe(task, entry, splits: dict[str, SplitData], cfg: ProbeConfig, *,  #
     dev = torch.device(device)
     _validate(task, entry, splits, cfg)
     task.fit(list(splits["train"].labels))
+    splits = share_of_train(task, splits, cfg, seed)
     frame = task.view == "frame"
     group = bool(task.group_by_uid) and not frame
     data = {s: build_split(task, entry, s, splits[s], group, dev) for s in SPLITS}
@@ -60,7 +62,8 @@ def run_probe(task, entry, splits: dict[str, SplitData], cfg: ProbeConfig, *,  #
     if cfg.heads == ["ridge"]:
         specs, heads, epochs = _ridge(task, source, data["train"], cfg, entry.num_layers)
     elif cfg.heads == ["centroid"]:
-        specs, heads, epochs = _centroid(task, source, data["train"], cfg, entry.num_layers)
+        specs, heads, epochs = _centroid(task, source, data["train"], cfg, entry.num_layers,
+                                         seed)
     elif cfg.heads == ["knn"]:
         specs, heads, epochs = _knn(task, source, data["train"], cfg, entry.num_layers)
     else:
@@ -117,11 +120,13 @@ def _ridge(task, source: FeatureSource, train: SplitRows, cfg: ProbeConfig,  # n
 
 
 def _centroid(task, source: FeatureSource, train: SplitRows, cfg: ProbeConfig,  # noqa: ANN001
-              num_layers: int) -> tuple[list, list[Heads], dict[int, int]]:
-    """One nearest-centroid head per layer from one pass over the train rows."""
+              num_layers: int, seed: int) -> tuple[list, list[Heads], dict[int, int]]:
+    """Nearest-centroid heads of every layer (and few-shot draw) from one pass over the train
+    rows."""
     check_task(task)
     specs = centroid_grid(cfg, num_layers)
-    centres = fit_centroids(source, train, specs, task.output_dim)
+    centres = fit_centroids(source, train, specs, task.output_dim, seed,
+                            [str(c) for c in getattr(task, "classes", None) or []] or None)
 
     def rows(split: SplitRows, pick: list[int] | None = None) -> torch.Tensor:
         out = centroid_rows(centres, source, split, specs)
