@@ -20,6 +20,7 @@ from mirprobe.config import Settings
 from mirprobe.data import SPLITS, Dataset
 from mirprobe.features import FeatureEntry, entry_id
 from mirprobe.probes import ENGINE_VERSION, ProbeConfig, probe_identity
+from mirprobe.probes.fewshot import variant_label
 from mirprobe.probing import ProbeOutcome
 from mirprobe.record import DatasetRef, Predictions, Record, TaskRef
 from mirprobe.results import RecordStore, record_id, versions
@@ -66,7 +67,7 @@ def write_record(store: RecordStore, job: Job, dataset: Dataset, outcome: ProbeO
     Predictions(result.test_uids, result.test_labels, result.predictions).write(
         store.root / pred_name)
     record = Record(
-        id=job.rid, model=job.model, task=TaskRef.of(job.spec.name, job.spec.plugin, task),
+        id=job.rid, model=job.model, task=TaskRef.of(job.spec.name + variant_label(job.probe), job.spec.plugin, task),
         dataset=DatasetRef(task=job.spec.name, folder=dataset.folder.name, jsonl=dataset.name,
                            digest=dataset.digest()),
         feature_entry=entry.id,

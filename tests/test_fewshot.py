@@ -95,6 +95,7 @@ def test_fewshot_run_config_makes_one_record_per_shot_count(tmp_path, capsys) ->
     capsys.readouterr()
     records = [Record.read(p) for p in (tmp_path / "records").glob("*.json")]
     assert sorted(r.best.chosen["shots"] for r in records) == [1, 2]
+    assert sorted(r.task for r in records) == ["genre/1-shot", "genre/2-shot"]  # table rows
     assert all(len(r.best.seeds) == 4 for r in records)
     assert main(["run", "fewshot", *args[:-2], "probe.shots=[500]", f"work_dir={tmp_path}"]) == 2
     assert "config key 'probe.shots': 500 examples per class" in capsys.readouterr().err

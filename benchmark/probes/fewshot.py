@@ -35,6 +35,15 @@ def variants(cfg: ProbeConfig) -> list[ProbeConfig]:
     return out
 
 
+def variant_label(cfg: ProbeConfig | None) -> str:
+    """The suffix that tells a varied job's records apart in tables: ``/5-shot``, ``/10%``."""
+    if cfg is None:
+        return ""
+    shots, fraction = single(cfg, "shots"), single(cfg, "train_fraction")
+    return ((f"/{shots}-shot" if shots is not None else "")
+            + (f"/{fraction * 100:g}%" if fraction is not None else ""))
+
+
 def single(cfg: ProbeConfig, key: str) -> float | None:
     values = getattr(cfg, key)
     if values is None:
