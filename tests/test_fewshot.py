@@ -4,6 +4,7 @@ stratified train shares; one job per shot count or share through ``mirprobe run`
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mirprobe.config import load_run_config
@@ -92,10 +93,18 @@ def test_fewshot_run_config_makes_one_record_per_shot_count(tmp_path, capsys) ->
     args = ["models=[handcrafted]", "progress=false", "device=cpu", "extract.num_workers=0",
             "tasks=[genre]", "probe.shots=[1,2]", "probe.draws=4", f"work_dir={tmp_path}"]
     assert main(["run", "fewshot", *args]) == 0
-    capsys.readouterr()
+    out = capsys.readouterr().out
+    assert "Few-shot draws" in out
+    draws = pd.read_csv(tmp_path / "runs" / "fewshot" / "fewshot.csv")
     records = [Record.read(p) for p in (tmp_path / "records").glob("*.json")]
     assert sorted(r.best.chosen["shots"] for r in records) == [1, 2]
     assert sorted(r.task for r in records) == ["genre/1-shot", "genre/2-shot"]  # table rows
     assert all(len(r.best.seeds) == 4 for r in records)
+    for r in records:  # the table's mean and range are the draws' own
+        row = draws[draws["task"] == r.task].iloc[0]
+        scores = [s.test[r.selection.metric] for s in r.best.seeds]
+        assert row["mean"] == pytest.approx(np.mean(scores))
+        assert row["draw_lo"] >= min(scores) and row["draw_hi"] <= max(scores)
+        assert row["lo"] <= row["mean"] <= row["hi"]
     assert main(["run", "fewshot", *args[:-2], "probe.shots=[500]", f"work_dir={tmp_path}"]) == 2
     assert "config key 'probe.shots': 500 examples per class" in capsys.readouterr().err
