@@ -101,15 +101,18 @@ def test_knn_refuses_frame_tasks_and_bad_keys() -> None:
         load_run_config("quickstart", ["probe.heads=[knn,mlp]"])
 
 
-def test_unset_knn_keys_leave_job_identities_unchanged() -> None:
+def test_unset_optional_keys_leave_job_identities_unchanged() -> None:
     from dataclasses import asdict
 
     from mirprobe.probes import probe_identity
 
     plain = ProbeConfig()
-    old = {k: v for k, v in asdict(plain).items() if k not in ("k", "metric")}
+    added = ("k", "metric", "shots", "draws", "train_fraction")  # keys newer than the records
+    old = {k: v for k, v in asdict(plain).items() if k not in added}
     assert probe_identity(plain) == old
     assert probe_identity(ProbeConfig(heads=["knn"], k=[3]))["k"] == [3]
+    shots = probe_identity(ProbeConfig(heads=["centroid"], shots=[5]))
+    assert shots["shots"] == [5] and shots["draws"] == 100
 
 
 def test_knn_run_config_end_to_end(tmp_path, capsys) -> None:  # noqa: ANN001
