@@ -25,6 +25,7 @@ from mirprobe.models import check_model, load_model
 from mirprobe.models.base import Extractor
 from mirprobe.models.hub import require_weights
 from mirprobe.probes import ProbeConfig
+from mirprobe.probes.engine import check_protocol
 from mirprobe.probes.fewshot import variants
 from mirprobe.probing import probe_job
 from mirprobe.record import Record
@@ -125,6 +126,8 @@ def run(cfg: DictConfig, *, stages: tuple[str, ...] = ("extract", "probe", "repo
     runner = Runner(cfg, dist)
     d = runner.dist
     specs = task_specs(cfg)
+    for spec in specs:  # a head kind a task cannot take fails before any long work
+        check_protocol(spec.make(), runner.settings.probe)
     for name, options in model_specs(cfg):  # missing weights fail before any long work
         require_weights(options)
         check_model(name, **options)

@@ -128,3 +128,7 @@ def test_knn_run_config_end_to_end(tmp_path, capsys) -> None:  # noqa: ANN001
     records = [Record.read(p) for p in (tmp_path / "records").glob("*.json")]
     assert records and all(r.best.chosen["head"] == "knn" for r in records)
     assert all(set(r.best.chosen) == {"head", "metric", "k"} for r in records)
+    # a frame task is refused before any extraction, with the reason
+    assert main(["run", "knn", *args, "tasks=[beat]", f"work_dir={tmp_path / 'beat'}"]) == 2
+    assert "task 'beat' is beat (frame view)" in capsys.readouterr().err
+    assert not (tmp_path / "beat" / "features").exists()

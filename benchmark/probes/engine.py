@@ -147,6 +147,15 @@ def _knn(task, source: FeatureSource, train: SplitRows, cfg: ProbeConfig,  # noq
     return specs, [Heads(np.arange(len(specs)), rows)], {i: 0 for i in range(len(specs))}
 
 
+def check_protocol(task, cfg: ProbeConfig) -> None:  # noqa: ANN001
+    """A head kind the task cannot take (k-NN on a frame task, centroids on a non-multiclass
+    one): a one-line error, before any features are extracted."""
+    if cfg.heads == ["knn"]:
+        check_knn_task(task)
+    elif cfg.heads == ["centroid"]:
+        check_task(task)
+
+
 def batch_rows(cfg: ProbeConfig, entry, frame: bool) -> int:  # noqa: ANN001
     """Rows per training step. Clip view: ``batch_size`` windows. Frame view: the frames of
     ``batch_size`` windows (MARBLE batches beat tracking by sequences, not single frames)."""
