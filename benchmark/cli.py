@@ -12,7 +12,7 @@ from mirprobe.errors import UserError
 
 # Areas that add their own subcommands through a ``register(subparsers)`` function.
 COMMAND_MODULES = ("mirprobe.models.cli", "mirprobe.report.cli", "mirprobe.datasets.cli",
-                   "mirprobe.cache", "mirprobe.series.cli")
+                   "mirprobe.cache", "mirprobe.series.cli", "mirprobe.similarity_cli")
 
 RUN_HELP = """\
 CONFIG is a run config name under configs/runs/ (default: quickstart) or a YAML path.

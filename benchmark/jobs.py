@@ -11,7 +11,6 @@ written under an older rule simply have ids no run asks for any more (nothing is
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +19,8 @@ from omegaconf import DictConfig
 from mirprobe.config import Settings
 from mirprobe.data import SPLITS, Dataset
 from mirprobe.features import FeatureEntry, entry_id
-from mirprobe.probes import ENGINE_VERSION, ProbeConfig
+from mirprobe.probes import ENGINE_VERSION, ProbeConfig, probe_identity
+from mirprobe.probes.fewshot import variant_label
 from mirprobe.probing import ProbeOutcome
 from mirprobe.record import DatasetRef, Predictions, Record, TaskRef
 from mirprobe.results import RecordStore, record_id, versions
@@ -38,6 +38,7 @@ class Job:
     identity: dict[str, Any]
     features: dict[str, Any]  # the feature entry's identity (mirprobe.features.entry_identity)
     entry: FeatureEntry | None = None
+    probe: ProbeConfig | None = None  # the job's probe protocol (None: the run's)
 
 
 def job_identity(model: str, entry: dict[str, Any], spec: TaskSpec, dataset: Dataset,
@@ -47,14 +48,14 @@ def job_identity(model: str, entry: dict[str, Any], spec: TaskSpec, dataset: Dat
     the seed."""
     return {"model": {"name": model}, "features": entry_id(entry), "engine": ENGINE_VERSION,
             "task": {"name": spec.name, "plugin": spec.plugin, "options": spec.options},
-            "dataset": dataset.digest(), "probe": dataclasses.asdict(probe),
+            "dataset": dataset.digest(), "probe": probe_identity(probe),
             "seed": int(cfg.seed)}
 
 
 def make_job(model: str, entry: dict[str, Any], spec: TaskSpec, dataset: Dataset,
              cfg: DictConfig, probe: ProbeConfig) -> Job:
     identity = job_identity(model, entry, spec, dataset, cfg, probe)
-    return Job(model, spec, record_id(identity), identity, entry)
+    return Job(model, spec, record_id(identity), identity, entry, probe=probe)
 
 
 def write_record(store: RecordStore, job: Job, dataset: Dataset, outcome: ProbeOutcome,
@@ -66,7 +67,7 @@ def write_record(store: RecordStore, job: Job, dataset: Dataset, outcome: ProbeO
     Predictions(result.test_uids, result.test_labels, result.predictions).write(
         store.root / pred_name)
     record = Record(
-        id=job.rid, model=job.model, task=TaskRef.of(job.spec.name, job.spec.plugin, task),
+        id=job.rid, model=job.model, task=TaskRef.of(job.spec.name + variant_label(job.probe), job.spec.plugin, task),
         dataset=DatasetRef(task=job.spec.name, folder=dataset.folder.name, jsonl=dataset.name,
                            digest=dataset.digest()),
         feature_entry=entry.id,

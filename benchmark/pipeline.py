@@ -24,6 +24,9 @@ from mirprobe.jobs import Job, make_job, write_record
 from mirprobe.models import check_model, load_model
 from mirprobe.models.base import Extractor
 from mirprobe.models.hub import require_weights
+from mirprobe.probes import ProbeConfig
+from mirprobe.probes.engine import check_protocol
+from mirprobe.probes.fewshot import variants
 from mirprobe.probing import probe_job
 from mirprobe.record import Record
 from mirprobe.report.render import print_and_write
@@ -48,9 +51,10 @@ class Runner:
         self.progress = bool(cfg.progress) and self.dist.is_main
         self.datasets = DatasetResolver(cfg, self.work, self.timer, self.progress)
 
-    def job(self, model: str, extractor: Extractor, spec: TaskSpec) -> Job:
+    def job(self, model: str, extractor: Extractor, spec: TaskSpec,
+            probe: ProbeConfig | None = None) -> Job:
         return make_job(model, self.entry_identity(extractor, spec), spec,
-                        self.datasets.dataset(spec), self.cfg, self.settings.probe)
+                        self.datasets.dataset(spec), self.cfg, probe or self.settings.probe)
 
     def _keys(self, spec: TaskSpec) -> list[str]:
         return list(dict.fromkeys(it.key for it in self.datasets.dataset(spec).all_items()))
@@ -91,7 +95,7 @@ class Runner:
         assert job.entry is not None
         dataset = self.datasets.dataset(job.spec)
         with self.timer.stage("probe"):
-            outcome = probe_job(job.spec, job.entry, dataset, self.settings.probe,
+            outcome = probe_job(job.spec, job.entry, dataset, job.probe or self.settings.probe,
                                 device=self.device, seed=int(self.cfg.seed), progress=self.progress)
         return write_record(self.records, job, dataset, outcome, self.settings)
 
@@ -122,6 +126,8 @@ def run(cfg: DictConfig, *, stages: tuple[str, ...] = ("extract", "probe", "repo
     runner = Runner(cfg, dist)
     d = runner.dist
     specs = task_specs(cfg)
+    for spec in specs:  # a head kind a task cannot take fails before any long work
+        check_protocol(spec.make(), runner.settings.probe)
     for name, options in model_specs(cfg):  # missing weights fail before any long work
         require_weights(options)
         check_model(name, **options)
@@ -138,12 +144,16 @@ def run(cfg: DictConfig, *, stages: tuple[str, ...] = ("extract", "probe", "repo
             if cfg.extract.compile:
                 extractor = compile_extractor(extractor)
         for spec in specs:
-            job = runner.job(name, extractor, spec)
-            jobs.append(job)
-            if "probe" in stages and runner.records.get(job.rid) is not None:
+            # one job per value of a varied probe key (shots, train_fraction), one entry for all
+            new = [runner.job(name, extractor, spec, p) for p in variants(runner.settings.probe)]
+            jobs.extend(new)
+            todo = [j for j in new if "probe" not in stages or runner.records.get(j.rid) is None]
+            if not todo:
                 continue  # already done: no features needed
-            job.entry = runner.entry(extractor, spec, extract="extract" in stages,
-                                     identity=job.features)
+            entry = runner.entry(extractor, spec, extract="extract" in stages,
+                                 identity=todo[0].features)
+            for j in todo:
+                j.entry = entry
         del extractor
     if "probe" not in stages:
         if d.is_main:

@@ -18,6 +18,7 @@ from mirprobe.probes.spec import (
     ProbeResult,
     SplitData,
     check_heads,
+    probe_identity,
 )
 
 
@@ -28,4 +29,4 @@ def run_probe(task, entry, splits, cfg: ProbeConfig, **kwargs) -> ProbeResult:  
 
 
 __all__ = ["ENGINE_VERSION", "HEAD_KINDS", "PRECISIONS", "ProbeConfig", "ProbeResult", "SplitData",
-           "check_heads", "run_probe"]
+           "check_heads", "probe_identity", "run_probe"]

@@ -5,7 +5,8 @@
 2. Every head of the grid trained at once (``mirprobe.probes.train``), each with its own early
    stopping on the validation proxy ``task.score``; or, for ``probe.heads=[ridge]``, the
    closed-form ridge path of every layer (``mirprobe.probes.ridge``); or, for
-   ``probe.heads=[centroid]``, nearest-centroid heads (``mirprobe.probes.centroid``).
+   ``probe.heads=[centroid]``, nearest-centroid heads (``mirprobe.probes.centroid``); or, for
+   ``probe.heads=[knn]``, k-nearest-neighbour heads (``mirprobe.probes.knn``).
 3. Every final head scored on validation with the task's own metrics (``task.evaluate``; beat
    outputs are decoded here); per layer, the configuration (head, lr, dropout, weight decay, and
    for grouped multiclass tasks the song ensemble) with the best mean over seeds is chosen, and
@@ -29,7 +30,10 @@ from mirprobe.errors import UserError
 from mirprobe.probes.aggregate import ensembles
 from mirprobe.probes.centroid import centroid_grid, centroid_rows, check_task, fit_centroids
 from mirprobe.probes.data import FeatureSource, SplitRows, build_split, default_budget
+from mirprobe.probes.fewshot import share_of_train
 from mirprobe.probes.heads import WEIGHTED, HeadSpec, build_grid
+from mirprobe.probes.knn import Neighbours, knn_grid
+from mirprobe.probes.knn import check_task as check_knn_task
 from mirprobe.probes.ridge import RidgeSpec, fit_path, predict_rows, ridge_grid
 from mirprobe.probes.spec import ProbeConfig, ProbeResult, SplitData
 from mirprobe.probes.train import Group, fit_heads, forward_rows, unit_outputs
@@ -45,6 +49,7 @@ def run_probe(task, entry, splits: dict[str, SplitData], cfg: ProbeConfig, *,  #
     dev = torch.device(device)
     _validate(task, entry, splits, cfg)
     task.fit(list(splits["train"].labels))
+    splits = share_of_train(task, splits, cfg, seed)
     frame = task.view == "frame"
     group = bool(task.group_by_uid) and not frame
     data = {s: build_split(task, entry, s, splits[s], group, dev) for s in SPLITS}
@@ -57,7 +62,10 @@ def run_probe(task, entry, splits: dict[str, SplitData], cfg: ProbeConfig, *,  #
     if cfg.heads == ["ridge"]:
         specs, heads, epochs = _ridge(task, source, data["train"], cfg, entry.num_layers)
     elif cfg.heads == ["centroid"]:
-        specs, heads, epochs = _centroid(task, source, data["train"], cfg, entry.num_layers)
+        specs, heads, epochs = _centroid(task, source, data["train"], cfg, entry.num_layers,
+                                         seed)
+    elif cfg.heads == ["knn"]:
+        specs, heads, epochs = _knn(task, source, data["train"], cfg, entry.num_layers)
     else:
         specs = build_grid(cfg, entry.num_layers)
         groups = fit_heads(task, specs, source, data["train"], data["val"], cfg, seed,
@@ -112,16 +120,40 @@ def _ridge(task, source: FeatureSource, train: SplitRows, cfg: ProbeConfig,  # n
 
 
 def _centroid(task, source: FeatureSource, train: SplitRows, cfg: ProbeConfig,  # noqa: ANN001
-              num_layers: int) -> tuple[list, list[Heads], dict[int, int]]:
-    """One nearest-centroid head per layer from one pass over the train rows."""
+              num_layers: int, seed: int) -> tuple[list, list[Heads], dict[int, int]]:
+    """Nearest-centroid heads of every layer (and few-shot draw) from one pass over the train
+    rows."""
     check_task(task)
     specs = centroid_grid(cfg, num_layers)
-    centres = fit_centroids(source, train, specs, task.output_dim)
+    centres = fit_centroids(source, train, specs, task.output_dim, seed,
+                            [str(c) for c in getattr(task, "classes", None) or []] or None)
 
     def rows(split: SplitRows, pick: list[int] | None = None) -> torch.Tensor:
         out = centroid_rows(centres, source, split, specs)
         return out if pick is None else out[pick]
     return specs, [Heads(np.arange(len(specs)), rows)], {i: 0 for i in range(len(specs))}
+
+
+def _knn(task, source: FeatureSource, train: SplitRows, cfg: ProbeConfig,  # noqa: ANN001
+         num_layers: int) -> tuple[list, list[Heads], dict[int, int]]:
+    """k-NN heads of every layer, distance and k: the train rows kept, nothing fitted."""
+    check_knn_task(task)
+    specs = knn_grid(cfg, num_layers, len(train.rows))
+    search = Neighbours(task, source, train, specs, task.output_dim)
+
+    def rows(split: SplitRows, pick: list[int] | None = None) -> torch.Tensor:
+        out = search.rows(split)
+        return out if pick is None else out[pick]
+    return specs, [Heads(np.arange(len(specs)), rows)], {i: 0 for i in range(len(specs))}
+
+
+def check_protocol(task, cfg: ProbeConfig) -> None:  # noqa: ANN001
+    """A head kind the task cannot take (k-NN on a frame task, centroids on a non-multiclass
+    one): a one-line error, before any features are extracted."""
+    if cfg.heads == ["knn"]:
+        check_knn_task(task)
+    elif cfg.heads == ["centroid"]:
+        check_task(task)
 
 
 def batch_rows(cfg: ProbeConfig, entry, frame: bool) -> int:  # noqa: ANN001

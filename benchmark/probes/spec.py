@@ -23,7 +23,7 @@ class SplitData:
 class ProbeConfig:
     """The grid and the training protocol (MARBLE's defaults)."""
 
-    heads: list[str] = field(default_factory=lambda: ["mlp"])  # "linear" | "mlp", ["ridge"] or ["centroid"]
+    heads: list[str] = field(default_factory=lambda: ["mlp"])  # "linear" | "mlp", or one of ALONE
     hidden: int = 512
     dropout: list[float] = field(default_factory=lambda: [0.2])
     lr: list[float] = field(default_factory=lambda: [5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2])
@@ -38,6 +38,11 @@ class ProbeConfig:
     memory_budget_gb: float | None = None  # None: keep features in memory when they fit
     alpha: list[float] | None = None  # ridge penalties per training row; None: 1e-3 … 1e4
     dtype: str = "float32"  # precision of the head products: "float32" | "bfloat16"
+    k: list[int] | None = None  # k-NN neighbour counts; None: 1, 3, 5, 10, 20, 50
+    metric: list[str] | None = None  # k-NN distances; None: cosine and euclidean
+    shots: list[int] | None = None  # nearest-centroid examples per class (one job per value)
+    draws: int = 100  # random draws per shot count
+    train_fraction: list[float] | None = None  # share of the train tracks (one job per value)
 
     def __post_init__(self) -> None:
         check_heads(self)  # every ProbeConfig is a valid one: stages take it as it is
@@ -65,7 +70,12 @@ class ProbeResult:
         return next(r for r in self.per_layer if r.layer == self.selection.layer)
 
 
-HEAD_KINDS = ("linear", "mlp", "ridge", "centroid")
+HEAD_KINDS = ("linear", "mlp", "ridge", "centroid", "knn")
+ALONE = ("ridge", "centroid", "knn")  # closed-form heads: one kind per run
+KNN_METRICS = ("cosine", "euclidean")
+# Keys a job's identity leaves out while unset, so that records made before they existed keep
+# their ids.
+OPTIONAL_KEYS = ("k", "metric", "shots", "train_fraction")
 # Part of every job's identity: raised whenever a change to the engine changes what it computes
 # (2: first-layer products through oneDNN, dropout masks compared on 24 bits), so that records
 # trained by an earlier engine are not reused.
@@ -86,7 +96,7 @@ def check_heads(cfg) -> None:  # noqa: ANN001 (ProbeConfig or its DictConfig)
         if head not in HEAD_KINDS:
             raise UserError(f"config key 'probe.heads': {head!r} is not allowed; use one of: "
                             f"{', '.join(HEAD_KINDS)}")
-    for alone in ("ridge", "centroid"):
+    for alone in ALONE:
         if alone in heads and len(heads) > 1:
             raise UserError(f"config key 'probe.heads': {alone} heads run alone (got {heads!r}); "
                             f"use probe.heads=[{alone}], and train other heads in another run")
@@ -99,6 +109,57 @@ def check_heads(cfg) -> None:  # noqa: ANN001 (ProbeConfig or its DictConfig)
                                 for a in alpha):
             raise UserError(f"config key 'probe.alpha': {alpha!r}; give positive penalties, "
                             "e.g. probe.alpha=[0.01,0.1,1,10], or null for the default grid")
+    _check_knn(cfg)
+    _check_fewshot(cfg)
     if cfg.dtype not in PRECISIONS:
         raise UserError(f"config key 'probe.dtype': {cfg.dtype!r} is not allowed; use one of: "
                         f"{', '.join(PRECISIONS)}")
+
+
+def _check_knn(cfg) -> None:  # noqa: ANN001
+    from mirprobe.errors import UserError
+
+    k = getattr(cfg, "k", None)
+    if k is not None and (not list(k) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in k)):
+        raise UserError(f"config key 'probe.k': {list(k)!r}; give neighbour counts >= 1, "
+                        "e.g. probe.k=[1,5,20], or null for the default grid")
+    metric = getattr(cfg, "metric", None)
+    if metric is not None and (not list(metric) or any(m not in KNN_METRICS for m in metric)):
+        raise UserError(f"config key 'probe.metric': {list(metric)!r}; use a list of "
+                        f"{', '.join(KNN_METRICS)}, or null for both")
+
+
+def probe_identity(cfg: ProbeConfig) -> dict[str, Any]:
+    """The probe protocol's part of a job's identity (unset optional keys left out, and the draw
+    count unless there are shots to draw)."""
+    from dataclasses import asdict
+
+    out = asdict(cfg)
+    for key in OPTIONAL_KEYS:
+        if out.get(key) is None:
+            out.pop(key, None)
+    if "shots" not in out:
+        out.pop("draws", None)
+    return out
+
+
+def _check_fewshot(cfg) -> None:  # noqa: ANN001
+    from mirprobe.errors import UserError
+
+    shots = getattr(cfg, "shots", None)
+    if shots is not None:
+        if not list(shots) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                                      for v in shots):
+            raise UserError(f"config key 'probe.shots': {list(shots)!r}; give examples per class "
+                            ">= 1, e.g. probe.shots=[1,5,10,20], or null")
+        if list(cfg.heads) != ["centroid"]:
+            raise UserError(f"config key 'probe.shots' needs probe.heads=[centroid] (got "
+                            f"{list(cfg.heads)!r})")
+    if getattr(cfg, "draws", 1) < 1:
+        raise UserError(f"config key 'probe.draws' must be at least 1 (got {cfg.draws})")
+    frac = getattr(cfg, "train_fraction", None)
+    if frac is not None and (not list(frac) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and 0 < v <= 1 for v in frac)):
+        raise UserError(f"config key 'probe.train_fraction': {list(frac)!r}; give shares in "
+                        "(0, 1], e.g. probe.train_fraction=[0.01,0.1,0.25,1], or null")

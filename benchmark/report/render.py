@@ -209,7 +209,21 @@ def print_and_write(records: Sequence[Record], out_dir: Path, *, console: bool =
         for t in layer_tables:
             print(f"Layers of {t.attrs['model']}\n{text_table(layers_display(t))}\n")
         print(LAYERS_CAPTION)
+    _write_draws(records, out_dir, console)
     return board
+
+
+def _write_draws(records: Sequence[Record], out_dir: Path, console: bool) -> None:
+    """``fewshot.{md,csv}`` when there are few-shot records (:mod:`mirprobe.report.draws`)."""
+    from mirprobe.report.draws import CAPTION, draw_display, draw_table
+
+    table = draw_table(records)
+    if table.empty:
+        return
+    table.to_csv(out_dir / "fewshot.csv", index=False)
+    (out_dir / "fewshot.md").write_text(f"{markdown_table(draw_display(table))}\n{CAPTION}\n")
+    if console:
+        print(f"\nFew-shot draws\n{text_table(draw_display(table))}\n{CAPTION}")
 
 
 COMPARE_CAPTION = (
