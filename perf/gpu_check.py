@@ -45,6 +45,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from mirprobe.record import Record
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))  # the sibling speed scripts
@@ -128,8 +130,8 @@ def entries(home: Path) -> dict[tuple[str, str], Path]:
     """(model, task) → the feature entry its run record was trained on."""
     out = {}
     for path in (home / "records").glob("*.json"):
-        rec = json.loads(path.read_text())
-        out[(rec["model"], rec["task"])] = home / "features" / rec["feature_entry"]
+        rec = Record.read(path)
+        out[(rec.model, str(rec.task))] = home / "features" / rec.feature_entry
     return out
 
 
