@@ -93,7 +93,8 @@ def test_similarity_command_writes_matrix_and_heatmap(tmp_path, capsys) -> None:
 
     from mirprobe.cli import main
 
-    common = ["progress=false", "device=cpu", "extract.num_workers=0", f"work_dir={tmp_path}"]
+    common = ["progress=false", "device=cpu", "extract.num_workers=0", f"work_dir={tmp_path}",
+              "tasks=[key]", "synthetic.size=tiny"]
     assert main(["similarity", "handcrafted", "--task", "key", *common]) == 0
     out = tmp_path / "similarity" / "handcrafted_key_all"
     one = pd.read_csv(out / "cka.csv", index_col=0)
