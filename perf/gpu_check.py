@@ -83,9 +83,19 @@ def device_peak(device: torch.device, given: float | None) -> tuple[float, str]:
             if all(part in name for part in key.split()):
                 return peak, f"datasheet ({key})"
         sys.exit(f"unknown device {name!r}: give its dense bf16 peak with --peak-tflops")
-    from extract import matmul_peak  # perf/extract.py: measured CPU matmul rate
+    return cpu_matmul_peak(torch.bfloat16) / 1e12, "measured bf16 matmul on this CPU"
 
-    return matmul_peak(torch.bfloat16) / 1e12, "measured bf16 matmul on this CPU"
+
+def cpu_matmul_peak(dtype: torch.dtype, n: int = 2048) -> float:
+    """This CPU's dense matmul rate (FLOP/s) at ``dtype``: the best of a few large products."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
 
 
 def mirprobe_cmd(*args: str) -> list[str]:
