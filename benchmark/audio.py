@@ -18,6 +18,12 @@ from mirprobe.errors import DataError
 
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     """Mono float32 samples of ``path`` at ``sample_rate`` (channels averaged, soxr resampling)."""
+    wave, sr = load_native(path)
+    return resample(wave, sr, sample_rate)
+
+
+def load_native(path: str | Path) -> tuple[np.ndarray, int]:
+    """Mono float32 samples of ``path`` at the file's own rate, and that rate."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: audio file not found; check the path or audio_root")
@@ -30,7 +36,7 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     wave = to_mono(data)
     if not np.isfinite(wave).all():
         raise DataError(f"{path}: audio holds NaN or Inf samples; re-encode or remove the file")
-    return resample(wave, sr, sample_rate)
+    return wave, int(sr)
 
 
 def to_mono(data: np.ndarray) -> np.ndarray:

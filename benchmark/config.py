@@ -63,6 +63,11 @@ class LaunchConfig:
 
 
 @dataclass
+class RobustnessConfig:
+    deformations: list[Any] = field(default_factory=list)  # empty: no robustness (mirprobe.deform)
+
+
+@dataclass
 class RunConfig:
     name: str = DEFAULT_RUN
     work_dir: Any = None  # null: $MIRPROBE_HOME, else ~/.cache/mirprobe
@@ -79,11 +84,13 @@ class RunConfig:
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
+    robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
 
 
 SECTIONS: dict[str, type] = {"synthetic": SyntheticConfig, "scores": ScoresConfig,
                              "extract": ExtractConfig,
-                             "probe": ProbeConfig, "launch": LaunchConfig}
+                             "probe": ProbeConfig, "launch": LaunchConfig,
+                             "robustness": RobustnessConfig}
 
 
 def find_config(name_or_path: str, kind: str = "runs") -> Path:
@@ -156,6 +163,7 @@ def _one_of(key: str, value: Any, allowed: tuple[str, ...] | list[str]) -> None:
 
 
 def validate(cfg: DictConfig) -> None:
+    from mirprobe.deform import parse_all
     from mirprobe.scores.suite import SIZES as SCORES_SIZES
     from mirprobe.synth import SIZES
 
@@ -164,6 +172,7 @@ def validate(cfg: DictConfig) -> None:
     _one_of("synthetic.size", cfg.synthetic.size, sorted(SIZES))
     _one_of("scores.size", cfg.scores.size, sorted(SCORES_SIZES))
     probe_config(cfg)
+    parse_all(OmegaConf.to_container(cfg.robustness.deformations, resolve=True))
     size = cfg.extract.batch_size
     if size != "auto" and not (isinstance(size, int) and not isinstance(size, bool) and size >= 1):
         raise UserError(f"config key 'extract.batch_size' must be 'auto' or a whole number of at "

@@ -32,13 +32,16 @@ class WindowStream(IterableDataset):
     decoded, resampled and prepared (``Extractor.prepare``) in worker processes. Each worker takes
     whole chunks, items in order, so a chunk's windows arrive in the same order whatever the
     number of workers or ranks; an item ends with a ``done`` element carrying its window count
-    (or its error)."""
+    (or its error). ``deform``: a :class:`mirprobe.deform.Deformation` whose ``windows`` cut the
+    deformed audio instead (robustness)."""
 
     def __init__(self, keys: list[str], chunks: list[list[int]], sample_rate: int, window: int,
-                 min_samples: int, prepare: Callable[[np.ndarray], np.ndarray]) -> None:
+                 min_samples: int, prepare: Callable[[np.ndarray], np.ndarray],
+                 deform: Any = None) -> None:
         self.keys, self.chunks = keys, chunks
         self.sample_rate, self.window, self.min_samples = sample_rate, window, min_samples
         self.prepare = prepare
+        self.windows = file_windows if deform is None else deform.windows
 
     def __iter__(self) -> Iterator[tuple[int, int, np.ndarray | None, str | None, bool]]:
         info = get_worker_info()
@@ -50,7 +53,7 @@ class WindowStream(IterableDataset):
     def _item(self, i: int) -> Iterator[tuple[int, int, np.ndarray | None, str | None, bool]]:
         n = 0
         try:
-            for wave in file_windows(self.keys[i], self.sample_rate, self.window, self.min_samples,
+            for wave in self.windows(self.keys[i], self.sample_rate, self.window, self.min_samples,
                                      self.prepare):
                 yield i, n, wave, None, False
                 n += 1
@@ -152,13 +155,14 @@ def _write_chunk(path: Path, rows: list[np.ndarray], counts: list[int], failed: 
 
 def run_chunks(extractor: Any, keys: list[str], chunks: list[list[int]], todo: list[int],
                partial: Path, *, view: str, window_s: float, batch_size: int, num_workers: int,
-               dtype: str, progress: bool, label: str = "") -> None:
-    """Extract the chunks ``todo`` (lists of item indices) into ``partial/chunkNNNNN.npz``."""
+               dtype: str, progress: bool, label: str = "", deform: Any = None) -> None:
+    """Extract the chunks ``todo`` (lists of item indices) into ``partial/chunkNNNNN.npz``
+    (``deform``: of the audio under that deformation)."""
     if not todo:
         return
     dataset = WindowStream(keys, [chunks[k] for k in todo], extractor.sample_rate,
                            window_samples(extractor, window_s), min_window_samples(extractor),
-                           extractor.prepare)
+                           extractor.prepare, deform)
     workers = min(num_workers, len(todo))
     loader = DataLoader(dataset, batch_size=None, num_workers=workers,
                         prefetch_factor=4 if workers else None, persistent_workers=False)

@@ -159,7 +159,8 @@ class FeatureStore:
                 window_s: float | None = None, batch_size: int = 16, num_workers: int = 0,
                 chunk_items: int = 64, dtype: str = "auto", progress: bool = True,
                 rank: int = 0, world_size: int = 1, barrier: Callable[[], None] | None = None,
-                label: str = "", identity: dict[str, Any] | None = None) -> FeatureEntry | None:
+                label: str = "", identity: dict[str, Any] | None = None,
+                deform: Any = None) -> FeatureEntry | None:
         """Extract (or find) the entry for ``keys`` (audio paths). Resumes finished chunks.
 
         With ``world_size > 1`` this rank extracts chunks ``k % world_size == rank``; every rank
@@ -172,12 +173,17 @@ class FeatureStore:
 
         ``identity``: the entry's :func:`entry_identity` when the caller has computed it (a run
         computes it once, for the job's id too); else it is computed here.
+
+        ``deform``: extract the audio under a :class:`mirprobe.deform.Deformation` (robustness);
+        the caller's ``identity`` must then name it (its ``deformation`` key).
         """
         from mirprobe.extraction import precision
 
         if view not in VIEWS:
             raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
         window_s = float(window_s or extractor.context_s)
+        if deform is not None and (identity or {}).get("deformation") != deform.identity():
+            raise ValueError("a deformed entry's identity must hold its deformation")
         if identity is None:
             identity = entry_identity(extractor, keys, view, window_s,
                                       precision(extractor.device, dtype))
@@ -185,7 +191,7 @@ class FeatureStore:
         num_chunks = len(_chunks(len(keys), chunk_items))
         job = dict(extractor=extractor, keys=keys, view=view, window_s=window_s,
                    batch_size=batch_size, num_workers=num_workers, chunk_items=chunk_items,
-                   dtype=dtype, progress=progress, label=label)
+                   dtype=dtype, progress=progress, label=label, deform=deform)
         if world_size == 1:
             found = self.get(eid)
             if found is not None:
@@ -271,6 +277,7 @@ class FeatureStore:
                 "model_name": extractor.name, "model": identity["model"], "items": list(keys),
                 "precision": identity.get("precision", "float32"),
                 "shape": [int(offsets[-1]), int(layers), int(dim)], "versions": versions(),
+                **({"deformation": identity["deformation"]} if "deformation" in identity else {}),
                 **layer_layout(extractor, view, int(dim))}
         atomic_write_json(partial / "meta.json", meta)
         for k in range(num_chunks):

@@ -39,6 +39,7 @@ class Job:
     features: dict[str, Any]  # the feature entry's identity (mirprobe.features.entry_identity)
     entry: FeatureEntry | None = None
     probe: ProbeConfig | None = None  # the job's probe protocol (None: the run's)
+    suffix: str = ""  # after the task's name in its record (a deformation: "@noise(...)")
 
 
 def job_identity(model: str, entry: dict[str, Any], spec: TaskSpec, dataset: Dataset,
@@ -67,7 +68,8 @@ def write_record(store: RecordStore, job: Job, dataset: Dataset, outcome: ProbeO
     Predictions(result.test_uids, result.test_labels, result.predictions).write(
         store.root / pred_name)
     record = Record(
-        id=job.rid, model=job.model, task=TaskRef.of(job.spec.name + variant_label(job.probe), job.spec.plugin, task),
+        id=job.rid, model=job.model, task=TaskRef.of(job.spec.name + variant_label(job.probe) + job.suffix,
+                                         job.spec.plugin, task),
         dataset=DatasetRef(task=job.spec.name, folder=dataset.folder.name, jsonl=dataset.name,
                            digest=dataset.digest()),
         feature_entry=entry.id,

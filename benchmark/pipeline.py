@@ -67,12 +67,14 @@ class Runner:
                               self.settings.extract_precision)
 
     def entry(self, extractor: Extractor, spec: TaskSpec, *, extract: bool = True,
-              identity: dict[str, Any] | None = None) -> FeatureEntry | None:
+              identity: dict[str, Any] | None = None, keys: list[str] | None = None,
+              deform: Any = None) -> FeatureEntry | None:
         """The job's feature entry (``identity``: its :meth:`entry_identity`, when known):
-        extracted (collectively across ranks) or only looked up."""
+        extracted (collectively across ranks) or only looked up. ``keys`` and ``deform``: the
+        entry of those items under a deformation (:mod:`mirprobe.robustness`)."""
         identity = identity or self.entry_identity(extractor, spec)
         x = self.cfg.extract
-        with self.timer.stage("extract"):
+        with self.timer.stage("extract" if deform is None else "extract deformed"):
             if not extract:
                 found = self.features.get(entry_id(identity))
                 if found is None and self.dist.is_main:
@@ -83,12 +85,13 @@ class Runner:
             batch = (max(1, int(float(x.batch_seconds) // window)) if x.batch_seconds
                      else batch_windows(x.batch_size, self.device))
             return self.features.extract(
-                extractor.to(self.device), self._keys(spec), identity=identity,
+                extractor.to(self.device), keys or self._keys(spec), identity=identity,
                 view=identity["view"], window_s=window, batch_size=batch,
                 num_workers=x.num_workers, chunk_items=x.chunk_items,
                 dtype=self.settings.extract_precision, progress=self.progress, rank=d.rank,
                 world_size=d.world_size, barrier=d.barrier if d.world_size > 1 else None,
-                label=f"{extractor.name} × {spec.name}")
+                label=f"{extractor.name} × {spec.name}" + (f" @ {deform.label}" if deform else ""),
+                deform=deform)
 
     def run_job(self, job: Job) -> Record:
         """Train the probe grid of one job on its features and write its record."""

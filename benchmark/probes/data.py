@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -190,6 +191,21 @@ class FeatureSource:
                 x = torch.from_numpy(block[sorted_rows[start:stop] - a]).to(self.device)
             yield order[start:stop], x
             start = stop
+
+    @contextmanager
+    def reading(self, features: np.ndarray) -> Iterator[FeatureSource]:
+        """Within the block, rows come from ``features`` (the same layers and width: e.g. the
+        same tracks' features under a deformation), streamed and standardised with this source's
+        train statistics; the source is restored on leaving."""
+        if tuple(features.shape[1:]) != (self.num_layers, self.dim):
+            raise UserError(f"features of shape {tuple(features.shape[1:])} cannot be read "
+                            f"through a source of {self.num_layers} layers × {self.dim}")
+        saved = self.reader, self.data
+        self.reader, self.data = RowReader(features), None
+        try:
+            yield self
+        finally:
+            self.reader, self.data = saved
 
     def _z(self, x: torch.Tensor) -> torch.Tensor:
         """Raw rows → float32 z-scores (one new tensor, updated in place)."""

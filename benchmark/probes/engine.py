@@ -11,7 +11,9 @@
    outputs are decoded here); per layer, the configuration (head, lr, dropout, weight decay, and
    for grouped multiclass tasks the song ensemble) with the best mean over seeds is chosen, and
    the best layer overall, on validation only.
-4. The test split is run once, through the chosen heads only.
+4. The test split is run once, through the chosen heads only; so is each extra test set
+   (``extra_tests``: e.g. the test tracks under a deformation), read through the same train
+   statistics, with the same chosen heads, selection untouched.
 """
 
 from __future__ import annotations
@@ -42,9 +44,13 @@ SPLITS = ("train", "val", "test")
 
 
 def run_probe(task, entry, splits: dict[str, SplitData], cfg: ProbeConfig, *,  # noqa: ANN001
-              device: str | torch.device = "cpu", seed: int = 0,
-              progress: bool = True) -> ProbeResult:
-    """Train, select on validation and test every probe of ``cfg`` for ``task`` on ``entry``."""
+              device: str | torch.device = "cpu", seed: int = 0, progress: bool = True,
+              extra_tests: dict[str, tuple[Any, SplitData]] | None = None) -> ProbeResult:
+    """Train, select on validation and test every probe of ``cfg`` for ``task`` on ``entry``.
+
+    ``extra_tests``: name → ``(entry, tracks)`` of further test sets of the same model (their
+    labels already as the task should score them); their scores go to ``result.extra[name]``
+    and change nothing else."""
     t0 = time.perf_counter()
     dev = torch.device(device)
     _validate(task, entry, splits, cfg)
@@ -83,6 +89,14 @@ def run_probe(task, entry, splits: dict[str, SplitData], cfg: ProbeConfig, *,  #
     test = _test(task, heads, data["test"], chosen, entry.frame_rate)
     t4 = time.perf_counter()
     result = _result(task, entry, specs, chosen, val, test, epochs, data["test"], len(hows) > 1)
+    for name, (other, tracks) in (extra_tests or {}).items():
+        started = time.perf_counter()
+        split = build_split(task, other, "test", tracks, group, dev)
+        with source.reading(other.features):
+            scored = _test(task, heads, split, chosen, other.frame_rate)
+        result.extra[name] = _result(task, other, specs, chosen, val, scored, epochs, split,
+                                     len(hows) > 1)
+        result.extra[name].timings = {"test_s": time.perf_counter() - started}
     result.timings = {"load_s": t1 - t0, "train_s": t2 - t1, "select_s": t3 - t2,
                       "test_s": t4 - t3, "probe_s": t4 - t0,
                       "resident": float(source.resident),

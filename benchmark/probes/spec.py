@@ -59,6 +59,8 @@ class ProbeResult:
     test_uids: list[str]
     num_heads: int
     timings: dict[str, float] = field(default_factory=dict)
+    # name → the same chosen heads scored on another test set (``run_probe``'s ``extra_tests``)
+    extra: dict[str, ProbeResult] = field(default_factory=dict)
 
     @property
     def layers(self) -> list[str]:
