@@ -18,7 +18,7 @@ import pandas as pd
 
 import mirprobe
 from mirprobe.record import Record
-from mirprobe.report import html, latex, plots
+from mirprobe.report import html, latex, plots, robustness
 from mirprobe.report.records import models_and_tasks
 from mirprobe.report.render import (
     AGG_COLUMN,
@@ -79,6 +79,9 @@ def publish(records: Sequence[Record], out_dir: Path, *, records_dir: Path | Non
     sections; in the tables above them each series shows only its latest step."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    robust = robustness.publish_part(records, out, ci=ci, records_dir=records_dir, n_boot=n_boot,
+                                     seed=seed)  # deformed test sets: their own section
+    records = [r for r in records if not robustness.is_deformed(r)]
     manifests = read_manifests(Path(records_dir).parent) if records_dir else []
     records = leaderboard_records(records, manifests)
     board = leaderboard(records, ci=ci, all_metrics=all_metrics, records_dir=records_dir,
@@ -100,6 +103,7 @@ def publish(records: Sequence[Record], out_dir: Path, *, records_dir: Path | Non
     md = [f"## Leaderboard\n\n{markdown_table(shown)}\n{caption}\n", "## Layers\n"]
     md += [f"### {t.attrs['model']}\n\n{markdown_table(layers_display(t))}" for t in layer_tables]
     md.append(f"{LAYERS_CAPTION}\n\n{method}\n")
+    md += [robust.markdown] if robust else []
     paths["md"].write_text("\n".join(md))
 
     tex = [latex.table(shown, caption, "tab:leaderboard", best)]
@@ -117,13 +121,15 @@ def publish(records: Sequence[Record], out_dir: Path, *, records_dir: Path | Non
         "leaderboard": _raw_rows(board), "leaderboard_display": leaderboard_csv(board).to_dict("records"),
         "aggregate": aggregate(board).reset_index().to_dict("records"),
         "layers": all_layers.to_dict("records"),
-        "provenance": prov.reset_index().to_dict("records")})
+        "provenance": prov.reset_index().to_dict("records"),
+        **({"robustness": robust.rows} if robust else {})})
 
     sections = [("Leaderboard", html.table(shown, caption=caption, best=best, table_id="leaderboard")),
                 ("Plots", html.figure(heat[0], "Model × task heatmap")
                  + "".join(html.figure(p[0], f"Layer curves: {t}") for t, p in figures.items()))]
     sections += [(f"Layers: {t.attrs['model']}", html.table(layers_display(t), caption=LAYERS_CAPTION))
                  for t in layer_tables]
+    sections += [("Robustness", robust.html)] if robust else []
     sections += series_sections(manifests, out, Path(records_dir or ""), ci=ci, n_boot=n_boot,
                                 seed=seed)
     sections.append(("Provenance", html.table(prov.astype(str), caption=method)))

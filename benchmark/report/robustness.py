@@ -11,6 +11,7 @@ the deformation moved them, e.g. stretched beats).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -176,3 +177,34 @@ def write_robustness(records: Sequence[Record], out_dir: Path, *, console: bool 
     if console:
         print(f"\nRobustness\n{text_table(sel)}\n{caption}")
     return paths
+
+
+@dataclass
+class Published:
+    """The robustness part of ``mirprobe publish``: Markdown, an HTML section, raw rows."""
+
+    markdown: str
+    html: str
+    rows: list[dict]
+
+
+def publish_part(records: Sequence[Record], out_dir: Path, *, ci: bool = True,
+                 records_dir: Path | None = None, n_boot: int = N_BOOT,
+                 seed: int = SEED) -> Published | None:
+    """Write the robustness files into ``out_dir`` (:func:`write_robustness`) and return what
+    the page, the Markdown and ``results.json`` show of them; None without deformed records."""
+    from mirprobe.report import html
+
+    paths = write_robustness(records, out_dir, console=False, ci=ci, records_dir=records_dir,
+                             n_boot=n_boot, seed=seed)
+    if not paths:
+        return None
+    table = pd.read_csv(paths["csv"])
+    table["selected"] = table["selected"].astype(bool)
+    caption = CAPTION.format(n_boot=n_boot, seed=seed)
+    body = (html.table(selected_display(table), caption=caption, table_id="robustness")
+            + html.figure(paths["plot"], "Drop at the selected layer")
+            + html.table(layers_display(table), caption=LAYERS_CAPTION))
+    rows = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+            for r in table.to_dict("records")]
+    return Published(f"## Robustness\n\n{paths['md'].read_text()}", body, rows)
