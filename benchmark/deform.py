@@ -107,11 +107,6 @@ class Deformation:
         out = APPLY[self.name](np.asarray(wave, dtype=np.float64), sample_rate, name, **dict(self.params))
         return np.ascontiguousarray(out, dtype=np.float32)
 
-    @property
-    def time_scale(self) -> float:
-        """Factor on every time of the audio: 1/rate under time stretch, else 1."""
-        return 1.0 / float(self["rate"]) if self.name == "stretch" else 1.0
-
     def windows(self, path: str | Path, sample_rate: int, window: int, min_samples: int,
                 prepare: Callable[[np.ndarray], np.ndarray]) -> Iterator[np.ndarray]:
         """The prepared windows of the deformed file, as ``mirprobe.windowing.file_windows``
@@ -325,13 +320,13 @@ def relabel(d: Deformation, task: Any, label: Any) -> Any:
     from mirprobe.tasks.key import KEYS, KeyTask, key_index
 
     if d.name == "stretch" and task.kind == "beat" and isinstance(label, dict):
-        scale = d.time_scale
+        rate = float(d["rate"])
         out = dict(label)
         for field in ("beat", "downbeat"):
             if out.get(field) is not None:
-                out[field] = [float(t) * scale for t in out[field]]
+                out[field] = [float(t) / rate for t in out[field]]
         if isinstance(out.get("tempo"), int | float) and not isinstance(out["tempo"], bool):
-            out["tempo"] = float(out["tempo"]) / scale
+            out["tempo"] = float(out["tempo"]) * rate
         return out
     if d.name == "pitch" and isinstance(task, KeyTask):
         try:
