@@ -89,7 +89,7 @@ def test_fewshot_run_config_makes_one_record_per_shot_count(tmp_path, capsys) ->
     from mirprobe.record import Record
 
     cfg = load_run_config("fewshot")
-    assert list(cfg.probe.shots) == [1, 5, 10, 20] and cfg.probe.heads == ["centroid"]
+    assert list(cfg.probe.shots) == [1, 5, 10] and cfg.probe.heads == ["centroid"]
     args = ["models=[handcrafted]", "progress=false", "device=cpu", "extract.num_workers=0",
             "tasks=[genre]", "probe.shots=[1,2]", "probe.draws=4", f"work_dir={tmp_path}"]
     assert main(["run", "fewshot", *args]) == 0
