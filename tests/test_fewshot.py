@@ -43,6 +43,12 @@ def test_fewshot_bad_input_names_the_key() -> None:
                                         r"has \d+ training tracks"):
         run_probe(Classes(), entry, splits, ProbeConfig(heads=["centroid"], shots=[30]),
                   progress=False)
+    from mirprobe.probes.fewshot import draw_tracks
+
+    # a class of the task with no training track at all (scores-key's 'D minor' in the quick size)
+    with pytest.raises(UserError, match=r"'probe.shots': class 'c' has no training tracks, so "
+                                        r"no 1-shot draw exists"):
+        draw_tracks(np.array([0, 0, 1]), ["a", "b", "c"], 1, 2, 0)
     with pytest.raises(UserError, match="'probe.shots' needs probe.heads=\\[centroid\\]"):
         ProbeConfig(heads=["ridge"], shots=[5])
     with pytest.raises(UserError, match="'probe.train_fraction'"):
