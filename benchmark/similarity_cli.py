@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from mirprobe.errors import UserError
@@ -18,7 +17,8 @@ from mirprobe.errors import UserError
 DESCRIPTION = """\
 Linear CKA (unbiased HSIC) between every pair of layers of MODEL, or between the layers of MODEL
 and MODEL2, on the items of one task of a run config. Each item is the mean of its feature rows.
-Writes cka.csv and a heatmap (PNG, SVG) to <work folder>/similarity/<name>/. Overrides are
+Writes cka.csv, info.json and a heatmap (PNG, SVG) to <work folder>/similarity/<name>/
+(`mirprobe publish` shows them). Overrides are
 key=value (work_dir, device, extract.*, tasks …), e.g.
   mirprobe similarity musicnn-mtt --task genre
   mirprobe similarity handcrafted random --task key --split test work_dir=/tmp/mp"""
@@ -98,24 +98,20 @@ def similarity(models: list[str], overrides: list[str], config: str | None, task
     matrix = pd.DataFrame(cka, index=first.layer_names, columns=second.layer_names)
     stem = "_vs_".join(Path(m).name for m in models) + f"_{name}_{split}"
     out = runner.work.root / "similarity" / stem
-    write(matrix, out, models, name)
+    write(matrix, out, models, name, {"split": split, "items": len(pairs),
+                                      "left_out": left_out})
     return matrix, {"items": len(pairs), "left_out": left_out, "task": name, "out": out}
 
 
-def write(matrix: pd.DataFrame, out: Path, models: list[str], task: str) -> list[Path]:
-    """``cka.csv`` and the heatmap ``cka.png``/``.svg``."""
-    from mirprobe.report.plots import plt, save_figure
-    from mirprobe.workfolder import atomic_write_bytes
+def write(matrix: pd.DataFrame, out: Path, models: list[str], task: str,
+          info: dict | None = None) -> list[Path]:
+    """``cka.csv``, ``info.json`` (models, task, split, items: what ``mirprobe publish`` shows
+    with the heatmap) and the heatmap ``cka.png``/``.svg``."""
+    from mirprobe.report.protocol_plots import cka_heatmap
+    from mirprobe.workfolder import atomic_write_bytes, atomic_write_json
 
     atomic_write_bytes(out / "cka.csv", matrix.to_csv(float_format="%.6g").encode())
-    rows, cols = matrix.shape
-    fig, ax = plt.subplots(figsize=(1.8 + 0.4 * cols, 1.2 + 0.35 * rows))
-    im = ax.imshow(matrix.to_numpy(), origin="lower", cmap="viridis", vmin=min(0.0, np.nanmin(
-        matrix.to_numpy())), vmax=1.0)
-    ax.set_xticks(range(cols), list(matrix.columns), rotation=90, fontsize=7)
-    ax.set_yticks(range(rows), list(matrix.index), fontsize=7)
-    ax.set_ylabel(models[0])
-    ax.set_xlabel(models[-1])
-    ax.set_title(f"linear CKA (unbiased) · {task}", fontsize=9)
-    fig.colorbar(im, ax=ax, label="CKA")
-    return [out / "cka.csv", *save_figure(fig, out, "cka")]
+    atomic_write_json(out / "info.json", {"models": models, "task": task, **(info or {})})
+    return [out / "cka.csv", out / "info.json",
+            *cka_heatmap(matrix, out, "cka", rows=models[0], cols=models[-1],
+                         title=f"linear CKA (unbiased) · {task}")]

@@ -65,7 +65,11 @@ class MulticlassTask(Task):
         return np.int64(index[name])
 
     def _targets(self, labels: Sequence[Any]) -> np.ndarray:
-        return np.array([self.encode(label) for label in labels], dtype=np.int64)
+        index = self._index()  # once per call, not per label (evaluated for every head)
+        try:
+            return np.array([index[self._label_name(label)] for label in labels], dtype=np.int64)
+        except KeyError:  # encode() names the unknown label
+            return np.array([self.encode(label) for label in labels], dtype=np.int64)
 
     def _class_metrics(self, predicted: np.ndarray, labels: Sequence[Any]) -> dict[str, float]:
         from sklearn.metrics import accuracy_score, f1_score

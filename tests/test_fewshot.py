@@ -43,6 +43,12 @@ def test_fewshot_bad_input_names_the_key() -> None:
                                         r"has \d+ training tracks"):
         run_probe(Classes(), entry, splits, ProbeConfig(heads=["centroid"], shots=[30]),
                   progress=False)
+    from mirprobe.probes.fewshot import draw_tracks
+
+    # a class of the task with no training track at all (scores-key's 'D minor' in the quick size)
+    with pytest.raises(UserError, match=r"'probe.shots': class 'c' has no training tracks, so "
+                                        r"no 1-shot draw exists"):
+        draw_tracks(np.array([0, 0, 1]), ["a", "b", "c"], 1, 2, 0)
     with pytest.raises(UserError, match="'probe.shots' needs probe.heads=\\[centroid\\]"):
         ProbeConfig(heads=["ridge"], shots=[5])
     with pytest.raises(UserError, match="'probe.train_fraction'"):
@@ -89,7 +95,7 @@ def test_fewshot_run_config_makes_one_record_per_shot_count(tmp_path, capsys) ->
     from mirprobe.record import Record
 
     cfg = load_run_config("fewshot")
-    assert list(cfg.probe.shots) == [1, 5, 10, 20] and cfg.probe.heads == ["centroid"]
+    assert list(cfg.probe.shots) == [1, 5, 10] and cfg.probe.heads == ["centroid"]
     args = ["models=[handcrafted]", "progress=false", "device=cpu", "extract.num_workers=0",
             "tasks=[genre]", "probe.shots=[1,2]", "probe.draws=4", f"work_dir={tmp_path}"]
     assert main(["run", "fewshot", *args]) == 0

@@ -123,6 +123,7 @@ def test_knn_run_config_end_to_end(tmp_path, capsys) -> None:  # noqa: ANN001
     from tests.test_datasets_run import TINY
 
     args = [a for a in TINY if not a.startswith("probe.")]
+    args.append("synthetic.size=quick")  # the config's own suite is the scores suite
     assert main(["run", "knn", *args, "tasks=[key,genre]", f"work_dir={tmp_path}"]) == 0
     capsys.readouterr()
     records = [Record.read(p) for p in (tmp_path / "records").glob("*.json")]

@@ -155,10 +155,7 @@ def _knn(task, source: FeatureSource, train: SplitRows, cfg: ProbeConfig,  # noq
     specs = knn_grid(cfg, num_layers, len(train.rows))
     search = Neighbours(task, source, train, specs, task.output_dim)
 
-    def rows(split: SplitRows, pick: list[int] | None = None) -> torch.Tensor:
-        out = search.rows(split)
-        return out if pick is None else out[pick]
-    return specs, [Heads(np.arange(len(specs)), rows)], {i: 0 for i in range(len(specs))}
+    return specs, [Heads(np.arange(len(specs)), search.rows)], {i: 0 for i in range(len(specs))}
 
 
 def check_protocol(task, cfg: ProbeConfig) -> None:  # noqa: ANN001

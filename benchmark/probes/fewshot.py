@@ -88,6 +88,10 @@ def draw_tracks(track_classes: np.ndarray, classes: list[str], shots: int, draws
     short = [(classes[c], len(m)) for c, m in enumerate(members) if len(m) < shots]
     if short:
         name, have = min(short, key=lambda x: x[1])
+        if have == 0:
+            raise UserError(f"config key 'probe.shots': class {name!r} has no training tracks, "
+                            f"so no {shots}-shot draw exists; few-shot needs every class of the "
+                            "task in the train split (run it on another task)")
         raise UserError(f"config key 'probe.shots': {shots} examples per class but class "
                         f"{name!r} has {have} training tracks; give shots <= {have}")
     masks = np.zeros((draws, len(track_classes)))

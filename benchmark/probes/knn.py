@@ -120,18 +120,21 @@ class Neighbours:
             sim = 2 * sim - self.norm2[:, None, :]
         return sim.topk(self.kmax, dim=-1, sorted=True).indices
 
-    def rows(self, split: SplitRows) -> torch.Tensor:
-        """Outputs ``[specs, R, out]`` in ``specs`` order for the rows of ``split``."""
+    def rows(self, split: SplitRows, pick: list[int] | None = None) -> torch.Tensor:
+        """Outputs ``[specs, R, out]`` in ``specs`` order for the rows of ``split`` (only the
+        specs at positions ``pick``, e.g. the test split's chosen heads)."""
+        specs = self.specs if pick is None else [self.specs[i] for i in pick]
+        metrics = [m for m in self.unit if any(s.metric == m for s in specs)]
         out = None
         at = {la: i for i, la in enumerate(self.layers)}
         step = max(1, QUERY_BYTES // (8 * len(self.layers) * max(1, self.x.shape[1])))
         for pos, x in self.source.ordered(split.rows, max_rows=step):
             q = (_inputs(x, self.layers) - self.shift) * self.scale
-            found = {m: self._nearest(q, m) for m in self.unit}
+            found = {m: self._nearest(q, m) for m in metrics}
             if out is None:
-                out = torch.empty(len(self.specs), len(split.rows), self.y.shape[1],
+                out = torch.empty(len(specs), len(split.rows), self.y.shape[1],
                                   device=self.source.device)
-            for h, s in enumerate(self.specs):
+            for h, s in enumerate(specs):
                 idx = found[s.metric][at[s.layer], :, : s.k]  # [B, k]
                 votes = self.y[idx].sum(1)
                 out[h, pos] = (votes if self.count else votes / s.k).float()

@@ -4,6 +4,10 @@
 per column in bold), ``leaderboard.csv``, ``layers.csv``, ``results.json`` (raw values and
 provenance), ``plots/*.png|svg`` (layer curves per task, model × task heatmap) and
 ``index.html`` (one self-contained page). All formats show the same rounded numbers.
+
+The protocol views (:mod:`mirprobe.report.views`: probe vs k-NN vs few-shot, data-efficiency
+curves, the work folder's CKA matrices, …) add ``<view>.csv``, a section in ``leaderboard.md``,
+a table in ``leaderboard.tex``, their figures in ``plots/`` and a section of the page.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from mirprobe.report.series import leaderboard_records, read_manifests
 from mirprobe.report.series_page import series_sections
 from mirprobe.report.stats import N_BOOT, SEED
 from mirprobe.report.tables import aggregate, layer_table, leaderboard
+from mirprobe.report.views import Context, View, build_views
 from mirprobe.workfolder import atomic_write_json
 
 
@@ -104,16 +109,23 @@ def publish(records: Sequence[Record], out_dir: Path, *, records_dir: Path | Non
     md += [f"### {t.attrs['model']}\n\n{markdown_table(layers_display(t))}" for t in layer_tables]
     md.append(f"{LAYERS_CAPTION}\n\n{method}\n")
     md += [robust.markdown] if robust else []
+    views = build_views(Context(records, records_dir, ci=ci, n_boot=n_boot, seed=seed,
+                                plots=out / "plots"))
+    md += [_view_md(v, out) for v in views]
     paths["md"].write_text("\n".join(md))
 
     tex = [latex.table(shown, caption, "tab:leaderboard", best)]
     tex += [latex.table(layers_display(t), f"{t.attrs['model']}: {LAYERS_CAPTION}",
                         f"tab:layers-{plots.slug(t.attrs['model'])}") for t in layer_tables]
+    tex += [latex.table(v.display, v.caption, f"tab:{v.name}") for v in views]
     paths["tex"].write_text("% requires \\usepackage{booktabs}\n" + "\n".join(tex))
 
     leaderboard_csv(board).to_csv(paths["csv"], index=False)
     all_layers = pd.concat([layers_csv(t) for t in layer_tables])
     all_layers.to_csv(paths["layers_csv"], index=False)
+    for v in views:
+        paths[f"{v.name}_csv"] = out / f"{v.name}.csv"
+        v.csv.to_csv(paths[f"{v.name}_csv"], index=False)
     atomic_write_json(paths["json"], {
         "generated": time.strftime("%Y-%m-%dT%H:%M:%S"), "mirprobe": mirprobe.__version__,
         "bootstrap": {"resamples": n_boot, "seed": seed, "level": 0.95, "unit": "test track",
@@ -122,7 +134,9 @@ def publish(records: Sequence[Record], out_dir: Path, *, records_dir: Path | Non
         "aggregate": aggregate(board).reset_index().to_dict("records"),
         "layers": all_layers.to_dict("records"),
         "provenance": prov.reset_index().to_dict("records"),
-        **({"robustness": robust.rows} if robust else {})})
+        **({"robustness": robust.rows} if robust else {}),
+        **{v.name: v.csv.astype(object).where(v.csv.notna(), None).to_dict("records")
+           for v in views}})
 
     sections = [("Leaderboard", html.table(shown, caption=caption, best=best, table_id="leaderboard")),
                 ("Plots", html.figure(heat[0], "Model × task heatmap")
@@ -130,12 +144,21 @@ def publish(records: Sequence[Record], out_dir: Path, *, records_dir: Path | Non
     sections += [(f"Layers: {t.attrs['model']}", html.table(layers_display(t), caption=LAYERS_CAPTION))
                  for t in layer_tables]
     sections += [("Robustness", robust.html)] if robust else []
+    sections += [(v.title, html.table(v.display, caption=v.caption, table_id=v.name)
+                   + "".join(html.figure(p, c) for p, c in v.figures)) for v in views]
     sections += series_sections(manifests, out, Path(records_dir or ""), ci=ci, n_boot=n_boot,
                                 seed=seed)
     sections.append(("Provenance", html.table(prov.astype(str), caption=method)))
     paths["html"].write_text(html.page(title, sections))
     paths["plots"] = out / "plots"
     return paths
+
+
+def _view_md(view: View, out: Path) -> str:
+    """A view's Markdown section: its table, caption and figures (linked, relative to ``out``)."""
+    figures = "".join(f"![{c}]({p.relative_to(out).as_posix()})\n" for p, c in view.figures)
+    return (f"## {view.title}\n\n{markdown_table(view.display)}\n{view.caption}\n"
+            + (f"\n{figures}" if figures else ""))
 
 
 def _raw_rows(board: pd.DataFrame) -> list[dict[str, Any]]:

@@ -210,6 +210,7 @@ def print_and_write(records: Sequence[Record], out_dir: Path, *, console: bool =
             print(f"Layers of {t.attrs['model']}\n{text_table(layers_display(t))}\n")
         print(LAYERS_CAPTION)
     _write_draws(records, out_dir, console)
+    _write_views(records, out_dir, console, records_dir)
     return board
 
 
@@ -224,6 +225,22 @@ def _write_draws(records: Sequence[Record], out_dir: Path, console: bool) -> Non
     (out_dir / "fewshot.md").write_text(f"{markdown_table(draw_display(table))}\n{CAPTION}\n")
     if console:
         print(f"\nFew-shot draws\n{text_table(draw_display(table))}\n{CAPTION}")
+
+
+def _write_views(records: Sequence[Record], out_dir: Path, console: bool,
+                 records_dir: Path | None) -> None:
+    """``<view>.{md,csv}`` of each protocol view with something to show
+    (:mod:`mirprobe.report.views`); the protocol table sets the run's k-NN and few-shot records
+    beside the work folder's other records of the same models and tasks."""
+    from mirprobe.report.protocols import with_companions
+    from mirprobe.report.views import Context, build_views
+
+    for view in build_views(Context(with_companions(records, records_dir), records_dir)):
+        view.csv.to_csv(out_dir / f"{view.name}.csv", index=False)
+        (out_dir / f"{view.name}.md").write_text(
+            f"{markdown_table(view.display)}\n{view.caption}\n")
+        if console:
+            print(f"\n{view.title}\n{text_table(view.display)}\n{view.caption}")
 
 
 COMPARE_CAPTION = (
