@@ -4,8 +4,10 @@ On the project's reference CPU (AMD EPYC, Zen 5) the stock routes leave speed on
 (``perf/README.md``): ``nn.Conv1d`` runs oneDNN on channels-first memory, which in bfloat16 is
 several times slower than the same convolution as a 2-D one over a channels-last view (and
 1.1–1.4× slower in float32); a one-channel waveform front end is faster as a product of frames;
-a per-channel group norm made contiguous copies the largest activation twice.
-:func:`accelerate` points the ``forward`` of those modules at these routes. Parameters, state
+a per-channel group norm made contiguous copies the largest activation twice; under bfloat16
+autocast every linear and convolution cast its float32 weights again at every call (on a CPU with
+AMX the casts took longer than the products). :func:`accelerate` points the ``forward`` of those
+modules at these routes. Parameters, state
 dict and parametrisations (weight norm) stay as they are; the routes only run on CPUs with
 oneDNN enabled, and :func:`plain_products` turns them off (the reference forward pass).
 Float32 results equal the stock ones to float32 rounding (relative 2e-6 on MERT-v1-95M).
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -46,24 +48,61 @@ def routes_enabled() -> bool:
 
 def accelerate(model: torch.nn.Module) -> torch.nn.Module:
     """Route every zero-padded ``nn.Conv1d`` of ``model`` through channels-last oneDNN convolutions
-    on CPUs, and per-channel ``nn.GroupNorm`` through a pass that keeps that layout (in place;
-    returns ``model``). Modules of other devices keep their stock forward. ``nn.Linear`` keeps
-    its own: at transformer widths (768 → 768/3072) MKL's sgemm and oneDNN ran at the same rate
-    (``perf/README.md``); :func:`linear` is the oneDNN route for narrower products."""
+    on CPUs, per-channel ``nn.GroupNorm`` through a pass that keeps that layout, and ``nn.Linear``
+    under CPU autocast through weights cast once (in place; returns ``model``). Modules of other
+    devices keep their stock forward. A float32 ``nn.Linear`` keeps its own: at transformer widths
+    (768 → 768/3072) MKL's sgemm and oneDNN ran at the same rate (``perf/README.md``);
+    :func:`mm_bias` is the oneDNN route for narrower products."""
     for module in model.modules():
         if type(module) is torch.nn.GroupNorm and module.num_groups == module.num_channels:
             module.forward = functools.partial(channel_norm, module)
         elif isinstance(module, torch.nn.Conv1d) and module.padding_mode == "zeros" \
                 and not isinstance(module.padding, str):
             module.forward = functools.partial(conv1d, module)
+            _forget_casts_on_load(module)
+        elif type(module) is torch.nn.Linear:
+            module.forward = functools.partial(autocast_linear, module)
+            _forget_casts_on_load(module)
     return model
 
 
-def linear(module: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    """``module(x)``; float32 on a CPU as a 1×1 convolution over ``x``'s memory (oneDNN)."""
-    if not _fast(x) or torch.is_autocast_enabled("cpu") or x.dtype != torch.float32 or x.dim() < 2:
+def _forget_casts_on_load(module: torch.nn.Module) -> None:
+    module.register_load_state_dict_post_hook(lambda m, _: m.__dict__.pop(_CASTS, None))
+
+
+_CASTS = "fastops_casts"  # a module's cached weight casts, in its __dict__ (not state)
+
+
+def cached(module: torch.nn.Module, key: str, make: Callable[[], tuple]) -> tuple:
+    """``make()``'s tensors (casts of ``module``'s weights), made once per ``key`` and kept while
+    ``module``'s parameters are the same tensors at the same addresses (moved, replaced or loaded
+    weights make them again: ``load_state_dict`` in place drops them through a hook). Only used
+    with gradients off, so a cast never needs to carry one."""
+    stamp = tuple((p.data_ptr(), p.dtype, p.device) for p in module.parameters())
+    casts = module.__dict__.setdefault(_CASTS, {})
+    if key not in casts or casts[key][0] != stamp:
+        with torch.no_grad(), torch.autocast("cpu", enabled=False):
+            casts[key] = (stamp, make())
+    return casts[key][1]
+
+
+def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The CPU autocast precision ``x`` would be cast to by a product, or None (no autocast, not a
+    CPU, gradients on, routes off)."""
+    if not _fast(x) or torch.is_grad_enabled() or not torch.is_autocast_enabled("cpu"):
+        return None
+    return torch.get_autocast_dtype("cpu") if x.dtype in (torch.float32, torch.get_autocast_dtype("cpu")) else None
+
+
+def autocast_linear(module: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)``; under CPU autocast with the weights cast to its precision once (the stock
+    route casts them at every call), else the stock ``F.linear``. Same numbers either way."""
+    dtype = _autocast_dtype(x)
+    if dtype is None or module.weight.dtype != torch.float32:
         return F.linear(x, module.weight, module.bias)
-    return mm_bias(x, module.weight, module.bias)
+    w, b = cached(module, f"linear {dtype}", lambda: (
+        module.weight.to(dtype), None if module.bias is None else module.bias.to(dtype)))
+    return F.linear(x.to(dtype), w, b)
 
 
 def mm_bias(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -77,9 +116,19 @@ def mm_bias(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) ->
 
 
 def conv1d(module: torch.nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
-    """``module(x)`` for ``x`` ``[B, C, T]`` through :func:`conv1d_channels_last` on CPUs."""
-    return conv1d_channels_last(x, module.weight, module.bias, module.stride[0], module.padding[0],
-                                module.dilation[0], module.groups)
+    """``module(x)`` for ``x`` ``[B, C, T]`` through :func:`conv1d_channels_last` on CPUs, its
+    weight laid out (and under autocast cast) once, not at every call, when gradients are off."""
+    args = (module.stride[0], module.padding[0], module.dilation[0], module.groups)
+    floats = next(module.parameters()).dtype == torch.float32  # (weight norm: not .weight, computed)
+    if not _fast(x) or torch.is_grad_enabled() or x.dim() != 3 or not floats:
+        return conv1d_channels_last(x, module.weight, module.bias, *args)
+    dtype = _autocast_dtype(x) or torch.float32
+    if x.shape[1] == 1:  # the waveform front end: float32 frames (see _frames_product)
+        dtype = torch.float32
+    w, b = cached(module, f"conv {dtype}", lambda: (
+        module.weight.to(dtype).unsqueeze(2).contiguous(memory_format=torch.channels_last),
+        None if module.bias is None else module.bias.to(dtype)))
+    return conv1d_channels_last(x, w, b, *args)
 
 
 def conv1d_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
@@ -93,8 +142,10 @@ def conv1d_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     if x.shape[1] == 1 and groups == 1 and padding == 0 and dilation == 1:
         return _frames_product(x, weight, bias, stride)
     last = torch.channels_last
-    y = F.conv2d(x.unsqueeze(2).contiguous(memory_format=last),
-                 weight.unsqueeze(2).contiguous(memory_format=last), bias, stride=(1, stride),
+    if weight.dim() == 3:
+        weight = weight.unsqueeze(2).contiguous(memory_format=last)
+    dtype = weight.dtype if torch.is_autocast_enabled("cpu") else x.dtype  # one pass: layout and cast
+    y = F.conv2d(x.unsqueeze(2).to(dtype, memory_format=last), weight, bias, stride=(1, stride),
                  padding=(0, padding), dilation=(1, dilation), groups=groups)
     return y.squeeze(2)
 
@@ -106,7 +157,7 @@ def _frames_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     bfloat16 waveform loses precision); channels-last ``[B, C, T']`` out."""
     with torch.autocast("cpu", enabled=False):
         frames = x[:, 0].float().unfold(-1, weight.shape[-1], stride)  # a view
-        y = torch.matmul(frames, weight[:, 0].float().T)
+        y = torch.matmul(frames, weight.flatten(1).float().T)
         if bias is not None:
             y += bias.float()
     return y.transpose(1, 2)
@@ -114,16 +165,14 @@ def _frames_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
 
 def channel_norm(module: torch.nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
     """A ``GroupNorm`` of one channel per group over ``x`` ``[B, C, T]``, in float32 (as autocast
-    runs group norms), keeping ``x``'s memory layout (the stock kernel makes it contiguous)."""
+    runs group norms), keeping ``x``'s memory layout (the stock kernel makes it contiguous). Each
+    item is a batch norm in training mode over its ``[1, C, 1, T]`` view: per channel, the
+    statistics and the normalisation in one kernel (a variance and a mean over the strided time
+    axis, then a scale and shift, took 1.6× longer)."""
     if not _fast(x) or x.dim() != 3:
         return F.group_norm(x, module.num_groups, module.weight, module.bias, module.eps)
     with torch.autocast("cpu", enabled=False):
-        x = x.float()
-        var, mean = torch.var_mean(x, dim=2, keepdim=True, correction=0)
-        scale = torch.rsqrt(var + module.eps)
-        if module.weight is not None:
-            scale = scale * module.weight[:, None]
-        shift = -mean * scale
-        if module.bias is not None:
-            shift = shift + module.bias[:, None]
-        return x * scale + shift
+        x = x.float().unsqueeze(2)
+        items = [F.batch_norm(x[b:b + 1], None, None, module.weight, module.bias, True, 0.0, module.eps)
+                 for b in range(x.shape[0])]
+        return (items[0] if len(items) == 1 else torch.cat(items)).squeeze(2)
