@@ -67,7 +67,11 @@ def accelerate(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def _forget_casts_on_load(module: torch.nn.Module) -> None:
-    module.register_load_state_dict_post_hook(lambda m, _: m.__dict__.pop(_CASTS, None))
+    module.register_load_state_dict_post_hook(_forget_casts)
+
+
+def _forget_casts(module: torch.nn.Module, _: object) -> None:
+    module.__dict__.pop(_CASTS, None)
 
 
 _CASTS = "fastops_casts"  # a module's cached weight casts, in its __dict__ (not state)
