@@ -188,3 +188,33 @@ def test_channel_norm_matches_float64_group_norm(batch: int) -> None:
         out = accelerate(torch.nn.Sequential(norm))(x)
     assert out.shape == x.shape and out.stride(1) == 1  # the layout kept
     assert _relative(out, ref) < FP32_TOL
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_waveform_layer_with_its_norm_in_one_product_matches_float64(batch: int) -> None:
+    from transformers import HubertConfig
+    from transformers.models.hubert.modeling_hubert import HubertGroupNormConvLayer
+
+    torch.manual_seed(2)
+    config = HubertConfig(conv_dim=[32], conv_kernel=[10], conv_stride=[5], conv_bias=True)
+    layer = HubertGroupNormConvLayer(config).eval()
+    torch.nn.init.normal_(layer.layer_norm.weight)
+    torch.nn.init.normal_(layer.layer_norm.bias)
+    x = torch.randn(batch, 1, 4000) * 0.1 + 0.3  # a DC offset: the centring must hold
+    ref = copy_double(layer)(x.double())
+    norms = (F.group_norm, F.batch_norm)
+    with torch.inference_mode():
+        accelerate(layer)
+        with Conv2dCalls(norms) as calls:
+            out = layer(x)
+    assert sum(calls.also.values()) == 0  # the norm folded into the product
+    assert out.shape == ref.shape and out.dtype == torch.float32 and out.stride(1) == 1
+    assert _relative(out, ref) < FP32_TOL
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert _relative(layer(x), ref) < FP32_TOL  # float32 even under autocast, as the stock norm
+
+
+def copy_double(module: torch.nn.Module) -> torch.nn.Module:
+    import copy
+
+    return copy.deepcopy(module).double()

@@ -54,6 +54,8 @@ def accelerate(model: torch.nn.Module) -> torch.nn.Module:
     (768 → 768/3072) MKL's sgemm and oneDNN ran at the same rate (``perf/README.md``);
     :func:`mm_bias` is the oneDNN route for narrower products."""
     for module in model.modules():
+        if _normed_waveform_layer(module):
+            module.forward = functools.partial(normed_waveform_conv, module)
         if type(module) is torch.nn.GroupNorm and module.num_groups == module.num_channels:
             module.forward = functools.partial(channel_norm, module)
         elif isinstance(module, torch.nn.Conv1d) and module.padding_mode == "zeros" \
@@ -64,6 +66,45 @@ def accelerate(model: torch.nn.Module) -> torch.nn.Module:
             module.forward = functools.partial(autocast_linear, module)
             _forget_casts_on_load(module)
     return model
+
+
+def _normed_waveform_layer(module: torch.nn.Module) -> bool:
+    """A wav2vec 2.0-style first layer (transformers' ``*GroupNormConvLayer``: conv → per-channel
+    group norm → activation) whose convolution reads the waveform (one channel, no padding)."""
+    conv, norm = getattr(module, "conv", None), getattr(module, "layer_norm", None)
+    return (type(module).__name__.endswith("GroupNormConvLayer") and hasattr(module, "activation")
+            and type(conv) is torch.nn.Conv1d and type(norm) is torch.nn.GroupNorm
+            and conv.in_channels == 1 and conv.groups == 1 and conv.padding == (0,)
+            and conv.dilation == (1,) and conv.padding_mode == "zeros"
+            and norm.num_groups == norm.num_channels == conv.out_channels)
+
+
+def normed_waveform_conv(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``activation(layer_norm(conv(x)))`` of a :func:`_normed_waveform_layer` in one product.
+
+    The convolution is linear in the waveform's frames ``f`` (``[B, T', k]``, k = 10 taps), so each
+    channel's mean over time is ``w · mean(f)`` and its variance ``w · cov(f) · w`` (a k × k
+    matrix per item, in float64): the normalisation is folded into per-item filters, applied to
+    the centred frames (no cancellation), with the norm's shift as one more tap on a column of
+    ones. The 512-channel output is written once, channels last, instead of a product, a pass
+    of statistics, a normalising pass and a copy (the conv's bias cancels in the norm)."""
+    conv, norm = module.conv, module.layer_norm
+    if not _fast(x) or x.dim() != 3 or x.shape[1] != 1:
+        return module.activation(norm(conv(x)))
+    with torch.autocast("cpu", enabled=False):
+        frames = x[:, 0].double().unfold(-1, conv.kernel_size[0], conv.stride[0])  # [B, T', k]
+        centred = frames - frames.mean(dim=1, keepdim=True)
+        cov = centred.transpose(1, 2) @ centred / frames.shape[1]  # [B, k, k]
+        w = conv.weight.detach().flatten(1).double()  # [C, k]
+        scale = torch.rsqrt(torch.einsum("ck,bkl,cl->bc", w, cov, w) + norm.eps)  # [B, C]
+        if norm.weight is not None:
+            scale = scale * norm.weight.detach().double()
+        filters = (w * scale[..., None]).transpose(1, 2)  # [B, k, C]
+        if norm.bias is not None:
+            centred = torch.cat([centred, centred.new_ones(centred.shape[:2] + (1,))], dim=2)
+            filters = torch.cat([filters, norm.bias.detach().double().expand(len(x), 1, -1)], dim=1)
+        y = torch.bmm(centred.float(), filters.float())  # [B, T', C]
+    return module.activation(y.transpose(1, 2))
 
 
 def _forget_casts_on_load(module: torch.nn.Module) -> None:
