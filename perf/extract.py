@@ -10,6 +10,8 @@ one run. Peak memory is measured in a fresh process per track for a 10 s and a 1
     python perf/extract.py                       # tiny + random MERT-v1-95M
     python perf/extract.py --models tiny --tracks 8 --seconds 20 --batch-size 16
     python perf/extract.py --models musicnn-mtt --threads 1 --dtypes float32 --skip-memory
+    python perf/extract.py --models mert-v1-95m musicnn-mtt --tracks 2 --seconds 10 --repeat 5 \
+        --skip-memory --threads 1
     python perf/extract.py --models mert-v1-95m muq-large musicfm-25hz dasheng-base omar-rq-base \
         --tracks 1 --repeat 1 --dtypes float32 --skip-memory   # the published sizes, random-init
 
@@ -17,7 +19,10 @@ Besides the ratio, each row gives mirprobe's audio seconds per second and its ar
 (the model's FLOPs per audio second, counted by torch's FlopCounterMode, times that speed), every
 round's time (min / median / max) and the ratio within each round's pair. The naive loop runs
 the stock PyTorch routes (``plain_products``); the ceiling is that of the model's products by
-their fastest routes on this CPU (``perf/ceiling.py``).
+their fastest routes on this CPU (``perf/ceiling.py``). Each precision's forward pass is also
+compared with the stock float32 one on the same two windows (no resampler or cache between
+them), against the documented tolerance. On a loaded machine ``--threads 1`` gives the steadier
+ratios (at two threads each parallel region waits for a descheduled thread).
 """
 
 from __future__ import annotations
