@@ -212,6 +212,8 @@ def test_waveform_layer_with_its_norm_in_one_product_matches_float64(batch: int)
     assert _relative(out, ref) < FP32_TOL
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert _relative(layer(x), ref) < FP32_TOL  # float32 even under autocast, as the stock norm
+    layer(x).square().mean().backward()  # gradients on: the unfolded layer, which carries them
+    assert layer.conv.weight.grad is not None and bool(layer.conv.weight.grad.abs().sum() > 0)
 
 
 def copy_double(module: torch.nn.Module) -> torch.nn.Module:

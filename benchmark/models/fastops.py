@@ -89,8 +89,8 @@ def normed_waveform_conv(module: torch.nn.Module, x: torch.Tensor) -> torch.Tens
     ones. The 512-channel output is written once, channels last, instead of a product, a pass
     of statistics, a normalising pass and a copy (the conv's bias cancels in the norm)."""
     conv, norm = module.conv, module.layer_norm
-    if not _fast(x) or x.dim() != 3 or x.shape[1] != 1:
-        return module.activation(norm(conv(x)))
+    if not _fast(x) or torch.is_grad_enabled() or x.dim() != 3 or x.shape[1] != 1:
+        return module.activation(norm(conv(x)))  # (the fold's filters carry no gradient)
     with torch.autocast("cpu", enabled=False):
         frames = x[:, 0].double().unfold(-1, conv.kernel_size[0], conv.stride[0])  # [B, T', k]
         centred = frames - frames.mean(dim=1, keepdim=True)
