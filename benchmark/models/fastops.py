@@ -1,16 +1,18 @@
 """Faster CPU routes for the products of PyTorch models, swapped in without changing the model.
 
-On the project's reference CPU (AMD EPYC, Zen 5) the stock routes leave speed on the table
-(``perf/README.md``): ``nn.Conv1d`` runs oneDNN on channels-first memory, which in bfloat16 is
-several times slower than the same convolution as a 2-D one over a channels-last view (and
-1.1–1.4× slower in float32); a one-channel waveform front end is faster as a product of frames;
-a per-channel group norm made contiguous copies the largest activation twice; under bfloat16
-autocast every linear and convolution cast its float32 weights again at every call (on a CPU with
-AMX the casts took longer than the products). :func:`accelerate` points the ``forward`` of those
-modules at these routes. Parameters, state
-dict and parametrisations (weight norm) stay as they are; the routes only run on CPUs with
-oneDNN enabled, and :func:`plain_products` turns them off (the reference forward pass).
-Float32 results equal the stock ones to float32 rounding (relative 2e-6 on MERT-v1-95M).
+On the project's CPUs (an AMD EPYC, Zen 5; an Intel Xeon with AMX) the stock routes leave speed
+on the table (``perf/README.md``): ``nn.Conv1d`` runs oneDNN on channels-first memory, which in
+bfloat16 is several times slower than the same convolution as a 2-D one over a channels-last
+view (and 1.1–1.4× slower in float32); a one-channel waveform front end is faster as a product
+of frames, and with the per-channel group norm after it folded in, one product writes the
+normalised output; a per-channel group norm made contiguous copies the largest activation
+twice; under bfloat16 autocast every linear and convolution cast its float32 weights again at
+every call (on the AMX CPU the casts took longer than the products). :func:`accelerate` points
+the ``forward`` of those modules at these routes. Parameters, state dict and parametrisations
+(weight norm) stay as they are; the routes only run on CPUs with oneDNN enabled, and
+:func:`plain_products` turns them off (the reference forward pass). Float32 results equal the
+stock ones to float32 rounding (relative 2e-6 on MERT-v1-95M); under autocast the linears give
+the stock autocast numbers exactly.
 """
 
 from __future__ import annotations
