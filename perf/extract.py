@@ -10,6 +10,8 @@ one run. Peak memory is measured in a fresh process per track for a 10 s and a 1
     python perf/extract.py                       # tiny + random MERT-v1-95M
     python perf/extract.py --models tiny --tracks 8 --seconds 20 --batch-size 16
     python perf/extract.py --models musicnn-mtt --threads 1 --dtypes float32 --skip-memory
+    python perf/extract.py --models mert-v1-95m musicnn-mtt --tracks 2 --seconds 10 --repeat 5 \
+        --skip-memory --threads 1
     python perf/extract.py --models mert-v1-95m muq-large musicfm-25hz dasheng-base omar-rq-base \
         --tracks 1 --repeat 1 --dtypes float32 --skip-memory   # the published sizes, random-init
 
@@ -17,7 +19,10 @@ Besides the ratio, each row gives mirprobe's audio seconds per second and its ar
 (the model's FLOPs per audio second, counted by torch's FlopCounterMode, times that speed), every
 round's time (min / median / max) and the ratio within each round's pair. The naive loop runs
 the stock PyTorch routes (``plain_products``); the ceiling is that of the model's products by
-their fastest routes on this CPU (``perf/ceiling.py``).
+their fastest routes on this CPU (``perf/ceiling.py``). Each precision's forward pass is also
+compared with the stock float32 one on the same two windows (no resampler or cache between
+them), against the documented tolerance. On a loaded machine ``--threads 1`` gives the steadier
+ratios (at two threads each parallel region waits for a descheduled thread).
 """
 
 from __future__ import annotations
@@ -157,6 +162,40 @@ def speed(extractor: Extractor, model: str, paths: list[str], work: Path,
             for d in args.dtypes]
 
 
+TOLERANCE = {"float32": 1e-5, "bfloat16": 5e-2}  # of the routes against the stock float32 forward
+# pass, relative to each layer's largest magnitude (perf/README.md; tests/test_fastops.py; the
+# bfloat16 one is MERT-v1-95M's: a random tiny model's stock bfloat16 forward is further off)
+
+
+def forward_deviation(extractor: Extractor, path: str,
+                      dtypes: list[str]) -> dict[str, tuple[float, float]]:
+    """The largest per-layer deviation of mirprobe's forward pass (fast routes, each precision)
+    from the stock float32 one (``plain_products``) on the first two windows of ``path``, frame
+    level, relative to each layer's largest magnitude: the routes and the precision alone, no
+    resampler or cache in between; beside it, the stock routes' own at that precision."""
+    data, file_sr = sf.read(path, dtype="float32", always_2d=True)
+    g = gcd(extractor.sample_rate, file_sr)
+    wave = resample_poly(data.mean(axis=1), extractor.sample_rate // g, file_sr // g)
+    n = min(int(round(extractor.context_s * extractor.sample_rate)), len(wave) // 2)
+    waves = torch.from_numpy(np.stack([extractor.prepare(wave[i * n:(i + 1) * n]) for i in range(2)])).float()
+    with torch.inference_mode():
+        with plain_products():
+            ref = extractor.forward(waves).float()
+        out = {}
+        for d in dtypes:
+            with torch.autocast("cpu", dtype=getattr(torch, d), enabled=d != "float32"):
+                fast = extractor.forward(waves).float()
+                with plain_products():
+                    stock = extractor.forward(waves).float()
+            out[d] = (_largest(fast, ref), _largest(stock, ref))
+    return out
+
+
+def _largest(a: torch.Tensor, ref: torch.Tensor) -> float:
+    return max(float((a[i] - ref[i]).abs().max() / ref[i].abs().max().clamp_min(1e-30))
+               for i in range(len(ref)))
+
+
 def spread(rounds: list[float]) -> str:
     """min / median / max of a path's rounds."""
     r = sorted(rounds)
@@ -243,6 +282,7 @@ def main() -> None:
             CPU_TIMES.clear()  # each model's own CPU times
             rows = speed(extractor, model, paths, work, args)
             flops = flops_per_audio_second(extractor)
+            devs = forward_deviation(extractor, paths[0], args.dtypes)
             bounds.append((model, extractor, rows))
             audio = args.tracks * args.seconds
             for r in rows:
@@ -258,6 +298,12 @@ def main() -> None:
                       f"GFLOP/s), naive {audio / r['naive_s']:.1f} audio s/s; per CPU second: mirprobe "
                       f"{audio / min(CPU_TIMES['mirprobe_extract' + r['dtype']]):.1f}, naive "
                       f"{audio / min(CPU_TIMES['naive_extract']):.1f} audio s")
+                d, stock = devs[r["dtype"]]
+                tol = TOLERANCE[r["dtype"]]
+                print(f"  {model} {r['dtype']}: forward pass vs the stock float32 one (same windows, frame "
+                      f"level, largest per layer): fast routes {d:.1e}, stock routes {stock:.1e}; "
+                      f"tolerance {tol:.0e}: {'within' if d < tol else 'OUTSIDE'}")
+        print(f"load average after the timed rounds {os.getloadavg()[0]:.1f}")
         print("\nceiling: products (convolutions, linears, attention) by their fastest routes, as if "
               "nothing else took time (ms per window)")
         for model, extractor, rows in bounds:

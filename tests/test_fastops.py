@@ -16,14 +16,18 @@ BF16_TOL = 5e-2  # bfloat16 autocast against the float32 forward, frame level, M
 
 
 class Conv2dCalls(TorchFunctionMode):
-    """Counts the 2-D convolutions a forward pass calls (the oneDNN routes are 2-D convolutions)."""
+    """Counts the 2-D convolutions a forward pass calls (the oneDNN routes are 2-D convolutions),
+    and the calls of every function in ``also`` (by function)."""
 
-    def __init__(self) -> None:
+    def __init__(self, also: tuple = ()) -> None:
         super().__init__()
         self.count = 0
+        self.also = {f: 0 for f in also}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         self.count += func is F.conv2d
+        if func in self.also:
+            self.also[func] += 1
         return func(*args, **(kwargs or {}))
 
 
@@ -119,11 +123,100 @@ def test_musicnn_routes_within_tolerance() -> None:
 
     ex = MusicnnExtractor()
     waves = torch.randn(2, 48000, generator=torch.Generator().manual_seed(4))
+    reductions = (torch.Tensor.amax, torch.Tensor.amin)
     with torch.inference_mode():
-        with plain_products(), Conv2dCalls() as stock:
+        with plain_products(), Conv2dCalls(reductions) as stock:
             ref = ex.pool(ex.forward(waves))
-        with Conv2dCalls() as fast:
+        with Conv2dCalls(reductions) as fast:
             out = ex.pool(ex.forward(waves))
     assert fast.count == stock.count + 3  # the mid end's three 1-D convolutions, as 2-D ones
+    # MTT's filters of negative batch-norm scale (about half) are negated: one max per branch,
+    # where the stock route takes a max and a min of each front-end branch
+    assert stock.also[torch.Tensor.amin] == 5 and fast.also[torch.Tensor.amin] == 0
+    assert fast.also[torch.Tensor.amax] == stock.also[torch.Tensor.amax]
     for layer in range(len(ref)):
         assert _relative(out[layer], ref[layer]) < FP32_TOL, layer
+
+
+def test_autocast_weights_cast_once_same_numbers_and_dropped_on_load() -> None:
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(torch.nn.Conv1d(8, 16, 3, stride=2), torch.nn.GELU(),
+                              torch.nn.Conv1d(16, 24, 3), torch.nn.Flatten(1), torch.nn.LazyLinear(5)).eval()
+    x = torch.randn(2, 8, 40)
+    with torch.inference_mode():
+        net(x)  # materialises the lazy linear
+        accelerate(net)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            with plain_products():
+                ref = net(x)
+            out = net(x)
+            linear_cast = net[4].__dict__["fastops_casts"]["linear torch.bfloat16"][1][0]
+            again = net(x)
+        assert out.dtype == ref.dtype == torch.bfloat16
+        assert torch.equal(out, again) and _relative(out, ref) < 1e-2  # bf16 rounding of the inputs' layout
+        assert net[4].__dict__["fastops_casts"]["linear torch.bfloat16"][1][0] is linear_cast  # cast once
+        assert torch.equal(linear_cast, net[4].weight.bfloat16())
+        new = {k: torch.randn_like(v) for k, v in net.state_dict().items()}
+        net.load_state_dict(new)  # in place: same addresses, so the hook must drop the casts
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            with plain_products():
+                ref = net(x)
+            out = net(x)
+        assert _relative(out, ref) < 1e-2
+
+
+def test_linear_under_autocast_equals_the_stock_autocast_linear() -> None:
+    lin = accelerate(torch.nn.Sequential(torch.nn.Linear(96, 40)))[0]
+    x = torch.randn(3, 50, 96)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        with plain_products():
+            ref = lin(x)
+        out = lin(x)
+    assert out.dtype == torch.bfloat16 and torch.equal(out, ref)  # the same casts, made once
+    with torch.inference_mode():  # float32: the stock route
+        assert torch.equal(lin(x), F.linear(x, lin.weight, lin.bias))
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_channel_norm_matches_float64_group_norm(batch: int) -> None:
+    norm = torch.nn.GroupNorm(32, 32)
+    torch.nn.init.normal_(norm.weight)
+    torch.nn.init.normal_(norm.bias)
+    x = (torch.randn(batch, 900, 32) * 3 + 1).transpose(1, 2)  # channels last, as a conv leaves it
+    ref = F.group_norm(x.double(), 32, norm.weight.double(), norm.bias.double(), norm.eps)
+    with torch.inference_mode():
+        out = accelerate(torch.nn.Sequential(norm))(x)
+    assert out.shape == x.shape and out.stride(1) == 1  # the layout kept
+    assert _relative(out, ref) < FP32_TOL
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_waveform_layer_with_its_norm_in_one_product_matches_float64(batch: int) -> None:
+    from transformers import HubertConfig
+    from transformers.models.hubert.modeling_hubert import HubertGroupNormConvLayer
+
+    torch.manual_seed(2)
+    config = HubertConfig(conv_dim=[32], conv_kernel=[10], conv_stride=[5], conv_bias=True)
+    layer = HubertGroupNormConvLayer(config).eval()
+    torch.nn.init.normal_(layer.layer_norm.weight)
+    torch.nn.init.normal_(layer.layer_norm.bias)
+    x = torch.randn(batch, 1, 4000) * 0.1 + 0.3  # a DC offset: the centring must hold
+    ref = copy_double(layer)(x.double())
+    norms = (F.group_norm, F.batch_norm)
+    with torch.inference_mode():
+        accelerate(layer)
+        with Conv2dCalls(norms) as calls:
+            out = layer(x)
+    assert sum(calls.also.values()) == 0  # the norm folded into the product
+    assert out.shape == ref.shape and out.dtype == torch.float32 and out.stride(1) == 1
+    assert _relative(out, ref) < FP32_TOL
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert _relative(layer(x), ref) < FP32_TOL  # float32 even under autocast, as the stock norm
+    layer(x).square().mean().backward()  # gradients on: the unfolded layer, which carries them
+    assert layer.conv.weight.grad is not None and bool(layer.conv.weight.grad.abs().sum() > 0)
+
+
+def copy_double(module: torch.nn.Module) -> torch.nn.Module:
+    import copy
+
+    return copy.deepcopy(module).double()

@@ -31,6 +31,7 @@ import torch
 from mirprobe.errors import UserError
 from mirprobe.models.base import Extractor
 from mirprobe.models.conformer import BestRQEncoder
+from mirprobe.models.fastops import accelerate
 from mirprobe.models.hf import read_json
 from mirprobe.models.hub import resolve_checkpoint, resolve_file, weight_files, weights_digest
 from mirprobe.models.melspec import MelSpectrogram, power_to_db
@@ -61,7 +62,7 @@ class BestRQExtractor(Extractor):
                  identity: dict[str, Any], context_s: float = 30.0) -> None:
         super().__init__(name)
         self.kind = kind
-        self.net = net.eval().requires_grad_(False)
+        self.net = accelerate(net.eval().requires_grad_(False))  # oneDNN routes, weights cast once
         self.mel = MelSpectrogram(SAMPLE_RATE, N_FFT, hop, net.conv.n_mels)
         self.hop, self.mean, self.std = hop, float(mean), float(std)
         strides = net.conv.time_strides

@@ -30,6 +30,7 @@ from torch import nn
 
 from mirprobe.errors import UserError
 from mirprobe.models.base import Extractor
+from mirprobe.models.fastops import accelerate
 from mirprobe.models.hub import resolve_file, weights_digest
 from mirprobe.models.melspec import MelSpectrogram, power_to_db
 from mirprobe.models.native import check_expected, check_variant, digest, expected_facts
@@ -123,7 +124,7 @@ class DashengExtractor(Extractor):
                  context_s: float | None = None, kind: str = "dasheng") -> None:
         super().__init__(name)
         self.kind = kind
-        self.net = net.eval().requires_grad_(False)
+        self.net = accelerate(net.eval().requires_grad_(False))  # weights cast once under CPU autocast
         self.front = front
         self.mel = MelSpectrogram(SAMPLE_RATE, front["n_fft"], front["hop_size"], front["n_mels"],
                                   f_min=front["f_min"], f_max=front["f_max"],

@@ -128,27 +128,31 @@ class MusicnnNet(torch.nn.Module):
         """Conv (TF kernel ``[time, freq, in, out]`` on ``[B, in, time, freq]``, valid), ReLU, batch
         norm, max over frequency → ``[B, out, time]``. ReLU and a batch norm of positive scale are
         non-decreasing, so the max over frequency is taken first (of negative scale: the min),
-        which spares three passes over the largest tensor of the network; the result is the same."""
-        z = F.conv2d(x, self._w(f"{conv}/kernel").permute(3, 2, 0, 1))
+        which spares three passes over the largest tensor of the network; the result is the same.
+        The fast route negates the kernels of negative-scale filters, whose min is then the
+        negated max: one reduction over the convolution's output instead of a max and a min."""
+        kernel = self._w(f"{conv}/kernel").permute(3, 2, 0, 1)
         scale, shift = self._scale_shift(norm)
-        if routes_enabled() and bool((scale >= 0).all()):  # one pass over z (the usual case)
-            peak = z.amax(dim=3)
+        if routes_enabled():
+            sign = torch.where(scale >= 0, 1.0, -1.0)
+            peak = F.conv2d(x, kernel * sign[:, None, None, None]).amax(dim=3) * sign[:, None]
         else:
+            z = F.conv2d(x, kernel)
             peak = torch.where((scale >= 0)[:, None], z.amax(dim=3), z.amin(dim=3))
         return torch.relu(peak + self._w(f"{conv}/bias")[:, None]) * scale[:, None] + shift[:, None]
 
     def frames(self, logmel: torch.Tensor) -> list[torch.Tensor]:
         """``[B, T, 96]`` log-mel → front end ``[B, 561, T]`` and cnn1..3 ``[B, 64, T]``."""
         x = self._norm(logmel[:, None], 0)  # [B, 1, T, 96]
-        branches = []
-        padded = F.pad(x, (0, 0, 3, 3))
-        for conv, norm in TIMBRAL:
-            branches.append(self._branch(padded, conv, norm))
-        for conv, norm in TEMPORAL:
+        pads = {conv: (3, 3) for conv, _ in TIMBRAL}
+        for conv, _ in TEMPORAL:
             k = self._w(f"{conv}/kernel").shape[0]
-            same = F.pad(x, (0, 0, (k - 1) // 2, k // 2))  # TF 'same': the extra frame after
-            branches.append(self._branch(same, conv, norm))
-        front = torch.cat(branches, dim=1)
+            pads[conv] = ((k - 1) // 2, k // 2)  # TF 'same': the extra frame after
+        before, after = max(p[0] for p in pads.values()), max(p[1] for p in pads.values())
+        padded = F.pad(x, (0, 0, before, after))  # once; each branch takes its slice of it
+        end = before + x.shape[2]
+        front = torch.cat([self._branch(padded[:, :, before - pads[conv][0]: end + pads[conv][1]], conv, norm)
+                           for conv, norm in (*TIMBRAL, *TEMPORAL)], dim=1)
         layers, h = [front], front
         for i, (conv, norm) in enumerate(MIDEND):
             kernel = self._w(f"{conv}/kernel")[:, :, 0].permute(2, 1, 0)  # [out, in, taps]

@@ -36,6 +36,7 @@ from torch import nn
 
 from mirprobe.errors import UserError
 from mirprobe.models.base import Extractor
+from mirprobe.models.fastops import accelerate
 from mirprobe.models.hub import resolve_file, weights_digest
 from mirprobe.models.melspec import MelSpectrogram
 from mirprobe.models.native import check_expected, check_variant, digest, expected_facts
@@ -189,7 +190,7 @@ class OmarExtractor(Extractor):
                  context_s: float = 30.0, kind: str = "omar-rq") -> None:
         super().__init__(name)
         self.kind = kind
-        self.net = net.eval().requires_grad_(False)
+        self.net = accelerate(net.eval().requires_grad_(False))  # weights cast once under CPU autocast
         self.front = front
         self.sample_rate = int(front["sr"])
         self.patch = tuple(front["patch_size"])

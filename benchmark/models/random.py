@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from mirprobe.models.base import Extractor
+from mirprobe.models.fastops import accelerate
 
 SMALL = {
     "hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 256,
@@ -40,7 +41,7 @@ class SmallRandomExtractor(Extractor):
         config = HubertConfig(**SMALL)
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
-            self.model = HubertModel(config).eval()
+            self.model = accelerate(HubertModel(config).eval())  # oneDNN routes, weights cast once
         self.num_layers = config.num_hidden_layers + 1
         self.dim = config.hidden_size
 
