@@ -87,16 +87,23 @@ class Clip:
 
 
 @dataclass(frozen=True)
+class Playing:
+    """How a genre piece is played: by whom, moved by how much, how fast, how loud."""
+
+    ensemble: tuple[Instrument, ...]
+    shift: int  # semitones
+    bpm: float  # the meter's beats a minute
+    rms_db: float
+
+
+@dataclass(frozen=True)
 class GenreClip:
     """The first seconds of a piece of the genre task's repertoire (not a dance tune)."""
 
     index: int
     split: str
     piece: Piece
-    shift: int  # semitones
-    bpm: float  # the meter's beats a minute
-    ensemble: tuple[Instrument, ...]
-    rms_db: float
+    playing: Playing
     seconds: float
 
     @property
@@ -105,13 +112,13 @@ class GenreClip:
 
     @property
     def qpm(self) -> float:
-        return self.bpm * self.piece.beat
+        return self.playing.bpm * self.piece.beat
 
     def voices(self) -> list[tuple[Instrument, tuple[tuple[float, float, int], ...]]]:
         """(instrument, notes of a voice): voices dealt round the ensemble; a melody alone is
         doubled by every instrument, in octaves as a dance tune is."""
-        parts, size = self.piece.parts, len(self.ensemble)
-        return [(inst, parts[i]) for j, inst in enumerate(self.ensemble)
+        parts, size = self.piece.parts, len(self.playing.ensemble)
+        return [(inst, parts[i]) for j, inst in enumerate(self.playing.ensemble)
                 for i in (range(j, len(parts), size) if len(parts) > 1 else [0])]
 
     def notes(self, seed: int) -> list[Note]:
@@ -120,9 +127,9 @@ class GenreClip:
         end, scale = self.seconds * self.qpm / 60.0, 60.0 / self.qpm
         out = []
         for inst, part in self.voices():
-            pitches = [p + self.shift for _, _, p in part]
+            pitches = [p + self.playing.shift for _, _, p in part]
             move = octave_shift if len(self.piece.parts) == 1 else fit_shift
-            octave = self.shift + move(pitches, inst)
+            octave = self.playing.shift + move(pitches, inst)
             base = int(rng.integers(64, 104))
             for onset, length, pitch in part:
                 if onset < end - 1e-9:
@@ -191,9 +198,8 @@ def plan_genre(pieces: list[tuple[str, Piece]], params: dict[str, Any], seed: in
         rng = np.random.default_rng([seed, 6, i])
         bpm = float(rng.uniform(*BPM[piece.style]))
         ensemble = _ensemble(rng)
-        shift = int(rng.integers(-5, 7))
-        out.append(GenreClip(i, split, piece, shift, bpm, ensemble, float(rng.uniform(*LOUDNESS_DB)),
-                             params["duration"]))
+        playing = Playing(ensemble, int(rng.integers(-5, 7)), bpm, float(rng.uniform(*LOUDNESS_DB)))
+        out.append(GenreClip(i, split, piece, playing, params["duration"]))
     return out
 
 

@@ -142,7 +142,8 @@ def _write(folder: Path, identity: dict[str, Any], font: str, progress: bool,
         counts = split_counts(len(picked[STYLES[0]]), params["split"])
         dances = dance_clips(clips, counts)
         notes = plan_notes(params, seed)
-        jobs = [(c.notes(seed), c.seconds, c.rms_db, font, str(folder / c.name)) for c in clips + genre]
+        jobs = [(c.notes(seed), c.seconds, c.rms_db, font, str(folder / c.name)) for c in clips]
+        jobs += [(g.notes(seed), g.seconds, g.playing.rms_db, font, str(folder / g.name)) for g in genre]
         jobs += [([Note(0.0, NOTE_ON_S, n.pitch, n.velocity, n.instrument.program)], NOTE_CLIP_S,
                   n.rms_db, font, str(folder / n.name)) for n in notes]
         levels = map_jobs(work.render, jobs, pool, f"rendering {identity['size']} scores suite",
@@ -318,9 +319,10 @@ def _write_tunes(folder: Path, tunes: list[tuple[str, ParsedTune]], clips: list[
 
 def _write_pieces(folder: Path, genre: list[GenreClip]) -> None:
     rows = [{"split": g.split, "source": g.piece.source, "title": g.piece.title, "group": g.piece.group,
-             "style": g.piece.style, "voices": len(g.piece.parts), "shift": g.shift,
-             "beats_per_minute": round(g.bpm, 3), "ensemble": [i.name for i in g.ensemble],
-             "rms_db": round(g.rms_db, 3), "clip": g.name} for g in genre]
+             "style": g.piece.style, "voices": len(g.piece.parts), "shift": g.playing.shift,
+             "beats_per_minute": round(g.playing.bpm, 3),
+             "ensemble": [i.name for i in g.playing.ensemble], "rms_db": round(g.playing.rms_db, 3),
+             "clip": g.name} for g in genre]
     (folder / "pieces.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
