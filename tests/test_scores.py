@@ -18,8 +18,9 @@ from mirprobe.errors import UserError
 from mirprobe.scores import corpus as corpus_module
 from mirprobe.scores import render as render_module
 from mirprobe.scores.corpus import GENRES, candidates, corpus_root
-from mirprobe.scores.instruments import FAMILIES
+from mirprobe.scores.instruments import BY_FAMILY, FAMILIES, fit_shift
 from mirprobe.scores.plan import _target_keys
+from mirprobe.scores.repertoire import FOLDERS, STYLES, first_bars, piece_sources
 from mirprobe.scores.score import Bar, ParsedTune
 from mirprobe.scores.suite import PREFIXES, generate_scores_suite
 from mirprobe.tasks.key import KEYS, key_index
@@ -52,6 +53,10 @@ def _score(source: str):
     conv.parseFileNoPickle(corpus_root() / file, number=int(x[2:].strip()), format="abc",
                            forceSource=True)
     return conv.stream
+
+
+def _pieces(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "pieces.jsonl").read_text().splitlines()]
 
 
 def _key_name(k) -> str:
@@ -113,20 +118,67 @@ def test_beats_match_music21_bars_and_pickups(suite):
     assert pickups >= 1 and checked >= 30  # the checks above covered pickups and many notes
 
 
-def test_splits_share_no_tune_and_hold_every_dance(suite):
-    tunes = _tunes(suite)
+def test_splits_share_no_tune_or_piece_and_hold_every_dance_and_style(suite):
+    tunes, pieces = _tunes(suite), _pieces(suite)
     ids = {s: {t["tune_id"] for t in tunes if t["split"] == s} for s in SPLITS}
     titles = {s: {corpus_module.tune_id(t["title"]) for t in tunes if t["split"] == s} for s in SPLITS}
+    groups = {s: {p["group"] for p in pieces if p["split"] == s} for s in SPLITS}
     for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
-        assert not ids[a] & ids[b] and not titles[a] & titles[b]
+        assert not ids[a] & ids[b] and not titles[a] & titles[b] and not groups[a] & groups[b]
     for split in SPLITS:
-        assert {r["ori_uid"] for r in _rows(suite, "Genre", split)} == ids[split]
-        assert Counter(r["label"] for r in _rows(suite, "Genre", split)).keys() == set(GENRES)
+        assert {r["ori_uid"] for r in _rows(suite, "Key", split)} == ids[split]
+        assert Counter(t["dance"] for t in tunes if t["split"] == split).keys() == set(GENRES)
+        genre = _rows(suite, "Genre", split)
+        counts = Counter(r["label"] for r in genre)
+        assert counts.keys() == set(STYLES) and len(set(counts.values())) == 1  # balanced
+        dances = {r["ori_uid"] for r in genre if r["label"] == "dance"}
+        assert dances <= ids[split] and len(dances) == counts["dance"]
+        assert {r["ori_uid"] for r in genre if r["label"] != "dance"} == groups[split]
         for r in _rows(suite, "Tagging", split):
             assert r["label"] and r["label"] == sorted(r["label"]) and set(r["label"]) <= set(FAMILIES)
         for r in _rows(suite, "Pitch", split):
             assert 48 <= int(r["label"]) <= 84
         assert {r["label"] for r in _rows(suite, "Instrument", split)} <= set(FAMILIES)
+
+
+def test_genre_labels_match_the_corpus_and_music21s_voices(suite):
+    """A genre piece's label is the corpus collection its file lies in, its voices the parts
+    music21 reads in the whole file (a mass movement is read from its first bars only), its clip
+    the genre row's audio."""
+    from music21 import converter
+
+    pieces = _pieces(suite)
+    assert Counter(p["style"] for p in pieces) == {s: 5 for s in FOLDERS}
+    rows = {r["audio_path"]: r for s in SPLITS for r in _rows(suite, "Genre", s)}
+    for p in pieces:
+        file, number = p["source"].split("#")
+        assert file.split("/")[0] == FOLDERS[p["style"]] and rows[p["clip"]]["label"] == p["style"]
+        if p["style"] != "folksong":
+            score = converter.parse(corpus_root() / file, forceSource=True)
+            assert len(score.parts) == p["voices"], p["source"]
+        else:
+            text = corpus_module.read_file(corpus_root() / file)[int(number)]
+            assert f"T: {p['title']}" in text or f"T:{p['title']}" in text
+            assert p["voices"] == 1
+
+
+def test_first_bars_of_a_mass_movement_hold_its_first_notes():
+    from music21 import converter
+
+    src = piece_sources(corpus_root(), "renaissance")[7]
+    text = (corpus_root() / src.file).read_bytes().decode("latin-1")
+    whole, cut = (converter.parseData(t, format="humdrum") for t in (text, first_bars(text, 6)))
+    assert len(cut.parts) == len(whole.parts) and len(cut.parts[0].getElementsByClass("Measure")) <= 7
+    for a, b in zip(whole.parts, cut.parts, strict=True):
+        notes = [(float(n.offset), n.pitches) for n in a.flatten().notes if n.offset < 16]
+        assert notes == [(float(n.offset), n.pitches) for n in b.flatten().notes if n.offset < 16]
+
+
+def test_a_voice_moves_by_the_fewest_octaves_into_the_instruments_range():
+    flute, cello = BY_FAMILY["flute"][1], BY_FAMILY["string"][2]
+    assert (flute.name, cello.name) == ("flute", "cello")
+    assert fit_shift([40, 50], flute) == 24 and fit_shift([62, 70], flute) == 0
+    assert fit_shift([80, 100], cello) == -24 and fit_shift([43, 60], cello) == 0
 
 
 def test_candidates_hold_one_setting_per_tune():
@@ -206,7 +258,7 @@ def test_missing_or_corrupt_corpus_file_is_a_one_line_error(tmp_path, monkeypatc
 
 
 def test_a_tune_that_fails_to_parse_is_skipped_and_listed(suite, tmp_path, monkeypatch):
-    used = {t["source"]: t["genre"] for t in _tunes(suite)}
+    used = {t["source"]: t["dance"] for t in _tunes(suite)}
     root = tmp_path / "corpus"
     for name in corpus_module.COLLECTIONS:
         (root / name).mkdir(parents=True)
@@ -222,7 +274,7 @@ def test_a_tune_that_fails_to_parse_is_skipped_and_listed(suite, tmp_path, monke
     monkeypatch.setattr(f"{SUITE_MODULE}.candidates", lambda: candidates(root))
     monkeypatch.setitem(__import__(SUITE_MODULE, fromlist=["SIZES"]).SIZES, "tiny",
                         {"tunes_per_genre": 1, "clips_per_tune": 1, "duration": 2.0,
-                         "beat_clips": 2, "notes": 11, "split": (0.6, 0.2, 0.2)})
+                         "beat_clips": 2, "notes": 11, "genre_pieces": 1, "split": (0.6, 0.2, 0.2)})
     out = generate_scores_suite(tmp_path / "s", "tiny", progress=False, workers=1)
     info = (out / "INFO.txt").read_text()
     assert "ryansMammoth/AaaBroken.abc#0: " in info

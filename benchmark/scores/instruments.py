@@ -6,6 +6,7 @@ and single notes are drawn from it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -59,3 +60,14 @@ def octave_shift(pitches: list[int], instrument: Instrument) -> int:
     middle = (min(pitches) + max(pitches)) / 2
     target = (instrument.low + instrument.high) / 2
     return 12 * round((target - middle) / 12)
+
+
+def fit_shift(pitches: list[int], instrument: Instrument) -> int:
+    """The fewest octaves (semitones) that bring the middle of ``pitches`` inside the
+    instrument's range: a voice of a polyphonic piece stays where it is written when it can."""
+    middle = (min(pitches) + max(pitches)) / 2
+    if middle < instrument.low:
+        return 12 * math.ceil((instrument.low - middle) / 12)
+    if middle > instrument.high:
+        return -12 * math.ceil((middle - instrument.high) / 12)
+    return 0

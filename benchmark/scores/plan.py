@@ -4,6 +4,8 @@ Tunes are dealt into splits per dance (so every split holds each dance evenly, a
 in one split only); each tune gets a key to be moved to (target keys dealt in rounds of the 12
 tonics of its mode, per split, so every key occurs), a tempo in its dance's range, an ensemble
 of one to three instrument families playing its melody in octaves, a loudness and velocities.
+The genre task's other pieces (chorales, masses, songs) get the same kind of ensemble, its
+instruments sharing the voices out, a tempo in their style's range and a random transposition.
 Single notes (pitch, instrument) are dealt per split by family, pitch drawn in the program's
 range. Each tune's and note's choices come from its own seeded generator, so they do not
 depend on the order anything is rendered in.
@@ -12,17 +14,19 @@ depend on the order anything is rendered in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from mirprobe.scores.instruments import BY_FAMILY, FAMILIES, Instrument, octave_shift
+from mirprobe.scores.instruments import BY_FAMILY, FAMILIES, Instrument, fit_shift, octave_shift
 from mirprobe.scores.labels import TempoMap, beats_in, transposed
 from mirprobe.scores.render import Note
+from mirprobe.scores.repertoire import BPM, Piece
 from mirprobe.scores.score import ParsedTune
 from mirprobe.suites import SPLITS, deal, split_counts
 from mirprobe.tasks.key import TONICS
 
+T = TypeVar("T")
 #: Beats a minute of each dance (the meter's beat: a half note in C|, a dotted quarter in 6/8).
 TEMPI = {"reel": (96.0, 120.0), "hornpipe": (72.0, 100.0), "jig": (100.0, 124.0),
          "slip jig": (100.0, 128.0), "strathspey": (108.0, 136.0)}
@@ -83,6 +87,60 @@ class Clip:
 
 
 @dataclass(frozen=True)
+class Playing:
+    """How a genre piece is played: by whom, moved by how much, how fast, how loud."""
+
+    ensemble: tuple[Instrument, ...]
+    shift: int  # semitones
+    bpm: float  # the meter's beats a minute
+    rms_db: float
+
+
+@dataclass(frozen=True)
+class GenreClip:
+    """The first seconds of a piece of the genre task's repertoire (not a dance tune)."""
+
+    index: int
+    split: str
+    piece: Piece
+    playing: Playing
+    seconds: float
+
+    @property
+    def name(self) -> str:
+        return f"audio/genre/{self.index:06d}.wav"
+
+    @property
+    def qpm(self) -> float:
+        return self.playing.bpm * self.piece.beat
+
+    def voices(self) -> list[tuple[Instrument, tuple[tuple[float, float, int], ...]]]:
+        """(instrument, notes of a voice): voices dealt round the ensemble; a melody alone is
+        doubled by every instrument, in octaves as a dance tune is."""
+        parts, size = self.piece.parts, len(self.playing.ensemble)
+        return [(inst, parts[i]) for j, inst in enumerate(self.playing.ensemble)
+                for i in (range(j, len(parts), size) if len(parts) > 1 else [0])]
+
+    def notes(self, seed: int) -> list[Note]:
+        """What the ensemble plays in the clip, times in clip seconds."""
+        rng = np.random.default_rng([seed, 7, self.index])
+        end, scale = self.seconds * self.qpm / 60.0, 60.0 / self.qpm
+        out = []
+        for inst, part in self.voices():
+            pitches = [p + self.playing.shift for _, _, p in part]
+            move = octave_shift if len(self.piece.parts) == 1 else fit_shift
+            octave = self.playing.shift + move(pitches, inst)
+            base = int(rng.integers(64, 104))
+            for onset, length, pitch in part:
+                if onset < end - 1e-9:
+                    velocity = base + int(rng.integers(-5, 6))
+                    out.append(Note(onset * scale, (onset + ARTICULATION * length) * scale,
+                                    int(np.clip(pitch + octave, 0, 127)),
+                                    int(np.clip(velocity, 1, 127)), inst.program))
+        return out
+
+
+@dataclass(frozen=True)
 class SingleNote:
     index: int
     split: str
@@ -96,10 +154,10 @@ class SingleNote:
         return f"audio/notes/{self.index:06d}.wav"
 
 
-def split_tunes(tunes: dict[str, list[ParsedTune]], fractions: tuple[float, ...]
-                ) -> list[tuple[str, ParsedTune]]:
-    """(split, tune) in file order: each dance's tunes split by ``fractions``, train first."""
-    out: list[tuple[str, ParsedTune]] = []
+def split_tunes(tunes: dict[str, list[T]], fractions: tuple[float, ...]) -> list[tuple[str, T]]:
+    """(split, tune) in file order: each dance's tunes (or style's pieces) split by
+    ``fractions``, train first."""
+    out: list[tuple[str, T]] = []
     for s, split in enumerate(SPLITS):
         for genre in sorted(tunes):
             counts = split_counts(len(tunes[genre]), fractions)
@@ -117,16 +175,46 @@ def plan_clips(tunes: list[tuple[str, ParsedTune]], keys: dict[str, str], params
         rng = np.random.default_rng([seed, 2, i])
         bpm = float(rng.uniform(*TEMPI[tune.genre]))
         qpm = bpm * tune.bars[0].beat
-        size = int(rng.choice(ENSEMBLE_SIZES))
-        families = rng.choice(len(FAMILIES), size, replace=False)
-        ensemble = tuple(BY_FAMILY[FAMILIES[f]][int(rng.integers(len(BY_FAMILY[FAMILIES[f]])))]
-                         for f in sorted(families))
+        ensemble = _ensemble(rng)
         shift = _shift(keys[tune.source], targets[i])
         rms_db = float(rng.uniform(*LOUDNESS_DB))
         for number in range(params["clips_per_tune"]):
             clips.append(Clip(len(clips), split, tune, number, targets[i], shift, qpm, bpm,
                               ensemble, rms_db, params["duration"]))
     return clips
+
+
+def _ensemble(rng: np.random.Generator) -> tuple[Instrument, ...]:
+    size = int(rng.choice(ENSEMBLE_SIZES))
+    families = rng.choice(len(FAMILIES), size, replace=False)
+    return tuple(BY_FAMILY[FAMILIES[f]][int(rng.integers(len(BY_FAMILY[FAMILIES[f]])))]
+                 for f in sorted(families))
+
+
+def plan_genre(pieces: list[tuple[str, Piece]], params: dict[str, Any], seed: int) -> list[GenreClip]:
+    """One clip of every piece (its first seconds), in file order."""
+    out = []
+    for i, (split, piece) in enumerate(pieces):
+        rng = np.random.default_rng([seed, 6, i])
+        bpm = float(rng.uniform(*BPM[piece.style]))
+        ensemble = _ensemble(rng)
+        playing = Playing(ensemble, int(rng.integers(-5, 7)), bpm, float(rng.uniform(*LOUDNESS_DB)))
+        out.append(GenreClip(i, split, piece, playing, params["duration"]))
+    return out
+
+
+def dance_clips(clips: list[Clip], counts: list[int]) -> list[Clip]:
+    """The genre task's dance tunes: the first clip of ``counts[s]`` tunes of each split, the
+    dances taken in turn (each dance's first tune, then each one's second...)."""
+    out = []
+    for split, n in zip(SPLITS, counts, strict=True):
+        firsts = [c for c in clips if c.split == split and c.number == 0]
+        rank = {id(c): sum(d.tune.genre == c.tune.genre for d in firsts[:k]) for k, c in enumerate(firsts)}
+        turns = sorted(firsts, key=lambda c: (rank[id(c)], c.tune.genre))
+        if len(turns) < n:
+            raise RuntimeError(f"{len(turns)} dance tunes in {split}, the genre task needs {n}")
+        out += turns[:n]
+    return out
 
 
 def _target_keys(tunes: list[tuple[str, ParsedTune]], keys: dict[str, str], seed: int) -> list[str]:

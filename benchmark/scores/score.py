@@ -56,7 +56,7 @@ def parse_tune(c: Candidate) -> ParsedTune | str:
         part = score.parts[0]
         part.stripTies(inPlace=True)  # tied notes sound once (in place: a copy costs as much as the parse)
         keys = list(score.flatten().getElementsByClass(key.Key))
-        notes = _notes(part)
+        notes = part_notes(part)
         bars = _bars(part)
     except Exception as e:  # music21 raises many kinds on malformed ABC: the tune is skipped
         return f"music21 could not parse it ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
@@ -71,7 +71,7 @@ def parse_tune(c: Candidate) -> ParsedTune | str:
                       float(max(on + d for on, d, _ in notes)))
 
 
-def _notes(part: Any) -> list[tuple[float, float, int]]:
+def part_notes(part: Any) -> list[tuple[float, float, int]]:
     out = []
     for n in part.flatten().notes:
         if n.duration.isGrace or n.duration.quarterLength <= 0:

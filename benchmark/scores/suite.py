@@ -1,14 +1,19 @@
-"""Write the scores suite: real dance tunes from music21's corpus played by sampled instruments.
+"""Write the scores suite: real music from music21's corpus played by sampled instruments.
 
 Layout of ``<out_dir>``::
 
-    audio/clips/000000.wav ...   16-bit PCM mono, 16 kHz: clips of tunes
+    audio/clips/000000.wav ...   16-bit PCM mono, 16 kHz: clips of dance tunes
+    audio/genre/000000.wav ...   clips of the genre task's chorales, masses and songs
     audio/notes/000000.wav ...   single notes
-    {Key,Genre,Tagging}.{train,val,test}.jsonl   every clip (``ori_uid``: the tune)
+    {Key,Tagging}.{train,val,test}.jsonl         every clip of a tune (``ori_uid``: the tune)
+    Genre.{train,val,test}.jsonl                 the genre clips and as many dance tunes' first
+                                                 clips (``ori_uid``: the piece's group)
     Beat.{train,val,test}.jsonl                  the first clips of each split
     {Pitch,Instrument}.{train,val,test}.jsonl    every note
     tunes.jsonl                  each tune used: source, title, split, key, shift, tempo, ensemble,
                                  its clips
+    pieces.jsonl                 each genre piece used: source, title, group, style, split, shift,
+                                 tempo, ensemble, its clip
     INFO.txt                     sources, counts, and every tune left out with the reason
     suite.json                   generator version, size, seed, sources, counts, classes
 
@@ -23,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -38,12 +44,16 @@ from mirprobe.scores.plan import (
     PITCH_RANGE,
     TEMPI,
     Clip,
+    GenreClip,
     SingleNote,
+    dance_clips,
     plan_clips,
+    plan_genre,
     plan_notes,
     split_tunes,
 )
 from mirprobe.scores.render import SAMPLE_RATE, SOUNDFONT, Note, read_soundfont, soundfont_path
+from mirprobe.scores.repertoire import BPM, FOLDERS, STYLES, Piece, PieceSource, piece_sources
 from mirprobe.scores.score import ParsedTune
 from mirprobe.suites import (
     SPLITS,
@@ -57,25 +67,25 @@ from mirprobe.suites import (
 )
 
 GENERATOR = "mirprobe.scores"
-VERSION = 1
+VERSION = 2  # 2: genre is the repertoire (chorale, dance, folk song, Renaissance mass)
 PREFIXES = {"scores-key": "Key", "scores-genre": "Genre", "scores-tagging": "Tagging",
             "scores-beat": "Beat", "scores-pitch": "Pitch", "scores-instrument": "Instrument"}
 NOTE_ON_S, NOTE_CLIP_S = 1.0, 1.5  # a single note is held 1 s; its clip keeps 0.5 s of release
 
 #: One dict per size: tunes per dance, clips per tune and their length (s), clips listed for
-#: Beat, single notes, split fractions (a test split of 30 %: intervals narrow enough to
-#: separate models on the default run's 160 tunes).
+#: Beat, single notes, pieces per style of the genre task (one clip each), split fractions (a
+#: test split of 30 %: intervals narrow enough to separate models).
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"tunes_per_genre": 5, "clips_per_tune": 1, "duration": 3.0, "beat_clips": 15,
-             "notes": 33, "split": (0.6, 0.2, 0.2)},
+             "notes": 33, "genre_pieces": 5, "split": (0.6, 0.2, 0.2)},
     # The default run's: three models x these six tasks and synth-emotion within its time budget
     # (frame-level beat probes cost the most: 40 clips).
     "quick": {"tunes_per_genre": 32, "clips_per_tune": 1, "duration": 5.0, "beat_clips": 40,
-              "notes": 220, "split": (0.5, 0.2, 0.3)},
+              "notes": 220, "genre_pieces": 60, "split": (0.5, 0.2, 0.3)},
     # Tunes are short as notated (repeats not played): two 5 s clips is what most of them hold,
     # and the corpus's 47 strathspeys cap every dance at about 30 tunes.
     "large": {"tunes_per_genre": 40, "clips_per_tune": 2, "duration": 5.0, "beat_clips": 200,
-              "notes": 2200, "split": (0.5, 0.2, 0.3)},
+              "notes": 2200, "genre_pieces": 80, "split": (0.5, 0.2, 0.3)},
 }
 
 
@@ -113,30 +123,42 @@ def _matches(folder: Path, identity: dict[str, Any]) -> bool:
 def _write(folder: Path, identity: dict[str, Any], font: str, progress: bool,
            workers: int | None) -> None:
     params, seed = identity["params"], identity["seed"]
-    for sub in ("clips", "notes"):
+    for sub in ("clips", "genre", "notes"):
         (folder / "audio" / sub).mkdir(parents=True)
-    expected = len(GENRES) * params["tunes_per_genre"] * params["clips_per_tune"] + params["notes"]
+    expected = (len(GENRES) * params["tunes_per_genre"] * params["clips_per_tune"] + params["notes"]
+                + len(FOLDERS) * params["genre_pieces"])
     workers = default_workers(expected, threshold=40) if workers is None else workers
     with worker_pool(workers) as pool:
         chosen, skipped = choose_tunes(params, seed, pool, progress)
         tunes = split_tunes(chosen, tuple(params["split"]))
-        _check_splits(tunes)
+        _check_splits([(s, t.tune_id) for s, t in tunes])
         keys = {t.source: key_of(t) or "" for _, t in tunes}
         clips = plan_clips(tunes, keys, params, seed)
+        picked, left_out = choose_pieces(params, seed, pool, progress)
+        skipped += left_out
+        pieces = split_tunes(picked, tuple(params["split"]))
+        _check_splits([(s, p.group) for s, p in pieces])
+        genre = plan_genre(pieces, params, seed)
+        counts = split_counts(len(picked[STYLES[0]]), params["split"])
+        dances = dance_clips(clips, counts)
         notes = plan_notes(params, seed)
         jobs = [(c.notes(seed), c.seconds, c.rms_db, font, str(folder / c.name)) for c in clips]
+        jobs += [(g.notes(seed), g.seconds, g.playing.rms_db, font, str(folder / g.name)) for g in genre]
         jobs += [([Note(0.0, NOTE_ON_S, n.pitch, n.velocity, n.instrument.program)], NOTE_CLIP_S,
                   n.rms_db, font, str(folder / n.name)) for n in notes]
         levels = map_jobs(work.render, jobs, pool, f"rendering {identity['size']} scores suite",
                           "clip", progress)
     _check_levels(jobs, levels)
-    counts = _write_jsonl(folder, clips, notes, params)
+    counts = _write_jsonl(folder, clips, genre, dances, notes, params)
     _write_tunes(folder, tunes, clips, keys)
+    _write_pieces(folder, genre)
     _write_info(folder, identity, counts, skipped)
-    meta = {**identity, "sources": {**describe_sources(), "soundfont": SOUNDFONT},
+    meta = {**identity, "sources": {**describe_sources(), "soundfont": SOUNDFONT,
+                                    "genre": {s: FOLDERS.get(s, "the dance tunes") for s in STYLES}},
             "sample_rate": SAMPLE_RATE, "tunes": len(tunes), "clips": len(clips),
-            "notes": len(notes), "counts": counts, "skipped": len(skipped),
-            "classes": {"Key": list(KEYS), "Genre": list(GENRES), "Tagging": list(FAMILIES),
+            "genre_clips": len(genre), "notes": len(notes), "counts": counts,
+            "skipped": len(skipped),
+            "classes": {"Key": list(KEYS), "Genre": list(STYLES), "Tagging": list(FAMILIES),
                         "Instrument": list(FAMILIES),
                         "Pitch": [str(p) for p in range(PITCH_RANGE[0], PITCH_RANGE[1] + 1)]}}
     (folder / "suite.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -145,32 +167,72 @@ def _write(folder: Path, identity: dict[str, Any], font: str, progress: bool,
 def choose_tunes(params: dict[str, Any], seed: int, pool: ProcessPoolExecutor | None,
                  progress: bool) -> tuple[dict[str, list[ParsedTune]], list[tuple[str, str]]]:
     """``tunes_per_genre`` usable tunes of each dance (fewer, the same for every dance, when the
-    corpus runs out), in a seeded order; and (source, reason) of every tune parsed and left out.
-
-    Candidates are parsed in rounds (what is still missing, plus a margin) and taken in their
-    seeded order, so the choice does not depend on the number of workers."""
-    want = params["tunes_per_genre"]
+    corpus runs out), in a seeded order; and (source, reason) of every tune parsed and left out."""
     need = params["clips_per_tune"] * params["duration"]
     rng = np.random.default_rng([seed, 0, 0])
     by_genre: dict[str, list[Candidate]] = defaultdict(list)
     for c in candidates():
         by_genre[c.genre].append(c)
     queue = {g: [by_genre[g][i] for i in rng.permutation(len(by_genre[g]))] for g in GENRES}
-    chosen: dict[str, list[ParsedTune]] = {g: [] for g in GENRES}
+    return _choose(queue, params["tunes_per_genre"], work.parse, lambda t: _unusable(t, need),
+                   pool, progress, "tune")
+
+
+def choose_pieces(params: dict[str, Any], seed: int, pool: ProcessPoolExecutor | None,
+                  progress: bool) -> tuple[dict[str, list[Piece]], list[tuple[str, str]]]:
+    """``genre_pieces`` usable pieces of each style but dance (the first of each group: a
+    chorale's, its melody, is known once parsed), as :func:`choose_tunes` chooses tunes."""
+    rng = np.random.default_rng([seed, 8, 0])
+    root = corpus_root()
+    queue = {}
+    for style in FOLDERS:
+        found = piece_sources(root, style)
+        queue[style] = _first_of_groups([found[i] for i in rng.permutation(len(found))])
+    seen: set[str] = set()
+
+    def unusable(piece: Piece) -> str:
+        span = params["duration"] * BPM[piece.style][1] * piece.beat / 60.0
+        if piece.group in seen:
+            return f"a setting of {piece.group!r} is used already"
+        seen.add(piece.group)
+        return f"shorter than {params['duration']:g} s at its fastest tempo" if piece.length < span else ""
+
+    return _choose(queue, params["genre_pieces"], work.parse_piece_job, unusable, pool, progress, "piece")
+
+
+def _first_of_groups(sources: list[PieceSource]) -> list[PieceSource]:
+    """The first source of each group known before parsing (a mass, a song title)."""
+    seen: set[str] = set()
+    out = []
+    for src in sources:
+        if not src.group or src.group not in seen:
+            seen.add(src.group)
+            out.append(src)
+    return out
+
+
+def _choose(queue: dict[str, list[Any]], want: int, parse: Callable[[Any], Any],
+            unusable: Callable[[Any], str], pool: ProcessPoolExecutor | None, progress: bool,
+            unit: str) -> tuple[dict[str, list[Any]], list[tuple[str, str]]]:
+    """The first ``want`` usable items of each class's queue (the same number for every class).
+
+    Candidates are parsed in rounds (what is still missing, plus a margin) and taken in their
+    queue's order, so the choice does not depend on the number of workers."""
+    chosen: dict[str, list[Any]] = {g: [] for g in queue}
     skipped: list[tuple[str, str]] = []
     while True:
-        batch = {g: queue[g][:_margin(want - len(chosen[g]))] for g in GENRES if len(chosen[g]) < want}
-        jobs = [c for g in GENRES for c in batch.get(g, [])]
-        if not jobs:
+        batch = [(g, c) for g in queue for c in queue[g][:_margin(want - len(chosen[g]))]]
+        if not batch:
             break
-        parsed = map_jobs(work.parse, jobs, pool, "parsing tunes", "tune", progress, chunksize=4)
-        for c, tune in zip(jobs, parsed, strict=True):
-            queue[c.genre].remove(c)
-            reason = tune if isinstance(tune, str) else _unusable(tune, need)
+        parsed = map_jobs(parse, [c for _, c in batch], pool, f"parsing {unit}s", unit, progress,
+                          chunksize=4)
+        for (g, c), item in zip(batch, parsed, strict=True):
+            queue[g].remove(c)
+            reason = item if isinstance(item, str) else unusable(item)
             if reason:
                 skipped.append((c.source, reason))
-            elif len(chosen[c.genre]) < want:
-                chosen[c.genre].append(tune)
+            elif len(chosen[g]) < want:
+                chosen[g].append(item)
     n = min(len(v) for v in chosen.values())
     return {g: v[:n] for g, v in chosen.items()}, skipped
 
@@ -191,14 +253,14 @@ def _unusable(tune: ParsedTune, seconds: float) -> str:
     return ""
 
 
-def _check_splits(tunes: list[tuple[str, ParsedTune]]) -> None:
-    """A tune (and every setting of it) lies in one split only."""
+def _check_splits(items: list[tuple[str, str]]) -> None:
+    """A tune (and every setting of it), a piece's group, lies in one split only."""
     where: dict[str, set[str]] = defaultdict(set)
-    for split, t in tunes:
-        where[t.tune_id].add(split)
-    shared = [tid for tid, splits in where.items() if len(splits) > 1]
+    for split, ident in items:
+        where[ident].add(split)
+    shared = [ident for ident, splits in where.items() if len(splits) > 1]
     if shared:
-        raise RuntimeError(f"tunes in more than one split: {shared[:5]}")
+        raise RuntimeError(f"tunes or pieces in more than one split: {shared[:5]}")
 
 
 def _check_levels(jobs: list[Any], levels: list[dict[str, float]]) -> None:
@@ -215,14 +277,17 @@ def _row(name: str, label: Any, seconds: float, uid: str | None = None) -> dict[
     return {**row, "ori_uid": uid} if uid else row
 
 
-def _write_jsonl(folder: Path, clips: list[Clip], notes: list[SingleNote],
-                 params: dict[str, Any]) -> dict[str, dict[str, int]]:
+def _write_jsonl(folder: Path, clips: list[Clip], genre: list[GenreClip], dances: list[Clip],
+                 notes: list[SingleNote], params: dict[str, Any]) -> dict[str, dict[str, int]]:
     lines: dict[str, list[dict[str, Any]]] = {f"{p}.{s}": [] for p in PREFIXES.values() for s in SPLITS}
     quota = dict(zip(SPLITS, split_counts(params["beat_clips"], params["split"]), strict=True))
+    for d in dances:
+        lines[f"Genre.{d.split}"].append(_row(d.name, "dance", d.seconds, d.tune.tune_id))
+    for g in genre:
+        lines[f"Genre.{g.split}"].append(_row(g.name, g.piece.style, g.seconds, g.piece.group))
     for c in clips:
         uid = c.tune.tune_id
-        for prefix, label in (("Key", c.key), ("Genre", c.tune.genre),
-                              ("Tagging", sorted({i.family for i in c.ensemble}))):
+        for prefix, label in (("Key", c.key), ("Tagging", sorted({i.family for i in c.ensemble}))):
             lines[f"{prefix}.{c.split}"].append(_row(c.name, label, c.seconds, uid))
         if len(lines[f"Beat.{c.split}"]) < quota[c.split]:
             beats, downbeats = c.beats()
@@ -245,11 +310,20 @@ def _write_tunes(folder: Path, tunes: list[tuple[str, ParsedTune]], clips: list[
     for split, t in tunes:
         c = of_tune[t.source][0]
         rows.append({"split": split, "source": t.source, "title": t.title, "tune_id": t.tune_id,
-                     "genre": t.genre, "meter": t.meter, "key": keys[t.source], "shift": c.shift,
+                     "dance": t.genre, "meter": t.meter, "key": keys[t.source], "shift": c.shift,
                      "clip_key": c.key, "beats_per_minute": round(c.bpm, 3),
                      "ensemble": [i.name for i in c.ensemble], "rms_db": round(c.rms_db, 3),
                      "clips": [x.name for x in of_tune[t.source]]})
     (folder / "tunes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _write_pieces(folder: Path, genre: list[GenreClip]) -> None:
+    rows = [{"split": g.split, "source": g.piece.source, "title": g.piece.title, "group": g.piece.group,
+             "style": g.piece.style, "voices": len(g.piece.parts), "shift": g.playing.shift,
+             "beats_per_minute": round(g.playing.bpm, 3),
+             "ensemble": [i.name for i in g.playing.ensemble], "rms_db": round(g.playing.rms_db, 3),
+             "clip": g.name} for g in genre]
+    (folder / "pieces.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def _write_info(folder: Path, identity: dict[str, Any], counts: dict[str, dict[str, int]],
@@ -257,9 +331,10 @@ def _write_info(folder: Path, identity: dict[str, Any], counts: dict[str, dict[s
     src = describe_sources()
     lines = [f"mirprobe scores suite, size {identity['size']}, seed {identity['seed']}",
              f"tunes: {', '.join(src['collections'])} in music21's corpus ({src['corpus']})",
+             f"genre pieces: {', '.join(f'{k} ({v})' for k, v in FOLDERS.items())} in music21's corpus",
              f"instruments: {SOUNDFONT} (sha256 {identity['soundfont_sha256']})", "",
              "items per split (train / val / test):"]
     lines += [f"  {p}: {' / '.join(str(c[s]) for s in SPLITS)}" for p, c in counts.items()]
-    lines += ["", f"tunes parsed and left out ({len(skipped)}):"]
+    lines += ["", f"tunes and pieces parsed and left out ({len(skipped)}):"]
     lines += [f"  {source}: {reason}" for source, reason in skipped] or ["  none"]
     (folder / "INFO.txt").write_text("\n".join(lines) + "\n")

@@ -1,4 +1,4 @@
-"""The scores suite's jobs that run in worker processes: parsing a tune, rendering a clip.
+"""The scores suite's jobs that run in worker processes: parsing a tune or piece, rendering a clip.
 
 Kept apart from the suite writer so that a worker imports music21 and the renderer only (not
 torch): spawned workers start in well under a second.
@@ -6,13 +6,18 @@ torch): spawned workers start in well under a second.
 
 from __future__ import annotations
 
-from mirprobe.scores.corpus import Candidate
+from mirprobe.scores.corpus import Candidate, corpus_root
 from mirprobe.scores.render import Note, level, synthesize, write_wav
+from mirprobe.scores.repertoire import Piece, PieceSource, parse_piece
 from mirprobe.scores.score import ParsedTune, parse_tune
 
 
 def parse(candidate: Candidate) -> ParsedTune | str:
     return parse_tune(candidate)
+
+
+def parse_piece_job(src: PieceSource) -> Piece | str:
+    return parse_piece(src, corpus_root())
 
 
 def render(job: tuple[list[Note], float, float, str, str]) -> dict[str, float]:
