@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mirprobe.deform import deformation_label
 from mirprobe.locks import try_hold
 from mirprobe.record import Record
 from mirprobe.results import RecordStore
@@ -112,6 +113,7 @@ def describe_entry(e: Entry, used: int) -> str:
     precision = m.get("precision") or ""
     made = f"{m.get('model_name', '?')} {m.get('view', '?')} {m.get('window_s', '?')} s"
     made += f", {len(m.get('items', []))} items" + (f", {precision}" if precision else "")
+    made += f", deformed: {deformation_label(m['deformation'])}" if m.get("deformation") else ""
     version = (m.get("versions") or {}).get("mirprobe")
     made += f", mirprobe {version}" if version else ""
     return (f"  {e.id}  {human_size(folder_size(e.path)):>9}  {human_age(_age(e.path / 'meta.json')):>6}"

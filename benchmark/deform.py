@@ -99,7 +99,7 @@ class Deformation:
     @property
     def label(self) -> str:
         """Short display name, e.g. ``noise(snr_db=20,color=white,seed=0)``."""
-        return f"{self.name}({','.join(f'{k}={_show(v)}' for k, v in self.params)})"
+        return deformation_label(self.identity())
 
     def apply(self, wave: np.ndarray, sample_rate: int, name: str = "") -> np.ndarray:
         """The deformed mono ``wave`` (float32, at ``sample_rate``); ``name``: the file's name,
@@ -166,6 +166,12 @@ def _value(key: str, value: Any, param: Param) -> Any:
     if not param.ok(float(value)):
         raise UserError(f"config key {key!r}: {value!r} is out of range; give {param.wording}")
     return param.kind(value)
+
+
+def deformation_label(identity: Mapping[str, Any]) -> str:
+    """The display name of a deformation's identity (as an entry's meta or a record keeps it)."""
+    params = {k: v for k, v in identity.items() if k not in ("name", "version")}
+    return f"{identity['name']}({','.join(f'{k}={_show(v)}' for k, v in sorted(params.items()))})"
 
 
 def parse_all(entries: Any, key: str = "robustness.deformations") -> list[Deformation]:

@@ -139,6 +139,9 @@ def test_robustness_run_end_to_end(tmp_path, capsys) -> None:  # noqa: ANN001
     assert table.count("stretch(rate=1.25)") == 2 * 6  # two tasks × (five layers + weighted sum)
     assert (work / "runs" / "robustness" / "plots" / "robustness_drop.png").exists()
 
+    assert main(["cache", "--work-dir", str(work)]) == 0  # deformed entries say so
+    assert capsys.readouterr().out.count("deformed: stretch(rate=1.25)") == 2
+
     # a second run finds everything: no extraction, no new record
     assert main(["run", "robustness", *TINY, DEFORM, f"work_dir={work}"]) == 0
     assert "extract" not in capsys.readouterr().out.rsplit("time per stage", 1)[1]
