@@ -50,8 +50,10 @@ def routes_enabled() -> bool:
 
 def accelerate(model: torch.nn.Module) -> torch.nn.Module:
     """Route every zero-padded ``nn.Conv1d`` of ``model`` through channels-last oneDNN convolutions
-    on CPUs, per-channel ``nn.GroupNorm`` through a pass that keeps that layout, and ``nn.Linear``
-    under CPU autocast through weights cast once (in place; returns ``model``). Modules of other
+    on CPUs, per-channel ``nn.GroupNorm`` through a pass that keeps that layout, a wav2vec
+    2.0-style first layer (waveform conv, its group norm, activation) through one product
+    (:func:`normed_waveform_conv`), and ``nn.Linear`` under CPU autocast through weights cast
+    once (in place; returns ``model``). Modules of other
     devices keep their stock forward. A float32 ``nn.Linear`` keeps its own: at transformer widths
     (768 → 768/3072) MKL's sgemm and oneDNN ran at the same rate (``perf/README.md``);
     :func:`mm_bias` is the oneDNN route for narrower products."""
@@ -138,7 +140,8 @@ def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
     CPU, gradients on, routes off)."""
     if not _fast(x) or torch.is_grad_enabled() or not torch.is_autocast_enabled("cpu"):
         return None
-    return torch.get_autocast_dtype("cpu") if x.dtype in (torch.float32, torch.get_autocast_dtype("cpu")) else None
+    dtype = torch.get_autocast_dtype("cpu")
+    return dtype if x.dtype in (torch.float32, dtype) else None
 
 
 def autocast_linear(module: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
