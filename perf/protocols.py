@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -33,18 +34,21 @@ VOLATILE = ("created", "timings", "versions")
 MAIN = "import sys; from mirprobe.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
-def command(args: list[str], work: Path, pythonpath: str | None) -> float:
-    """Wall time of one ``mirprobe`` command in a fresh interpreter."""
+def command(args: list[str], work: Path, pythonpath: str | None) -> tuple[float, float]:
+    """Wall time and CPU time (user + system) of one ``mirprobe`` command in a fresh
+    interpreter."""
     env = dict(os.environ, MIRPROBE_HOME=str(work))
     if pythonpath:
         env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", MAIN, *args, "progress=false", "device=cpu"],
                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode:
         raise SystemExit(f"mirprobe {' '.join(args)} failed:\n{done.stderr}")
-    return wall
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def records(folder: Path) -> dict[str, tuple[dict, dict[str, np.ndarray]]]:
@@ -73,7 +77,7 @@ def same(a: dict, b: dict) -> bool:
 
 
 def timed_run(config: str, models: str, work: Path, pythonpath: str | None,
-              keep: Path | None) -> float:
+              keep: Path | None) -> tuple[float, float]:
     """One ``mirprobe run CONFIG`` (probe stage on) with an empty records folder; its records
     are moved to ``keep`` (or deleted)."""
     rec, aside = work / "records", work / f"records.aside-{os.getpid()}"
@@ -114,7 +118,7 @@ def main() -> None:
             walls = {}
             for name, path in order:
                 walls[name] = timed_run(proto, a.models, work, path, tmp / name)
-            line = " | ".join(f"{n} {w:.1f} s" for n, w in walls.items())
+            line = " | ".join(f"{n} {w:.1f} s (CPU {c:.1f} s)" for n, (w, c) in walls.items())
             check = ""
             if a.baseline:
                 check = " | records identical: " + str(same(records(tmp / "this tree"),
@@ -124,12 +128,14 @@ def main() -> None:
     if "similarity" in only:
         for rnd in range(a.rounds):
             for name, path in versions.items():
-                walls = [command(["similarity", m, "--task", a.task], work, path)
+                times = [command(["similarity", m, "--task", a.task], work, path)
                          for m in a.models.split(",")]
                 print(f"similarity ({a.task}) {name}, round {rnd + 1}: "
-                      + ", ".join(f"{m} {w:.1f} s" for m, w in zip(a.models.split(","), walls,
-                                                                     strict=True))
-                      + f", all {sum(walls):.1f} s | load {os.getloadavg()[0]:.1f}", flush=True)
+                      + ", ".join(f"{m} {w:.1f} s" for m, (w, _) in zip(a.models.split(","), times,
+                                                                          strict=True))
+                      + f", all {sum(w for w, _ in times):.1f} s "
+                      f"(CPU {sum(c for _, c in times):.1f} s) | load {os.getloadavg()[0]:.1f}",
+                      flush=True)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
