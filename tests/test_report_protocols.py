@@ -79,8 +79,10 @@ def test_protocol_table_equals_the_records_and_marks_missing(work: Path) -> None
     assert MISSING not in genre.tolist()
     # the run's folder has the table (n = 5: none here), the footnote naming each missing cell
     md = (work / "runs" / "knn" / "protocols.md").read_text()
-    assert "Missing: handcrafted × genre: few-shot (n=5); handcrafted × emotion: few-shot (n=5)" \
-        in md and f"| {MISSING} |" in md
+    footnote = md[md.index("Missing: "):].split("\n")[0]
+    assert sorted(footnote.removeprefix("Missing: ").rstrip(".").split("; ")) == [
+        "handcrafted × emotion: few-shot (n=5)", "handcrafted × genre: few-shot (n=5)"]
+    assert f"| {MISSING} |" in md
 
 
 def test_efficiency_curve_points_are_the_share_records(work: Path) -> None:
@@ -122,3 +124,19 @@ def test_publish_writes_protocol_views_and_cka(work: Path, tmp_path: Path) -> No
     assert "tab:protocols" in (out / "leaderboard.tex").read_text()
     results = json.loads((out / "results.json").read_text())
     assert {"protocols", "efficiency", "similarity"} <= set(results)
+
+
+def test_knn_records_do_not_stand_in_for_the_probe_in_the_leaderboard(work: Path,
+                                                                        tmp_path: Path) -> None:
+    """The k-NN run came after the probe run on the same task: the leaderboard still shows the
+    probe's score under the task's name, and k-NN's under its own."""
+    out = tmp_path / "pub"
+    assert main(["publish", "--work-dir", str(work), "--out", str(out), "--resamples", "200"]) == 0
+    board = pd.read_csv(out / "leaderboard.csv")
+    raws = raw_records(work)
+    for task, head in (("genre", "ridge"), ("genre/knn", "knn")):
+        [raw] = [r for r in raws if r["task"]["name"] == task]
+        assert kind(raw) == head
+        row = board[board["task"] == task]
+        assert len(row) == 1, (task, list(board["task"]))
+        assert row["score"].iloc[0] == pytest.approx(round(selected(raw)[1] * 100, 1))

@@ -36,12 +36,16 @@ def variants(cfg: ProbeConfig) -> list[ProbeConfig]:
 
 
 def variant_label(cfg: ProbeConfig | None) -> str:
-    """The suffix that tells a varied job's records apart in tables: ``/5-shot``, ``/10%``."""
+    """The suffix that tells a varied job's records apart in tables: ``/5-shot``, ``/10%``, and
+    ``/knn`` or ``/centroid`` for a grid of only those heads (untrained protocols: their records
+    must not stand in for a trained probe's in the leaderboard, which keeps one per task)."""
     if cfg is None:
         return ""
     shots, fraction = single(cfg, "shots"), single(cfg, "train_fraction")
+    untrained = set(cfg.heads) if set(cfg.heads) in ({"knn"}, {"centroid"}) else set()
     return ((f"/{shots}-shot" if shots is not None else "")
-            + (f"/{fraction * 100:g}%" if fraction is not None else ""))
+            + (f"/{fraction * 100:g}%" if fraction is not None else "")
+            + (f"/{untrained.pop()}" if untrained and shots is None else ""))
 
 
 def single(cfg: ProbeConfig, key: str) -> float | None:
