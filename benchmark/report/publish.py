@@ -23,6 +23,7 @@ import pandas as pd
 import mirprobe
 from mirprobe.record import Record
 from mirprobe.report import html, latex, plots, robustness
+from mirprobe.report.protocols import FEWSHOT, FRACTION, KNN, protocol_of
 from mirprobe.report.records import models_and_tasks
 from mirprobe.report.render import (
     AGG_COLUMN,
@@ -75,6 +76,10 @@ def provenance(records: Sequence[Record]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("model")
 
 
+#: Protocols whose records publish shows in their own views, not in the leaderboard.
+SHOWN_APART = (KNN, FEWSHOT, FRACTION)
+
+
 def publish(records: Sequence[Record], out_dir: Path, *, records_dir: Path | None = None,
             ci: bool = True, all_metrics: bool = False, n_boot: int = N_BOOT, seed: int = SEED,
             title: str = "mirprobe results") -> dict[str, Path]:
@@ -88,7 +93,10 @@ def publish(records: Sequence[Record], out_dir: Path, *, records_dir: Path | Non
                                      seed=seed)  # deformed test sets: their own section
     records = [r for r in records if not robustness.is_deformed(r)]
     manifests = read_manifests(Path(records_dir).parent) if records_dir else []
-    records = leaderboard_records(records, manifests)
+    everything = leaderboard_records(records, manifests)  # for the protocol views
+    # k-NN, few-shot and data-efficiency records have their own views below; in the leaderboard
+    # they would be columns of their own and skew the normalised mean over tasks.
+    records = [r for r in everything if protocol_of(r)[0] not in SHOWN_APART]
     board = leaderboard(records, ci=ci, all_metrics=all_metrics, records_dir=records_dir,
                         n_boot=n_boot, seed=seed)
     shown = leaderboard_display(board)
@@ -109,7 +117,7 @@ def publish(records: Sequence[Record], out_dir: Path, *, records_dir: Path | Non
     md += [f"### {t.attrs['model']}\n\n{markdown_table(layers_display(t))}" for t in layer_tables]
     md.append(f"{LAYERS_CAPTION}\n\n{method}\n")
     md += [robust.markdown] if robust else []
-    views = build_views(Context(records, records_dir, ci=ci, n_boot=n_boot, seed=seed,
+    views = build_views(Context(everything, records_dir, ci=ci, n_boot=n_boot, seed=seed,
                                 plots=out / "plots"))
     md += [_view_md(v, out) for v in views]
     paths["md"].write_text("\n".join(md))
