@@ -547,9 +547,19 @@ def test_dropout_gate_matches_a_python_reference() -> None:
     assert abs((big[0] & big[1]).float().mean().item() - 0.64) < 0.02
 
 
-def test_onednn_products_match_float64_matmul() -> None:
-    """The heads' products as 1×1 convolutions (oneDNN on CPUs) against a float64 matmul, with
-    dense and padded (non-dense) left factors and a strided output, as the bank uses them."""
+@pytest.fixture(params=[True, False], ids=["onednn", "mkl"])
+def route(request, monkeypatch) -> bool:  # noqa: ANN001
+    """Both product routes on any CPU: oneDNN convolutions (AMD CPUs) and torch.mm/bmm."""
+    from mirprobe.probes import gemm
+
+    monkeypatch.setattr(gemm, "amd_cpu", lambda: request.param)
+    return request.param
+
+
+def test_onednn_products_match_float64_matmul(route: bool) -> None:
+    """The heads' products as 1×1 convolutions (oneDNN on AMD CPUs) or torch.mm against a float64
+    matmul, with dense and padded (non-dense) left factors and a strided output, as the bank
+    uses them."""
     from mirprobe.probes.gemm import mm_into, onednn_products
 
     gen = torch.Generator().manual_seed(0)
@@ -562,11 +572,11 @@ def test_onednn_products_match_float64_matmul() -> None:
         assert torch.allclose(out.double(), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
         mm_into(out, a.contiguous(), b.contiguous())
         assert torch.allclose(out.double(), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
-    assert onednn_products(a) == torch.backends.mkldnn.is_available()
+    assert onednn_products(a) == (route and torch.backends.mkldnn.is_available())
     assert not onednn_products(a.to(torch.bfloat16))
 
 
-def test_grouped_products_match_float64_bmm() -> None:
+def test_grouped_products_match_float64_bmm(route: bool) -> None:
     """The weighted-sum heads' grouped products (oneDNN on CPUs) against float64 bmm, with the
     strided operands the bank passes."""
     from mirprobe.probes.gemm import grouped_mm, grouped_tmm

@@ -4,7 +4,10 @@
 2 cores) it ran the heads' shapes (``[n·512, 768] × [768, 64]`` and ``[n·512, 64] × [64, 768]``)
 at 90–185 GFLOP/s, and the same products written as 1×1 convolutions over channels-last
 views, which PyTorch runs in oneDNN, at 210–400 GFLOP/s with the same float32 precision
-(``perf/README.md``). A product ``A [P, K] × B [K, R]`` is a convolution whose input
+(``perf/README.md``). On an Intel Xeon (AVX-512, AMX) the opposite holds: MKL's sgemm, Intel's
+own, ran the same shapes 1.5–7× faster than those convolutions, and the default run's probe stage
+took 12.7 s through it against 15.8 s. So the convolutions are used on AMD CPUs only, where MKL
+is known to take slower code paths. A product ``A [P, K] × B [K, R]`` is a convolution whose input
 is ``A`` seen as ``P`` positions of ``K`` channels (channels last: ``A``'s own memory, no copy)
 and whose ``R`` filters are the rows of ``Bᵀ``; its channels-last output is ``[P, R]`` in
 memory, the layout the heads keep.
@@ -12,13 +15,25 @@ memory, the layout the heads keep.
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
 
+@functools.cache
+def amd_cpu() -> bool:
+    """Whether this machine's CPU is an AMD one (Linux's ``/proc/cpuinfo``; False elsewhere)."""
+    try:
+        return "AuthenticAMD" in Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+
+
 def onednn_products(t: torch.Tensor) -> bool:
-    """Whether float32 products of ``t``'s device go through oneDNN convolutions."""
-    return (t.device.type == "cpu" and t.dtype == torch.float32
+    """Whether float32 products of ``t``'s device go through oneDNN convolutions (AMD CPUs)."""
+    return (t.device.type == "cpu" and t.dtype == torch.float32 and amd_cpu()
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 
