@@ -42,10 +42,10 @@ def variant_label(cfg: ProbeConfig | None) -> str:
     if cfg is None:
         return ""
     shots, fraction = single(cfg, "shots"), single(cfg, "train_fraction")
-    untrained = set(cfg.heads) if set(cfg.heads) in ({"knn"}, {"centroid"}) else set()
+    untrained = list(cfg.heads) in (["knn"], ["centroid"])  # one kind alone (spec.ALONE)
     return ((f"/{shots}-shot" if shots is not None else "")
             + (f"/{fraction * 100:g}%" if fraction is not None else "")
-            + (f"/{untrained.pop()}" if untrained and shots is None else ""))
+            + (f"/{cfg.heads[0]}" if untrained and shots is None else ""))
 
 
 def single(cfg: ProbeConfig, key: str) -> float | None:
