@@ -123,19 +123,29 @@ def test_musicnn_routes_within_tolerance() -> None:
 
     ex = MusicnnExtractor()
     waves = torch.randn(2, 48000, generator=torch.Generator().manual_seed(4))
-    reductions = (torch.Tensor.amax, torch.Tensor.amin)
+    reductions = (torch.Tensor.amax, torch.Tensor.amin, torch.bmm)
     with torch.inference_mode():
         with plain_products(), Conv2dCalls(reductions) as stock:
             ref = ex.pool(ex.forward(waves))
         with Conv2dCalls(reductions) as fast:
             out = ex.pool(ex.forward(waves))
-    assert fast.count == stock.count + 3  # the mid end's three 1-D convolutions, as 2-D ones
+        with torch.autocast("cpu", dtype=torch.bfloat16), Conv2dCalls(reductions) as bf16:
+            ex.forward(waves)
+        ex.net.double()
+        with plain_products():
+            f64 = ex.pool(ex.forward(waves.double()))
+        ex.net.float()
+    # float32: the timbral convolutions (7 × 38, 7 × 67) through BandPeaks' products (a DFT along
+    # frequency), the mid end's stock convolutions; bfloat16: the convolutions, the mid end's as 2-D ones
+    assert fast.count == stock.count - 2 and fast.also[torch.bmm] > 0
+    assert bf16.count == stock.count + 3 and bf16.also[torch.bmm] == 0
     # MTT's filters of negative batch-norm scale (about half) are negated: one max per branch,
     # where the stock route takes a max and a min of each front-end branch
     assert stock.also[torch.Tensor.amin] == 5 and fast.also[torch.Tensor.amin] == 0
-    assert fast.also[torch.Tensor.amax] == stock.also[torch.Tensor.amax]
     for layer in range(len(ref)):
         assert _relative(out[layer], ref[layer]) < FP32_TOL, layer
+        # and as near float64 as the stock float32 forward pass
+        assert _relative(out[layer], f64[layer]) < max(2 * _relative(ref[layer], f64[layer]), 1e-6), layer
 
 
 def test_autocast_weights_cast_once_same_numbers_and_dropped_on_load() -> None:
