@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import torch
 
-CHUNK = 16  # output frames per pass: the per-bin products (2 × bins × filters × 16 floats) stay in L2
+CHUNK = 16  # output frames per pass and thread: the per-bin products (2 × bins × filters × 16 floats) stay in L2
 TINY = 2.0 ** -80  # spectra below it are zeroed: see BandPeaks
 
 
@@ -41,13 +41,15 @@ class BandPeaks:
         # X[w] = sum_f x[f] e^{-i theta_w f}: [bands, 2 * bins], real parts then imaginary parts
         angle = torch.outer(torch.arange(bands, dtype=torch.float64, device=device), theta)
         self.dft = _exact_zeros(torch.cat([angle.cos(), -angle.sin()], dim=1))
-        # a correlation is X * conj(K): Re = a c + b d, Im = b c - a d for X = a + ib, K = c + id
+        # a correlation is X * conj(K): Re = a c + b d, Im = b c - a d for X = a + ib, K = c + id;
+        # per bin, rows (real outputs, imaginary outputs) × filters, columns (real taps, imaginary taps)
         spectra = [self._spectrum(k.double(), theta) for k in kernels]
         c = torch.cat([s[0] for s in spectra])  # [filters, taps, bins]
         d = torch.cat([s[1] for s in spectra])
-        # per bin: [filters, (real taps, imaginary taps)], for the real and the imaginary output
-        self.real = _flush(torch.cat([c, d], dim=1).permute(2, 0, 1)).contiguous()
-        self.imag = _flush(torch.cat([-d, c], dim=1).permute(2, 0, 1)).contiguous()
+        rows = torch.cat([torch.cat([c, d], dim=2), torch.cat([-d, c], dim=2)])  # [2 × filters, taps, 2 × bins]
+        self.spectra = _flush(rows.view(2 * len(c), self.taps, 2, self.bins).permute(3, 0, 2, 1)
+                              .reshape(self.bins, 2 * len(c), 2 * self.taps)).contiguous()
+        # inverse DFTs over (bin, real/imaginary) columns, as the products' rows come out
         self.inverse = [_exact_zeros(self._inverse(bands - int(k.shape[2]) + 1, theta)).float()
                         for k in kernels]
 
@@ -57,15 +59,15 @@ class BandPeaks:
         return kernel @ angle.cos(), -(kernel @ angle.sin())
 
     def _inverse(self, valid: int, theta: torch.Tensor) -> torch.Tensor:
-        """The inverse real DFT at positions ``0..valid-1``: ``[valid, 2 * bins]`` (Hermitian
+        """The inverse real DFT at positions ``0..valid-1``: ``[valid, 2 × bins]`` (Hermitian
         symmetry: bins other than 0 and ``bands / 2`` count twice)."""
         weight = torch.full_like(theta, 2.0)
         weight[0] = 1.0
         if self.bands % 2 == 0:
             weight[-1] = 1.0
         angle = torch.outer(theta, torch.arange(valid, dtype=torch.float64, device=theta.device))
-        rows = torch.cat([weight[:, None] * angle.cos(), -weight[:, None] * angle.sin()])
-        return (rows / self.bands).T.contiguous()
+        rows = torch.stack([weight[:, None] * angle.cos(), -weight[:, None] * angle.sin()], dim=1)
+        return (rows.flatten(0, 1) / self.bands).T.contiguous()  # [valid, (bin, real/imaginary)]
 
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
         """``x`` ``[B, T + taps - 1, bands]`` → per bank ``[B, n, T]``."""
@@ -74,14 +76,12 @@ class BandPeaks:
         # [bins, (real, imag) × taps, B × T]: each output frame's taps, per bin
         taps = spectrum.unfold(1, self.taps, 1).permute(3, 2, 4, 0, 1).reshape(self.bins, -1, batch * frames)
         width, total = batch * frames, sum(self.sizes)
+        chunk = CHUNK * torch.get_num_threads()  # each core's L2 holds its share
         out = [x.new_empty(n, width) for n in self.sizes]
-        for start in range(0, width, CHUNK):
-            part = taps[:, :, start:start + CHUNK]
+        for start in range(0, width, chunk):
+            part = taps[:, :, start:start + chunk]
             cols = part.shape[2]
-            products = x.new_empty(2, self.bins, total, cols)
-            torch.bmm(self.real, part, out=products[0])
-            torch.bmm(self.imag, part, out=products[1])
-            rows = products.view(2 * self.bins, total * cols)  # [(real, imag) × bins, filters × cols]
+            rows = torch.bmm(self.spectra, part).view(2 * self.bins, total * cols)  # [(bin, re/im), filters × cols]
             first = 0
             for inverse, n, y in zip(self.inverse, self.sizes, out, strict=True):
                 bank = rows[:, first * cols:(first + n) * cols]
