@@ -121,12 +121,13 @@ def _to_int32(x: torch.Tensor) -> torch.Tensor:
 def _hashed_index(hidden: int, rows: int, device: torch.device) -> torch.Tensor:
     """``[hidden, rows]`` int32 hash of each unit's position ``b · hidden + j`` (cached)."""
     key = (hidden, rows, str(device))
-    if key not in _INDEX:
+    index = _INDEX.get(key)  # one lookup: trainers on other threads may clear the cache
+    if index is None:
         if len(_INDEX) > 16:
             _INDEX.clear()
-        _INDEX[key] = _to_int32(_mix32(torch.arange(rows, device=device) * hidden
-                                       + torch.arange(hidden, device=device)[:, None]))
-    return _INDEX[key]
+        index = _INDEX[key] = _to_int32(_mix32(torch.arange(rows, device=device) * hidden
+                                               + torch.arange(hidden, device=device)[:, None]))
+    return index
 
 
 def dropout_gate(seeds: torch.Tensor, step: int, keep: torch.Tensor, hidden: int,
@@ -277,10 +278,11 @@ class HeadBank:
         return y.view(-1, n, o).transpose(0, 1)
 
     def forward(self, x: torch.Tensor, a: int = 0, b: int | None = None, step: int | None = None,
-                cache: dict | None = None) -> torch.Tensor:
+                cache: dict | None = None, work: Workspace | None = None) -> torch.Tensor:
         """Logits ``[h, B, out]`` of heads ``a:b`` on ``[B, L, D]`` standardised features;
         with ``step``, dropout as at that training step; ``cache`` receives what the backward
-        pass needs."""
+        pass needs. ``work``: the temporaries' buffers (default the bank's own; chunks trained
+        side by side on several threads each bring theirs)."""
         b = self.num_heads if b is None else b
         p = self.views(self.big[a:b], self.small[a:b])
         runs = _runs(self.layers[a:b])
@@ -300,7 +302,7 @@ class HeadBank:
             return out
         hidden = p["b1"].shape[-1]
         # Reused buffers: fresh ones are new memory with page faults at every step / epoch.
-        work = self.work if cache is not None else self.eval_work
+        work = work or (self.work if cache is not None else self.eval_work)
         zt = work.get("zt", (h, hidden, rows), x.dtype, x.device)
         for s, e, layer in runs:
             if layer == WEIGHTED:
@@ -325,7 +327,7 @@ class HeadBank:
             gate = torch.sign(ht, out=work.get("gate", zt.shape, zt.dtype, zt.device))
         out = torch.baddbmm(p["b2"][:, None], ht.transpose(1, 2), p["w2"])
         if cache is not None:
-            cache.update(p=p, runs=runs, xw=xw, ht=ht, gate=gate)
+            cache.update(p=p, runs=runs, xw=xw, ht=ht, gate=gate, work=work)
         return out
 
     def gradients(self, x: torch.Tensor, d_out: torch.Tensor, cache: dict, g_big: torch.Tensor,
@@ -354,7 +356,7 @@ class HeadBank:
             ht, gate = cache["ht"], cache["gate"]
             g["w2"].copy_(torch.bmm(ht, d_out))
             dzt = torch.bmm(p["w2"], d_out.transpose(1, 2),  # [h, hidden, B]
-                            out=self.work.get("dzt", gate.shape, gate.dtype, gate.device)).mul_(gate)
+                            out=cache["work"].get("dzt", gate.shape, gate.dtype, gate.device)).mul_(gate)
             g["b1"].copy_(dzt.sum(2))
             d_in = {}
             for s, e, layer in runs:

@@ -22,7 +22,8 @@ import torch
 from mirprobe.probes.adam import HeadAdam
 from mirprobe.probes.aggregate import merge_units, track_mean
 from mirprobe.probes.data import FeatureSource, SplitRows
-from mirprobe.probes.heads import WEIGHTED, HeadBank, HeadSpec, chunks
+from mirprobe.probes.heads import WEIGHTED, HeadBank, HeadSpec, Workspace, chunks
+from mirprobe.probes.workers import Workers, cpu_workers, workers
 from mirprobe.progress import progress_bar
 
 EVAL_BYTES = 128 << 20  # float32 activations of one evaluation sub-batch across heads
@@ -53,7 +54,7 @@ class Group:
     chunk_bytes: int | None = None
     batch_rows: int = 0  # rows per training step (sizes the chunks)
     ranges: list[tuple[int, int]] | None = None
-    grads: list[torch.Tensor] | None = None
+    most: int = 0  # heads of the largest chunk
 
     def final_bank(self) -> HeadBank:
         """All heads of the group with their best weights."""
@@ -66,10 +67,25 @@ class Group:
         """Chunks of the live bank and gradient buffers for the largest."""
         self.ranges = chunks(self.bank, self.chunk_bytes, self.batch_rows,
                              merge=self.batch_rows <= MERGE_ROWS)
-        most = max((e - a for a, e in self.ranges), default=0)
-        if self.grads is None or len(self.grads[0]) < most:
-            self.grads = [self.bank.big.new_empty(most, *self.bank.big.shape[1:]),
-                          self.bank.small.new_empty(most, self.bank.small.shape[1])]
+        self.most = max((e - a for a, e in self.ranges), default=0)
+
+
+class Scratch:
+    """One trainer thread's reused memory: the gradient buffers of each group's largest chunk
+    and the temporaries of a training step and of an evaluation sub-batch."""
+
+    def __init__(self) -> None:
+        self.work, self.eval_work = Workspace(), Workspace()
+        self._grads: dict[int, list[torch.Tensor]] = {}
+
+    def grads(self, g: Group, heads: int) -> list[torch.Tensor]:
+        """Gradient buffers for ``heads`` heads of ``g`` (sized for its largest chunk)."""
+        buf = self._grads.get(id(g))
+        if buf is None or len(buf[0]) < max(heads, g.most):
+            big, small = g.bank.big, g.bank.small
+            buf = self._grads[id(g)] = [big.new_empty(max(heads, g.most), *big.shape[1:]),
+                                        small.new_empty(max(heads, g.most), small.shape[1])]
+        return [t[:heads] for t in buf]
 
 
 def make_groups(specs: list[HeadSpec], cfg, run_seed: int, num_layers: int, dim: int, out: int,  # noqa: ANN001
@@ -101,17 +117,28 @@ def make_groups(specs: list[HeadSpec], cfg, run_seed: int, num_layers: int, dim:
     return groups
 
 
-def forward_rows(bank: HeadBank, source: FeatureSource, split: SplitRows) -> torch.Tensor:
-    """Logits of every head for every row of ``split``, ``[H, R, out]`` in split row order."""
+def forward_rows(bank: HeadBank, source: FeatureSource, split: SplitRows,
+                 pool: Workers[Scratch] | None = None,
+                 ranges: list[tuple[int, int]] | None = None) -> torch.Tensor:
+    """Logits of every head for every row of ``split``, ``[H, R, out]`` in split row order;
+    with ``pool``, the heads' ``ranges`` side by side (features read once)."""
     width = max(bank.params["w2"].shape[1], source.dim)
     max_rows = max(1, EVAL_BYTES // (4 * width * max(1, bank.num_heads)))
-    out = None
+    out = torch.empty(bank.num_heads, len(split.rows), bank.shape["b2"][0],
+                      device=bank.big.device)
+    ranges = ranges if pool is not None and ranges else [(0, bank.num_heads)]
+
+    def run(span: tuple[int, int], scratch: Scratch | None, x: torch.Tensor,
+            pos: torch.Tensor) -> None:
+        a, b = span
+        out[a:b, pos] = bank.forward(x, a, b, work=scratch.eval_work if scratch else None)
+
     with torch.no_grad():
         for pos, x in source.ordered(split.rows, max_rows):
-            logits = bank.forward(x)
-            if out is None:
-                out = logits.new_empty(logits.shape[0], len(split.rows), logits.shape[2])
-            out[:, pos] = logits
+            if pool is None:
+                run(ranges[0], None, x, pos)
+            else:
+                pool.map(lambda span, scratch, x=x, pos=pos: run(span, scratch, x, pos), ranges)
     return out
 
 
@@ -121,9 +148,11 @@ def unit_outputs(row_out: torch.Tensor, split: SplitRows, how: str = "mean") -> 
     return merge_units(tracks, split.track_unit, split.num_units, how)
 
 
-def val_proxy(task, bank: HeadBank, source: FeatureSource, val: SplitRows) -> torch.Tensor:  # noqa: ANN001
-    """The per-epoch early-stopping score ``[H]`` (``task.score``, higher is better)."""
-    row_out = forward_rows(bank, source, val)
+def val_proxy(task, g: Group, source: FeatureSource, val: SplitRows,  # noqa: ANN001
+              pool: Workers[Scratch] | None = None) -> torch.Tensor:
+    """The per-epoch early-stopping score ``[H]`` of the group's live heads (``task.score``,
+    higher is better)."""
+    row_out = forward_rows(g.bank, source, val, pool, g.ranges)
     if val.row_targets is not None:
         return task.score(row_out, val.row_targets).float()
     return task.score(unit_outputs(row_out, val), val.unit_targets).float()
@@ -136,13 +165,16 @@ def _targets(split: SplitRows, pos: torch.Tensor) -> torch.Tensor:
 
 
 def train_chunk(task, g: Group, a: int, b: int, x: torch.Tensor, y: torch.Tensor,  # noqa: ANN001
-                step: int) -> None:
-    """One Adam step (number ``step``, from 0) of heads ``a:b`` of the group on one batch."""
+                step: int, scratch: Scratch | None = None) -> None:
+    """One Adam step (number ``step``, from 0) of heads ``a:b`` of the group on one batch
+    (``scratch``: the calling thread's buffers)."""
+    scratch = scratch or Scratch()
     cache: dict = {}
-    out = g.bank.forward(x, a, b, step=step, cache=cache).requires_grad_(True)
+    out = g.bank.forward(x, a, b, step=step, cache=cache,
+                         work=scratch.work).requires_grad_(True)
     with torch.enable_grad():
         (d_out,) = torch.autograd.grad(task.loss(out, y).sum(), out)
-    grads = [buf[: b - a] for buf in g.grads]
+    grads = scratch.grads(g, b - a)
     g.bank.gradients(x, d_out, cache, *grads)
     g.opt.step(g.bank, grads, a, b)
 
@@ -160,11 +192,12 @@ def keep_best(g: Group, better: torch.Tensor, improved: torch.Tensor) -> None:
         g.best[1][i].copy_(g.bank.small[j])
 
 
-def end_epoch(task, g: Group, source: FeatureSource, val: SplitRows, cfg) -> None:  # noqa: ANN001
+def end_epoch(task, g: Group, source: FeatureSource, val: SplitRows, cfg,  # noqa: ANN001
+              pool: Workers[Scratch] | None = None) -> None:
     """Validation proxy, best weights, plateau and early stopping; compacts stopped heads."""
     if g.bank.num_heads == 0:
         return
-    score = val_proxy(task, g.bank, source, val)
+    score = val_proxy(task, g, source, val, pool)
     a = g.active
     g.epochs[a] += 1
     better = score > g.best_score[a] + MIN_DELTA
@@ -215,21 +248,33 @@ def fit_heads(task, specs: list[HeadSpec], source: FeatureSource, train: SplitRo
     # Streamed features: a window within the share of the budget that one sub-batch may take.
     window_bytes = min(WINDOW_BYTES, 8 * source.step_bytes) if source.resident else source.step_bytes
     step = 0
-    for _ in bar:
-        live = sum(g.bank.num_heads for g in groups)
-        if live == 0:
-            break
-        bar.set_postfix(heads=f"{live}/{len(specs)}")
-        batches = source.train_batches(train.rows, batch_rows or cfg.batch_size, shuffle)
-        for window in windows(batches, window_bytes):
-            targets = [_targets(train, pos) for pos, _ in window]
-            with torch.no_grad():
-                for g in groups:
-                    for a, b in g.ranges:
-                        for k, ((_, x), y) in enumerate(zip(window, targets, strict=True)):
-                            train_chunk(task, g, a, b, x, y, step + k)
-            step += len(window)
-        for g in groups:
-            end_epoch(task, g, source, val, cfg)
+    with workers(cpu_workers(device), Scratch) as pool:
+        for _ in bar:
+            live = sum(g.bank.num_heads for g in groups)
+            if live == 0:
+                break
+            bar.set_postfix(heads=f"{live}/{len(specs)}")
+            batches = source.train_batches(train.rows, batch_rows or cfg.batch_size, shuffle)
+            for window in windows(batches, window_bytes):
+                train_window(task, groups, window, [_targets(train, pos) for pos, _ in window],
+                             step, pool)
+                step += len(window)
+            for g in groups:
+                end_epoch(task, g, source, val, cfg, pool)
     bar.close()
     return groups
+
+
+def train_window(task, groups: list[Group], window: list, targets: list[torch.Tensor],  # noqa: ANN001
+                 step: int, pool: Workers[Scratch]) -> None:
+    """The steps ``step, step + 1, ...`` of every chunk of heads on the window's batches; the
+    chunks side by side on the pool's threads (the largest first)."""
+    jobs = sorted(((g, a, b) for g in groups for a, b in g.ranges), key=lambda j: j[1] - j[2])
+
+    def run(job: tuple[Group, int, int], scratch: Scratch) -> None:
+        g, a, b = job
+        with torch.no_grad():
+            for k, ((_, x), y) in enumerate(zip(window, targets, strict=True)):
+                train_chunk(task, g, a, b, x, y, step + k, scratch)
+
+    pool.map(run, jobs)
