@@ -45,9 +45,17 @@ class Workers(Generic[S]):
         return s
 
     def map(self, fn: Callable[[T, S], R], items: Iterable[T]) -> list[R]:
+        """``fn(item, scratch)`` for every item, each on one thread; PyTorch's intra-op count
+        is one meanwhile (a thread takes it at its first operation and keeps it), and back to
+        what it was for the calling thread's own work in between."""
         if self._pool is None:
             return [fn(item, self.scratch()) for item in items]
-        return list(self._pool.map(lambda item: fn(item, self.scratch()), items))
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return list(self._pool.map(lambda item: fn(item, self.scratch()), items))
+        finally:
+            torch.set_num_threads(before)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -62,15 +70,9 @@ def cpu_workers(device: torch.device) -> int:
 
 @contextmanager
 def workers(n: int, make: Callable[[], S]) -> Iterator[Workers[S]]:
-    """``n`` chunk trainers; with more than one, PyTorch runs each operation on one thread
-    (the intra-op count is restored on exit)."""
-    before = torch.get_num_threads()
-    if n > 1:
-        torch.set_num_threads(1)  # before the threads start: they take it at their first op
+    """``n`` chunk trainers, shut down on exit."""
     pool = Workers(n, make)
     try:
         yield pool
     finally:
         pool.close()
-        if n > 1:
-            torch.set_num_threads(before)
