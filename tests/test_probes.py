@@ -204,54 +204,6 @@ def test_test_labels_never_select():
     assert [p.test for p in a.per_layer] != [p.test for p in b.per_layer]
 
 
-def test_chunks_side_by_side_on_threads_give_the_single_thread_result(monkeypatch):
-    """Chunks of heads trained concurrently, one per thread (the CPU path with several cores),
-    give bit for bit what one thread training them in turn gives, and really run on several
-    threads."""
-    import threading
-
-    import mirprobe.probes.train as train
-
-    entry, splits = planted(n=300)
-    cfg = ProbeConfig(heads=["linear", "mlp"], dropout=[0.0, 0.3], **FAST)
-    monkeypatch.setattr(train, "CPU_CHUNK_BYTES", 64 << 10)  # a chunk per layer and kind
-    seen: set[int] = set()
-    step = train.train_chunk
-
-    def recorded(*args, **kwargs):
-        seen.add(threading.get_ident())
-        return step(*args, **kwargs)
-
-    monkeypatch.setattr(train, "train_chunk", recorded)
-    one = run_probe(Classes(), entry, splits, cfg, progress=False)
-    assert len(seen) == 1
-    seen.clear()
-    torch.set_num_threads(3)
-    three = run_probe(Classes(), entry, splits, cfg, progress=False)
-    assert len(seen) > 1
-    assert torch.get_num_threads() == 3  # the intra-op count is the caller's again
-    assert json.dumps([asdict(p) for p in one.per_layer]) == json.dumps(
-        [asdict(p) for p in three.per_layer])
-    for k in one.predictions:
-        np.testing.assert_array_equal(one.predictions[k], three.predictions[k])
-
-
-def test_workers_keep_order_scratch_per_thread_and_raise():
-    import threading
-
-    from mirprobe.probes.workers import workers
-
-    with workers(3, dict) as pool:
-        out = pool.map(lambda i, s: (i, id(s), threading.get_ident(),
-                                     s.setdefault("owner", threading.get_ident())), range(40))
-        assert [o[0] for o in out] == list(range(40))
-        assert all(o[2] == o[3] for o in out)  # a scratch never crosses threads
-        with pytest.raises(ZeroDivisionError):
-            pool.map(lambda i, s: 1 / (i - 5), range(10))
-    with workers(1, dict) as pool:  # one worker: the calling thread itself
-        assert pool.map(lambda i, s: threading.get_ident(), range(3)) == [threading.get_ident()] * 3
-
-
 def test_same_seed_same_result_and_seeds_recorded():
     entry, splits = planted(n=300)
     cfg = ProbeConfig(seeds=2, **FAST)

@@ -121,13 +121,12 @@ def _to_int32(x: torch.Tensor) -> torch.Tensor:
 def _hashed_index(hidden: int, rows: int, device: torch.device) -> torch.Tensor:
     """``[hidden, rows]`` int32 hash of each unit's position ``b · hidden + j`` (cached)."""
     key = (hidden, rows, str(device))
-    index = _INDEX.get(key)  # one lookup: trainers on other threads may clear the cache
-    if index is None:
+    if key not in _INDEX:
         if len(_INDEX) > 16:
             _INDEX.clear()
-        index = _INDEX[key] = _to_int32(_mix32(torch.arange(rows, device=device) * hidden
-                                               + torch.arange(hidden, device=device)[:, None]))
-    return index
+        _INDEX[key] = _to_int32(_mix32(torch.arange(rows, device=device) * hidden
+                                       + torch.arange(hidden, device=device)[:, None]))
+    return _INDEX[key]
 
 
 def gate_constants(keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -228,7 +227,7 @@ class HeadBank:
         self.eval_work = Workspace()  # an evaluation sub-batch's (up to 128 MB, once per epoch)
         self.seed_t = torch.tensor(self.seeds, dtype=torch.int64, device=dev)
         self.keep_t = torch.tensor([1.0 - p for p in self.dropout], dtype=torch.float32, device=dev)
-        self._gates: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._gates: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}  # by chunk
         names = list(shape)[1:]
         sizes = [math.prod(shape[k]) for k in names]
         self.offsets = dict(zip(names, zip(np.cumsum([0, *sizes[:-1]]).tolist(), sizes, strict=True),
@@ -293,11 +292,10 @@ class HeadBank:
         return y.view(-1, n, o).transpose(0, 1)
 
     def forward(self, x: torch.Tensor, a: int = 0, b: int | None = None, step: int | None = None,
-                cache: dict | None = None, work: Workspace | None = None) -> torch.Tensor:
+                cache: dict | None = None) -> torch.Tensor:
         """Logits ``[h, B, out]`` of heads ``a:b`` on ``[B, L, D]`` standardised features;
         with ``step``, dropout as at that training step; ``cache`` receives what the backward
-        pass needs. ``work``: the temporaries' buffers (default the bank's own; chunks trained
-        side by side on several threads each bring theirs)."""
+        pass needs."""
         b = self.num_heads if b is None else b
         p = self.views(self.big[a:b], self.small[a:b])
         runs = _runs(self.layers[a:b])
@@ -317,7 +315,7 @@ class HeadBank:
             return out
         hidden = p["b1"].shape[-1]
         # Reused buffers: fresh ones are new memory with page faults at every step / epoch.
-        work = work or (self.work if cache is not None else self.eval_work)
+        work = self.work if cache is not None else self.eval_work
         zt = work.get("zt", (h, hidden, rows), x.dtype, x.device)
         for s, e, layer in runs:
             if layer == WEIGHTED:
@@ -345,7 +343,7 @@ class HeadBank:
             gate = torch.sign(ht, out=work.get("gate", zt.shape, zt.dtype, zt.device))
         out = torch.baddbmm(p["b2"][:, None], ht.transpose(1, 2), p["w2"])
         if cache is not None:
-            cache.update(p=p, runs=runs, xw=xw, ht=ht, gate=gate, work=work)
+            cache.update(p=p, runs=runs, xw=xw, ht=ht, gate=gate)
         return out
 
     def gradients(self, x: torch.Tensor, d_out: torch.Tensor, cache: dict, g_big: torch.Tensor,
@@ -374,7 +372,7 @@ class HeadBank:
             ht, gate = cache["ht"], cache["gate"]
             g["w2"].copy_(torch.bmm(ht, d_out))
             dzt = torch.bmm(p["w2"], d_out.transpose(1, 2),  # [h, hidden, B]
-                            out=cache["work"].get("dzt", gate.shape, gate.dtype, gate.device)).mul_(gate)
+                            out=self.work.get("dzt", gate.shape, gate.dtype, gate.device)).mul_(gate)
             g["b1"].copy_(dzt.sum(2))
             d_in = {}
             for s, e, layer in runs:

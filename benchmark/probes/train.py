@@ -22,17 +22,15 @@ import torch
 from mirprobe.probes.adam import HeadAdam
 from mirprobe.probes.aggregate import merge_units, track_mean
 from mirprobe.probes.data import FeatureSource, SplitRows
-from mirprobe.probes.heads import WEIGHTED, HeadBank, HeadSpec, Workspace, chunks
-from mirprobe.probes.workers import Workers, cpu_workers, workers
+from mirprobe.probes.heads import WEIGHTED, HeadBank, HeadSpec, chunks
 from mirprobe.progress import progress_bar
 
 EVAL_BYTES = 128 << 20  # float32 activations of one evaluation sub-batch across heads
 WINDOW_BYTES = 256 << 20  # float32 training batches held to be run chunk by chunk
-# Parameters, gradients, Adam state and activations of one chunk of heads on a CPU: sized so that
-# the chunks the threads train side by side stay in the last-level cache over a window. On
-# MARBLE's MLP grid (13 x 768, 64-row batches; 6.8 MB per head) 48 MB chunks (the six heads of a
-# layer) took 1.39 ms per head-step at one thread against 1.91 ms for whole-bank chunks, which
-# stream parameters and Adam state from memory at every step (perf/README.md).
+# Parameters, gradients, Adam state and activations of one chunk of heads on a CPU, sized to stay
+# in the last-level cache over a window of steps. On MARBLE's MLP grid (13 x 768, 64-row batches;
+# 6.8 MB per head) 48 MB chunks (the six heads of a layer) beat whole-bank ones, which stream the
+# parameters and Adam state from memory at every step (perf/README.md).
 CPU_CHUNK_BYTES = 48 << 20
 MERGE_ROWS = 1024  # batches up to this many rows train small layers' heads in shared chunks
 MIN_DELTA = 1e-6  # a validation score must beat the best by this much to count as better
@@ -56,7 +54,7 @@ class Group:
     chunk_bytes: int | None = None
     batch_rows: int = 0  # rows per training step (sizes the chunks)
     ranges: list[tuple[int, int]] | None = None
-    most: int = 0  # heads of the largest chunk
+    grads: list[torch.Tensor] | None = None
 
     def final_bank(self) -> HeadBank:
         """All heads of the group with their best weights."""
@@ -69,25 +67,10 @@ class Group:
         """Chunks of the live bank and gradient buffers for the largest."""
         self.ranges = chunks(self.bank, self.chunk_bytes, self.batch_rows,
                              merge=self.batch_rows <= MERGE_ROWS)
-        self.most = max((e - a for a, e in self.ranges), default=0)
-
-
-class Scratch:
-    """One trainer thread's reused memory: the gradient buffers of each group's largest chunk
-    and the temporaries of a training step and of an evaluation sub-batch."""
-
-    def __init__(self) -> None:
-        self.work, self.eval_work = Workspace(), Workspace()
-        self._grads: dict[int, list[torch.Tensor]] = {}
-
-    def grads(self, g: Group, heads: int) -> list[torch.Tensor]:
-        """Gradient buffers for ``heads`` heads of ``g`` (sized for its largest chunk)."""
-        buf = self._grads.get(id(g))
-        if buf is None or len(buf[0]) < max(heads, g.most):
-            big, small = g.bank.big, g.bank.small
-            buf = self._grads[id(g)] = [big.new_empty(max(heads, g.most), *big.shape[1:]),
-                                        small.new_empty(max(heads, g.most), small.shape[1])]
-        return [t[:heads] for t in buf]
+        most = max((e - a for a, e in self.ranges), default=0)
+        if self.grads is None or len(self.grads[0]) < most:
+            self.grads = [self.bank.big.new_empty(most, *self.bank.big.shape[1:]),
+                          self.bank.small.new_empty(most, self.bank.small.shape[1])]
 
 
 def make_groups(specs: list[HeadSpec], cfg, run_seed: int, num_layers: int, dim: int, out: int,  # noqa: ANN001
@@ -119,28 +102,17 @@ def make_groups(specs: list[HeadSpec], cfg, run_seed: int, num_layers: int, dim:
     return groups
 
 
-def forward_rows(bank: HeadBank, source: FeatureSource, split: SplitRows,
-                 pool: Workers[Scratch] | None = None,
-                 ranges: list[tuple[int, int]] | None = None) -> torch.Tensor:
-    """Logits of every head for every row of ``split``, ``[H, R, out]`` in split row order;
-    with ``pool``, the heads' ``ranges`` side by side (features read once)."""
+def forward_rows(bank: HeadBank, source: FeatureSource, split: SplitRows) -> torch.Tensor:
+    """Logits of every head for every row of ``split``, ``[H, R, out]`` in split row order."""
     width = max(bank.params["w2"].shape[1], source.dim)
     max_rows = max(1, EVAL_BYTES // (4 * width * max(1, bank.num_heads)))
-    out = torch.empty(bank.num_heads, len(split.rows), bank.shape["b2"][0],
-                      device=bank.big.device)
-    ranges = ranges if pool is not None and ranges else [(0, bank.num_heads)]
-
-    def run(span: tuple[int, int], scratch: Scratch | None, x: torch.Tensor,
-            pos: torch.Tensor) -> None:
-        a, b = span
-        out[a:b, pos] = bank.forward(x, a, b, work=scratch.eval_work if scratch else None)
-
+    out = None
     with torch.no_grad():
         for pos, x in source.ordered(split.rows, max_rows):
-            if pool is None:
-                run(ranges[0], None, x, pos)
-            else:
-                pool.map(lambda span, scratch, x=x, pos=pos: run(span, scratch, x, pos), ranges)
+            logits = bank.forward(x)
+            if out is None:
+                out = logits.new_empty(logits.shape[0], len(split.rows), logits.shape[2])
+            out[:, pos] = logits
     return out
 
 
@@ -150,11 +122,9 @@ def unit_outputs(row_out: torch.Tensor, split: SplitRows, how: str = "mean") -> 
     return merge_units(tracks, split.track_unit, split.num_units, how)
 
 
-def val_proxy(task, g: Group, source: FeatureSource, val: SplitRows,  # noqa: ANN001
-              pool: Workers[Scratch] | None = None) -> torch.Tensor:
-    """The per-epoch early-stopping score ``[H]`` of the group's live heads (``task.score``,
-    higher is better)."""
-    row_out = forward_rows(g.bank, source, val, pool, g.ranges)
+def val_proxy(task, bank: HeadBank, source: FeatureSource, val: SplitRows) -> torch.Tensor:  # noqa: ANN001
+    """The per-epoch early-stopping score ``[H]`` (``task.score``, higher is better)."""
+    row_out = forward_rows(bank, source, val)
     if val.row_targets is not None:
         return task.score(row_out, val.row_targets).float()
     return task.score(unit_outputs(row_out, val), val.unit_targets).float()
@@ -167,16 +137,13 @@ def _targets(split: SplitRows, pos: torch.Tensor) -> torch.Tensor:
 
 
 def train_chunk(task, g: Group, a: int, b: int, x: torch.Tensor, y: torch.Tensor,  # noqa: ANN001
-                step: int, scratch: Scratch | None = None) -> None:
-    """One Adam step (number ``step``, from 0) of heads ``a:b`` of the group on one batch
-    (``scratch``: the calling thread's buffers)."""
-    scratch = scratch or Scratch()
+                step: int) -> None:
+    """One Adam step (number ``step``, from 0) of heads ``a:b`` of the group on one batch."""
     cache: dict = {}
-    out = g.bank.forward(x, a, b, step=step, cache=cache,
-                         work=scratch.work).requires_grad_(True)
+    out = g.bank.forward(x, a, b, step=step, cache=cache).requires_grad_(True)
     with torch.enable_grad():
         (d_out,) = torch.autograd.grad(task.loss(out, y).sum(), out)
-    grads = scratch.grads(g, b - a)
+    grads = [buf[: b - a] for buf in g.grads]
     g.bank.gradients(x, d_out, cache, *grads)
     g.opt.step(g.bank, grads, a, b)
 
@@ -194,12 +161,11 @@ def keep_best(g: Group, better: torch.Tensor, improved: torch.Tensor) -> None:
         g.best[1][i].copy_(g.bank.small[j])
 
 
-def end_epoch(task, g: Group, source: FeatureSource, val: SplitRows, cfg,  # noqa: ANN001
-              pool: Workers[Scratch] | None = None) -> None:
+def end_epoch(task, g: Group, source: FeatureSource, val: SplitRows, cfg) -> None:  # noqa: ANN001
     """Validation proxy, best weights, plateau and early stopping; compacts stopped heads."""
     if g.bank.num_heads == 0:
         return
-    score = val_proxy(task, g, source, val, pool)
+    score = val_proxy(task, g.bank, source, val)
     a = g.active
     g.epochs[a] += 1
     better = score > g.best_score[a] + MIN_DELTA
@@ -250,33 +216,21 @@ def fit_heads(task, specs: list[HeadSpec], source: FeatureSource, train: SplitRo
     # Streamed features: a window within the share of the budget that one sub-batch may take.
     window_bytes = min(WINDOW_BYTES, 8 * source.step_bytes) if source.resident else source.step_bytes
     step = 0
-    with workers(cpu_workers(device), Scratch) as pool:
-        for _ in bar:
-            live = sum(g.bank.num_heads for g in groups)
-            if live == 0:
-                break
-            bar.set_postfix(heads=f"{live}/{len(specs)}")
-            batches = source.train_batches(train.rows, batch_rows or cfg.batch_size, shuffle)
-            for window in windows(batches, window_bytes):
-                train_window(task, groups, window, [_targets(train, pos) for pos, _ in window],
-                             step, pool)
-                step += len(window)
-            for g in groups:
-                end_epoch(task, g, source, val, cfg, pool)
+    for _ in bar:
+        live = sum(g.bank.num_heads for g in groups)
+        if live == 0:
+            break
+        bar.set_postfix(heads=f"{live}/{len(specs)}")
+        batches = source.train_batches(train.rows, batch_rows or cfg.batch_size, shuffle)
+        for window in windows(batches, window_bytes):
+            targets = [_targets(train, pos) for pos, _ in window]
+            with torch.no_grad():
+                for g in groups:
+                    for a, b in g.ranges:
+                        for k, ((_, x), y) in enumerate(zip(window, targets, strict=True)):
+                            train_chunk(task, g, a, b, x, y, step + k)
+            step += len(window)
+        for g in groups:
+            end_epoch(task, g, source, val, cfg)
     bar.close()
     return groups
-
-
-def train_window(task, groups: list[Group], window: list, targets: list[torch.Tensor],  # noqa: ANN001
-                 step: int, pool: Workers[Scratch]) -> None:
-    """The steps ``step, step + 1, ...`` of every chunk of heads on the window's batches; the
-    chunks side by side on the pool's threads (the largest first)."""
-    jobs = sorted(((g, a, b) for g in groups for a, b in g.ranges), key=lambda j: j[1] - j[2])
-
-    def run(job: tuple[Group, int, int], scratch: Scratch) -> None:
-        g, a, b = job
-        with torch.no_grad():
-            for k, ((_, x), y) in enumerate(zip(window, targets, strict=True)):
-                train_chunk(task, g, a, b, x, y, step + k, scratch)
-
-    pool.map(run, jobs)
