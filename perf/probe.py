@@ -35,6 +35,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+from torch.optim.adam import adam
 
 from mirprobe.features import FeatureEntry
 from mirprobe.plugins import get_task
@@ -193,11 +194,13 @@ def ceiling(plain: dict, batched_s: float, cfg: ProbeConfig, dim: int) -> dict:
 
     Every head-step of an MLP head needs at least the two large products of its first layer:
     the forward ``W1 x`` and the weight gradient ``dH x`` (``[hidden, dim] x [dim, batch]`` and
-    ``[hidden, batch] x [batch, dim]``). Timed here for the heads of one layer in one product
-    (``[n·hidden, dim]``: as batched as they can be), both with bare ``torch.mm`` (MKL on CPUs)
-    and as the engine runs them (``mirprobe.probes.gemm``: oneDNN on CPUs), the faster sum per
-    head is a floor no engine can go under; the plain loop's time per head-step over that floor
-    bounds the achievable ratio."""
+    ``[hidden, batch] x [batch, dim]``), and one Adam update of that weight (a pass reading the
+    weight, its gradient and both moments and writing three of them back). Timed here for the
+    heads of one layer in one product (``[n·hidden, dim]``: as batched as they can be), both
+    with bare ``torch.mm`` (MKL on CPUs) and as the engine runs them (``mirprobe.probes.gemm``:
+    oneDNN on AMD CPUs), and for their weights in one fused Adam call: the faster products plus
+    the update, per head, is a floor no engine can go under with these steps; the plain loop's
+    time per head-step over that floor bounds the achievable ratio."""
     n = len(cfg.lr) * len(cfg.dropout) * len(cfg.weight_decay) * cfg.seeds
     x = torch.randn(cfg.batch_size, dim)
     w = torch.randn(n * cfg.hidden, dim)
@@ -212,27 +215,37 @@ def ceiling(plain: dict, batched_s: float, cfg: ProbeConfig, dim: int) -> dict:
         mm_into(z, w, x.T)
         mm_into(dw, g, x)
 
+    # Weights, gradients, first and second moments (non-negative: Adam keeps them so).
+    state = [[torch.randn(cfg.hidden, dim).abs_() for _ in range(n)] for _ in range(4)]
+    steps = [torch.zeros(()) for _ in range(n)]
+
+    def update() -> None:
+        adam(*state, [], steps, fused=True, amsgrad=False, beta1=0.9, beta2=0.999, lr=1e-3,
+             weight_decay=0.0, eps=1e-8, maximize=False)
+
     times = {}
-    for name, products in (("torch.mm", bare), ("engine", engine)):
+    for name, work in (("torch.mm", bare), ("engine", engine), ("adam", update)):
         for _ in range(20):
-            products()
+            work()
         reps = 100
         t = time.perf_counter()
         for _ in range(reps):
-            products()
+            work()
         times[name] = 1000 * (time.perf_counter() - t) / reps / n
-    floor_ms = min(times.values())
+    floor_ms = min(times["torch.mm"], times["engine"]) + times["adam"]
     gflops = {k: 2 * 2 * cfg.batch_size * dim * cfg.hidden / v / 1e6 for k, v in times.items()}
     plain_ms = 1000 * plain["seconds"] / max(1, plain["steps"])
     batched_ms = 1000 * batched_s / max(1, plain["steps"])  # both train the same steps
     print(f"head-steps {plain['steps']}: plain {plain_ms:.2f} ms each, batched {batched_ms:.2f} ms; "
           f"per head, the first layer's two products ({n} heads in one product) take {times['torch.mm']:.2f} ms with torch.mm "
           f"({gflops['torch.mm']:.0f} GFLOP/s), {times['engine']:.2f} ms as the engine runs them "
-          f"({gflops['engine']:.0f} GFLOP/s), so no engine can beat the plain loop by more than "
-          f"{plain_ms / floor_ms:.1f}x here with the same steps")
+          f"({gflops['engine']:.0f} GFLOP/s), and its Adam update {times['adam']:.2f} ms, so no "
+          f"engine can beat the plain loop by more than {plain_ms / floor_ms:.1f}x here with the "
+          "same steps")
     return {"head_steps": plain["steps"], "plain_ms_per_head_step": plain_ms,
             "floor_ms_per_head_step": floor_ms, "mm_ms_per_head_step": times["torch.mm"],
-            "engine_products_ms_per_head_step": times["engine"], "ceiling": plain_ms / floor_ms}
+            "engine_products_ms_per_head_step": times["engine"],
+            "adam_ms_per_head_step": times["adam"], "ceiling": plain_ms / floor_ms}
 
 
 def vs_sklearn(name: str, task, entry, splits, cfg: ProbeConfig) -> dict:  # noqa: ANN001

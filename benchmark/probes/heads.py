@@ -129,8 +129,16 @@ def _hashed_index(hidden: int, rows: int, device: torch.device) -> torch.Tensor:
     return _INDEX[key]
 
 
+def gate_constants(keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per head ``[h, 1, 1]``: the comparison's limit ``⌊keep · 2**24⌋ − 2**23`` and the
+    kept units' multiplier ``1 / keep`` (the same at every step: banks keep them)."""
+    limit = (torch.floor(keep.double() * 2.0**24) - 2**23).float().view(-1, 1, 1)
+    return limit, (1.0 / keep).view(-1, 1, 1)
+
+
 def dropout_gate(seeds: torch.Tensor, step: int, keep: torch.Tensor, hidden: int,
-                 rows: int, work: Workspace | None = None) -> torch.Tensor:
+                 rows: int, work: Workspace | None = None,
+                 constants: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Inverted-dropout multipliers ``[h, hidden, rows]``: 0 or ``1 / keep``.
 
     Unit ``j`` of row ``b`` at training step ``step`` is kept when a 32-bit hash ``r`` of
@@ -140,19 +148,25 @@ def dropout_gate(seeds: torch.Tensor, step: int, keep: torch.Tensor, hidden: int
     several times faster than int64 on CPUs) and a shift; ``r`` is the signed product plus
     2**31. The comparison is done in float arithmetic, exact on integers below 2**24:
     comparisons into bool tensors and bool → float conversions are several times slower than
-    float passes on CPUs (``perf/README.md``). ``test_dropout_gate_matches_a_python_reference``
-    checks the masks against Python integers."""
+    float passes on CPUs (``perf/README.md``). The heads' keys are mixed in Python integers
+    (a dozen tensor operations on a few values each cost more than the hash of the units).
+    ``constants``: ``gate_constants(keep)``, when the caller keeps them.
+    ``test_dropout_gate_matches_a_python_reference`` checks the masks against Python
+    integers."""
     work = work or Workspace()
     shape = (len(seeds), hidden, rows)
-    head = _to_int32(_mix32(seeds ^ _mix32(step & _M32))).view(-1, 1, 1)
+    mixed = _mix32(step & _M32)
+    keys = [_mix32(seed ^ mixed) for seed in seeds.tolist()]
+    head = torch.tensor([k - (1 << 32) if k >> 31 else k for k in keys],  # the same 32 bits
+                        dtype=torch.int32, device=seeds.device).view(-1, 1, 1)
     u = torch.bitwise_xor(_hashed_index(hidden, rows, seeds.device), head,
                           out=work.get("hash", shape, torch.int32, seeds.device)).mul_(_MUL)
     # ⌊r / 2**8⌋ − 2**23 = u >> 8 (arithmetic shift): kept when limit − (u >> 8) ≥ 1, an
     # integer, so clamping it to [0, 1] gives the mask (keep = 1 keeps every unit).
-    limit = (torch.floor(keep.double() * 2.0**24) - 2**23).float().view(-1, 1, 1)
+    limit, inverse = constants or gate_constants(keep)
     gate = work.get("gate", shape, torch.float32, seeds.device).copy_(u.bitwise_right_shift_(8))
     torch.sub(limit, gate, out=gate).clamp_(0, 1)
-    return gate.mul_((1.0 / keep).view(-1, 1, 1))
+    return gate.mul_(inverse)
 
 
 def _uniform(gen: torch.Generator, shape: tuple[int, ...], fan_in: int) -> torch.Tensor:
@@ -213,6 +227,7 @@ class HeadBank:
         self.eval_work = Workspace()  # an evaluation sub-batch's (up to 128 MB, once per epoch)
         self.seed_t = torch.tensor(self.seeds, dtype=torch.int64, device=dev)
         self.keep_t = torch.tensor([1.0 - p for p in self.dropout], dtype=torch.float32, device=dev)
+        self._gates: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}  # by chunk
         names = list(shape)[1:]
         sizes = [math.prod(shape[k]) for k in names]
         self.offsets = dict(zip(names, zip(np.cumsum([0, *sizes[:-1]]).tolist(), sizes, strict=True),
@@ -318,7 +333,10 @@ class HeadBank:
         # (sign of the ReLU output, a float pass: cheaper than a bool mask, see dropout_gate).
         ht = zt.relu_()
         if step is not None and any(q > 0 for q in self.dropout[a:b]):
-            gate = dropout_gate(self.seed_t[a:b], step, self.keep_t[a:b], hidden, rows, work)
+            if (a, b) not in self._gates:
+                self._gates[a, b] = gate_constants(self.keep_t[a:b])
+            gate = dropout_gate(self.seed_t[a:b], step, self.keep_t[a:b], hidden, rows, work,
+                                self._gates[a, b])
             gate.mul_(torch.sign(ht, out=work.get("active", zt.shape, zt.dtype, zt.device)))
             ht.mul_(gate)
         else:

@@ -27,10 +27,11 @@ from mirprobe.progress import progress_bar
 
 EVAL_BYTES = 128 << 20  # float32 activations of one evaluation sub-batch across heads
 WINDOW_BYTES = 256 << 20  # float32 training batches held to be run chunk by chunk
-# Parameters, gradients, Adam state and activations of one chunk of heads on a CPU. With a
-# fused Adam (one pass over the state) large chunks win: on MARBLE's MLP grid (13 x 768, 64-row
-# batches) 8 MB chunks took 17.6 s and whole-bank chunks 13.9 s (perf/README.md).
-CPU_CHUNK_BYTES = 512 << 20
+# Parameters, gradients, Adam state and activations of one chunk of heads on a CPU, sized to stay
+# in the last-level cache over a window of steps. On MARBLE's MLP grid (13 x 768, 64-row batches;
+# 6.8 MB per head) 48 MB chunks (the six heads of a layer) beat whole-bank ones, which stream the
+# parameters and Adam state from memory at every step (perf/README.md).
+CPU_CHUNK_BYTES = 48 << 20
 MERGE_ROWS = 1024  # batches up to this many rows train small layers' heads in shared chunks
 MIN_DELTA = 1e-6  # a validation score must beat the best by this much to count as better
 
