@@ -199,15 +199,18 @@ def run(cfg: DictConfig, *, stages: tuple[str, ...] = ("extract", "probe", "repo
 
 
 def report(runner: Runner, records: list[Record]) -> None:
-    """The clean leaderboard and layer tables, then the robustness tables and plots."""
-    from mirprobe.report.render import print_and_write
-    from mirprobe.report.robustness import is_deformed, write_robustness
+    """The clean leaderboard and layer tables, then the robustness view (tables and heatmap)."""
+    from mirprobe.report.render import print_and_write, write_view
+    from mirprobe.report.robustness import is_deformed
+    from mirprobe.report.views import Context, robustness_view
 
     cfg = runner.cfg
     out = Path(str(cfg.output)) if cfg.output else runner.work.run(str(cfg.name))
     with runner.timer.stage("report"):
         print_and_write([r for r in records if not is_deformed(r)], out,
                         records_dir=runner.work.records)
-        write_robustness(records, out, records_dir=runner.work.records)
+        view = robustness_view(Context(records, runner.work.records, ci=True, plots=out / "plots"))
+        if view is not None:
+            write_view(view, out)
     report_problems(records)
     print(f"tables written to {out}")

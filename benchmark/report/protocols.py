@@ -18,8 +18,10 @@ import pandas as pd
 
 from mirprobe.record import Record
 from mirprobe.report.records import fmt, layer_label, metric_scale
+from mirprobe.report.robustness import is_deformed
 
 PROBE, KNN, FEWSHOT, FRACTION, CENTROID = "probe", "knn", "fewshot", "fraction", "centroid"
+DEFORMED = "deformed"  # scored on a deformed test set (mirprobe run robustness)
 #: Columns of the protocol table: (protocol, shot count) and their headers.
 COLUMNS = ((PROBE, "probe"), (KNN, "k-NN"), (FEWSHOT, "few-shot (n={shots})"))
 MISSING = "—"
@@ -38,8 +40,10 @@ EFFICIENCY_CAPTION = (
 
 
 def protocol_of(rec: Record) -> tuple[str, float | None]:
-    """The record's protocol and its value: ``(fewshot, n)``, ``(fraction, share)``, ``(knn,
-    None)``, ``(centroid, None)`` or ``(probe, None)``."""
+    """The record's protocol and its value: ``(deformed, None)``, ``(fewshot, n)``,
+    ``(fraction, share)``, ``(knn, None)``, ``(centroid, None)`` or ``(probe, None)``."""
+    if is_deformed(rec):
+        return DEFORMED, None
     probe = rec.config.get("probe", {}) if isinstance(rec.config, dict) else {}
     if probe.get("shots"):
         return FEWSHOT, int(probe["shots"][0])

@@ -5,9 +5,10 @@ per column in bold), ``leaderboard.csv``, ``layers.csv``, ``results.json`` (raw 
 provenance), ``plots/*.png|svg`` (layer curves per task, model × task heatmap) and
 ``index.html`` (one self-contained page). All formats show the same rounded numbers.
 
-The protocol views (:mod:`mirprobe.report.views`: probe vs k-NN vs few-shot, data-efficiency
-curves, the work folder's CKA matrices, …) add ``<view>.csv``, a section in ``leaderboard.md``,
-a table in ``leaderboard.tex``, their figures in ``plots/`` and a section of the page.
+The protocol views (:mod:`mirprobe.report.views`: robustness to deformed test sets, probe vs
+k-NN vs few-shot, data-efficiency curves, the work folder's CKA matrices, …) add ``<view>.csv``,
+a section in ``leaderboard.md``, their tables in ``leaderboard.tex``, their figures in ``plots/``,
+their rows in ``results.json`` and a section of the page.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import pandas as pd
 
 import mirprobe
 from mirprobe.record import Record
-from mirprobe.report import html, latex, plots, robustness
-from mirprobe.report.protocols import FEWSHOT, FRACTION, KNN, protocol_of
+from mirprobe.report import html, latex, plots
+from mirprobe.report.protocols import DEFORMED, FEWSHOT, FRACTION, KNN, protocol_of
 from mirprobe.report.records import models_and_tasks
 from mirprobe.report.render import (
     AGG_COLUMN,
@@ -35,6 +36,7 @@ from mirprobe.report.render import (
     leaderboard_display,
     markdown_table,
     task_header,
+    view_tables,
 )
 from mirprobe.report.series import leaderboard_records, read_manifests
 from mirprobe.report.series_page import series_sections
@@ -77,7 +79,7 @@ def provenance(records: Sequence[Record]) -> pd.DataFrame:
 
 
 #: Protocols whose records publish shows in their own views, not in the leaderboard.
-SHOWN_APART = (KNN, FEWSHOT, FRACTION)
+SHOWN_APART = (KNN, FEWSHOT, FRACTION, DEFORMED)
 
 
 def publish(records: Sequence[Record], out_dir: Path, *, records_dir: Path | None = None,
@@ -89,13 +91,10 @@ def publish(records: Sequence[Record], out_dir: Path, *, records_dir: Path | Non
     sections; in the tables above them each series shows only its latest step."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    robust = robustness.publish_part(records, out, ci=ci, records_dir=records_dir, n_boot=n_boot,
-                                     seed=seed)  # deformed test sets: their own section
-    records = [r for r in records if not robustness.is_deformed(r)]
     manifests = read_manifests(Path(records_dir).parent) if records_dir else []
     everything = leaderboard_records(records, manifests)  # for the protocol views
-    # k-NN, few-shot and data-efficiency records have their own views below; in the leaderboard
-    # they would be columns of their own and skew the normalised mean over tasks.
+    # k-NN, few-shot, data-efficiency and deformed records have their own views below; in the
+    # leaderboard they would be columns of their own and skew the normalised mean over tasks.
     records = [r for r in everything if protocol_of(r)[0] not in SHOWN_APART]
     board = leaderboard(records, ci=ci, all_metrics=all_metrics, records_dir=records_dir,
                         n_boot=n_boot, seed=seed)
@@ -116,7 +115,6 @@ def publish(records: Sequence[Record], out_dir: Path, *, records_dir: Path | Non
     md = [f"## Leaderboard\n\n{markdown_table(shown)}\n{caption}\n", "## Layers\n"]
     md += [f"### {t.attrs['model']}\n\n{markdown_table(layers_display(t))}" for t in layer_tables]
     md.append(f"{LAYERS_CAPTION}\n\n{method}\n")
-    md += [robust.markdown] if robust else []
     views = build_views(Context(everything, records_dir, ci=ci, n_boot=n_boot, seed=seed,
                                 plots=out / "plots"))
     md += [_view_md(v, out) for v in views]
@@ -125,7 +123,8 @@ def publish(records: Sequence[Record], out_dir: Path, *, records_dir: Path | Non
     tex = [latex.table(shown, caption, "tab:leaderboard", best)]
     tex += [latex.table(layers_display(t), f"{t.attrs['model']}: {LAYERS_CAPTION}",
                         f"tab:layers-{plots.slug(t.attrs['model'])}") for t in layer_tables]
-    tex += [latex.table(v.display, v.caption, f"tab:{v.name}") for v in views]
+    tex += [latex.table(t.display, t.caption, f"tab:{t.label(v.name)}") for v in views
+            for t in v.tables]
     paths["tex"].write_text("% requires \\usepackage{booktabs}\n" + "\n".join(tex))
 
     leaderboard_csv(board).to_csv(paths["csv"], index=False)
@@ -142,7 +141,6 @@ def publish(records: Sequence[Record], out_dir: Path, *, records_dir: Path | Non
         "aggregate": aggregate(board).reset_index().to_dict("records"),
         "layers": all_layers.to_dict("records"),
         "provenance": prov.reset_index().to_dict("records"),
-        **({"robustness": robust.rows} if robust else {}),
         **{v.name: v.csv.astype(object).where(v.csv.notna(), None).to_dict("records")
            for v in views}})
 
@@ -151,8 +149,8 @@ def publish(records: Sequence[Record], out_dir: Path, *, records_dir: Path | Non
                  + "".join(html.figure(p[0], f"Layer curves: {t}") for t, p in figures.items()))]
     sections += [(f"Layers: {t.attrs['model']}", html.table(layers_display(t), caption=LAYERS_CAPTION))
                  for t in layer_tables]
-    sections += [("Robustness", robust.html)] if robust else []
-    sections += [(v.title, html.table(v.display, caption=v.caption, table_id=v.name)
+    sections += [(v.title, "".join(html.table(t.display, caption=t.caption, table_id=t.label(v.name))
+                                   for t in v.tables)
                    + "".join(html.figure(p, c) for p, c in v.figures)) for v in views]
     sections += series_sections(manifests, out, Path(records_dir or ""), ci=ci, n_boot=n_boot,
                                 seed=seed)
@@ -163,10 +161,9 @@ def publish(records: Sequence[Record], out_dir: Path, *, records_dir: Path | Non
 
 
 def _view_md(view: View, out: Path) -> str:
-    """A view's Markdown section: its table, caption and figures (linked, relative to ``out``)."""
+    """A view's Markdown section: its tables, captions and figures (linked, relative to ``out``)."""
     figures = "".join(f"![{c}]({p.relative_to(out).as_posix()})\n" for p, c in view.figures)
-    return (f"## {view.title}\n\n{markdown_table(view.display)}\n{view.caption}\n"
-            + (f"\n{figures}" if figures else ""))
+    return f"## {view.title}\n\n{view_tables(view)}" + (f"\n{figures}" if figures else "")
 
 
 def _raw_rows(board: pd.DataFrame) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ import pandas as pd
 from mirprobe.record import Record
 from mirprobe.report.records import fmt, layer_label, models_and_tasks
 from mirprobe.report.tables import SEP, aggregate, layer_table, leaderboard
+from mirprobe.report.views import View
 
 CHANCE_ROW = "chance"
 AGG_COLUMN = "norm. mean"
@@ -236,11 +237,21 @@ def _write_views(records: Sequence[Record], out_dir: Path, console: bool,
     from mirprobe.report.views import Context, build_views
 
     for view in build_views(Context(with_companions(records, records_dir), records_dir)):
-        view.csv.to_csv(out_dir / f"{view.name}.csv", index=False)
-        (out_dir / f"{view.name}.md").write_text(
-            f"{markdown_table(view.display)}\n{view.caption}\n")
-        if console:
-            print(f"\n{view.title}\n{text_table(view.display)}\n{view.caption}")
+        write_view(view, out_dir, console=console)
+
+
+def view_tables(view: View) -> str:
+    """A view's tables in Markdown, each followed by its caption."""
+    return "\n".join(f"{markdown_table(t.display)}\n{t.caption}\n" for t in view.tables)
+
+
+def write_view(view: View, out_dir: Path, *, console: bool = True) -> None:
+    """``<view>.md`` (its tables) and ``<view>.csv`` in ``out_dir``; printed: its first table."""
+    view.csv.to_csv(out_dir / f"{view.name}.csv", index=False)
+    (out_dir / f"{view.name}.md").write_text(view_tables(view))
+    if console:
+        first = view.tables[0]
+        print(f"\n{view.title}\n{text_table(first.display)}\n{first.caption}")
 
 
 COMPARE_CAPTION = (

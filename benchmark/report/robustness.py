@@ -5,13 +5,14 @@ A deformed record (:mod:`mirprobe.robustness`; its ``config`` holds ``deformatio
 **drop** is ``clean − deformed`` in the metric's direction (positive: worse under the
 deformation). At the layer selected on clean validation the drop gets a 95% paired percentile
 bootstrap interval: the same resamples of the test tracks score both (the deformed labels where
-the deformation moved them, e.g. stretched beats).
+the deformation moved them, e.g. stretched beats). The robustness view
+(:func:`mirprobe.report.views.robustness_view`) shows these tables and the heatmap in the run's
+report and in every format of ``mirprobe publish``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -153,58 +154,3 @@ def drop_heatmap(table: pd.DataFrame, out_dir: Path) -> list[Path]:
             ax.text(j, i, "–" if np.isnan(v) else f"{v:.3g}", ha="center", va="center", fontsize=6)
         ax.set_title(f"{model}: drop at the selected layer", fontsize=8)
     return save_figure(fig, out_dir, "robustness_drop")
-
-
-def write_robustness(records: Sequence[Record], out_dir: Path, *, console: bool = True,
-                     ci: bool = True, records_dir: Path | None = None, n_boot: int = N_BOOT,
-                     seed: int = SEED) -> dict[str, Path]:
-    """``robustness.{md,csv}`` (selected layer and every layer) and ``plots/robustness_drop``
-    in ``out_dir`` when there are deformed records; printed too. Returns name → path."""
-    from mirprobe.report.render import markdown_table, text_table
-
-    table = drop_table(records, ci=ci, records_dir=records_dir, n_boot=n_boot, seed=seed)
-    if table.empty:
-        return {}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    caption = CAPTION.format(n_boot=n_boot, seed=seed)
-    sel, per_layer = selected_display(table), layers_display(table)
-    paths = {"md": out / "robustness.md", "csv": out / "robustness.csv"}
-    paths["md"].write_text(f"{markdown_table(sel)}\n{caption}\n\n{markdown_table(per_layer)}\n"
-                           f"{LAYERS_CAPTION}\n")
-    table.to_csv(paths["csv"], index=False)
-    paths["plot"] = drop_heatmap(table, out / "plots")[0]
-    if console:
-        print(f"\nRobustness\n{text_table(sel)}\n{caption}")
-    return paths
-
-
-@dataclass
-class Published:
-    """The robustness part of ``mirprobe publish``: Markdown, an HTML section, raw rows."""
-
-    markdown: str
-    html: str
-    rows: list[dict]
-
-
-def publish_part(records: Sequence[Record], out_dir: Path, *, ci: bool = True,
-                 records_dir: Path | None = None, n_boot: int = N_BOOT,
-                 seed: int = SEED) -> Published | None:
-    """Write the robustness files into ``out_dir`` (:func:`write_robustness`) and return what
-    the page, the Markdown and ``results.json`` show of them; None without deformed records."""
-    from mirprobe.report import html
-
-    paths = write_robustness(records, out_dir, console=False, ci=ci, records_dir=records_dir,
-                             n_boot=n_boot, seed=seed)
-    if not paths:
-        return None
-    table = pd.read_csv(paths["csv"])
-    table["selected"] = table["selected"].astype(bool)
-    caption = CAPTION.format(n_boot=n_boot, seed=seed)
-    body = (html.table(selected_display(table), caption=caption, table_id="robustness")
-            + html.figure(paths["plot"], "Drop at the selected layer")
-            + html.table(layers_display(table), caption=LAYERS_CAPTION))
-    rows = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-            for r in table.to_dict("records")]
-    return Published(f"## Robustness\n\n{paths['md'].read_text()}", body, rows)

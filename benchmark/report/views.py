@@ -1,10 +1,11 @@
-"""Report views beyond the leaderboard: one table (and figures) per protocol, written by the run's
-report (tables only) and by ``mirprobe publish`` (every format).
+"""Report views beyond the leaderboard: the tables (and figures) of each protocol, written by the
+run's report (tables only; a robustness run's report draws its figure too) and by
+``mirprobe publish`` (every format).
 
 Each view is a function ``(Context) → View | None`` (None: no records of its kind) listed in
-:data:`VIEWS`; a new protocol's table or plot is one more function there, e.g. the robustness
-view of ``mirprobe.report.robustness``. A view fills the same fields for every format, so the
-run folder, Markdown, LaTeX, CSV and the HTML page show the same rounded numbers.
+:data:`VIEWS`; a new protocol's tables or plots are one more function there. A view fills the
+same fields for every format, so the run folder, Markdown, LaTeX, CSV and the HTML page show the
+same rounded numbers.
 """
 
 from __future__ import annotations
@@ -33,14 +34,27 @@ class Context:
 
 
 @dataclass
+class Table:
+    """One table of a view: the string frame every format shows and its caption. ``key`` tells
+    a view's further tables apart (LaTeX label and HTML id ``<view>-<key>``)."""
+
+    display: pd.DataFrame
+    caption: str
+    key: str = ""
+
+    def label(self, view: str) -> str:
+        return f"{view}-{self.key}" if self.key else view
+
+
+@dataclass
 class View:
-    """One section: ``name`` is the file stem of its tables (``<name>.md``, ``<name>.csv``)."""
+    """One section: ``name`` is the file stem of its tables (``<name>.md``, ``<name>.csv``); the
+    first table is its summary (the one a run prints)."""
 
     name: str
     title: str
-    display: pd.DataFrame  # the string table every format shows
-    caption: str
-    csv: pd.DataFrame  # long form, values as displayed
+    tables: list[Table]
+    csv: pd.DataFrame  # long form, values as displayed (robustness: raw values, as its run writes)
     figures: list[tuple[Path, str]] = field(default_factory=list)  # (PNG path, caption)
 
 
@@ -56,8 +70,8 @@ def protocol_view(ctx: Context) -> View | None:
     table = protocol_table(ctx.records)
     if table.empty or table[["knn_record", "fewshot_record"]].isna().all().all():
         return None  # probes alone: the leaderboard shows them
-    return View("protocols", "Protocols: probe, k-NN, few-shot", protocol_display(table),
-                protocol_caption(table), protocol_csv(table))
+    return View("protocols", "Protocols: probe, k-NN, few-shot",
+                [Table(protocol_display(table), protocol_caption(table))], protocol_csv(table))
 
 
 def efficiency_view(ctx: Context) -> View | None:
@@ -81,7 +95,7 @@ def efficiency_view(ctx: Context) -> View | None:
     if ctx.plots is not None:
         figures = [(paths[0], f"Data efficiency: {task}")
                    for task, paths in efficiency_curves(table, ctx.plots).items()]
-    return View("efficiency", "Data efficiency", efficiency_display(table), caption,
+    return View("efficiency", "Data efficiency", [Table(efficiency_display(table), caption)],
                 efficiency_csv(table), figures)
 
 
@@ -101,13 +115,37 @@ def similarity_view(ctx: Context) -> View | None:
                             title=f"linear CKA (unbiased) · {task}")
         figures.append((paths[0], f"CKA: {' vs '.join(dict.fromkeys(models))} ({task})"))
     display = pd.DataFrame([summary(*f) for f in found]).set_index("matrix")
-    return View("similarity", "Layer similarity (CKA)", display, CAPTION,
+    return View("similarity", "Layer similarity (CKA)", [Table(display, CAPTION)],
                 pd.concat([long_form(*f) for f in found], ignore_index=True), figures)
 
 
-#: The views, in the order of the report. The robustness view (``mirprobe.report.robustness``)
-#: joins here as one more function of the same signature.
-VIEWS: list[Callable[[Context], View | None]] = [protocol_view, efficiency_view, similarity_view]
+def robustness_view(ctx: Context) -> View | None:
+    """Deformed test sets beside their clean records: the selected layer's score and drop (with
+    its paired interval when asked), the drop of every layer, and the drop heatmap."""
+    from mirprobe.report.robustness import (
+        CAPTION,
+        LAYERS_CAPTION,
+        drop_heatmap,
+        drop_table,
+        layers_display,
+        selected_display,
+    )
+
+    table = drop_table(ctx.records, ci=ctx.ci, records_dir=ctx.records_dir, n_boot=ctx.n_boot,
+                       seed=ctx.seed)
+    if table.empty:
+        return None
+    figures = []
+    if ctx.plots is not None:
+        figures = [(drop_heatmap(table, ctx.plots)[0], "Drop at the selected layer")]
+    tables = [Table(selected_display(table), CAPTION.format(n_boot=ctx.n_boot, seed=ctx.seed)),
+              Table(layers_display(table), LAYERS_CAPTION, key="layers")]
+    return View("robustness", "Robustness", tables, table, figures)
+
+
+#: The views, in the order of the report.
+VIEWS: list[Callable[[Context], View | None]] = [robustness_view, protocol_view, efficiency_view,
+                                                 similarity_view]
 
 
 def build_views(ctx: Context) -> list[View]:
