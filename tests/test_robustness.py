@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mirprobe.features import FeatureEntry
@@ -150,10 +151,28 @@ def test_robustness_run_end_to_end(tmp_path, capsys) -> None:  # noqa: ANN001
     # publish: the leaderboard holds the clean records, robustness its own section
     assert main(["publish", "--out", str(tmp_path / "pub"), "--work-dir", str(work),
                  "--resamples", "200"]) == 0
-    md = (tmp_path / "pub" / "leaderboard.md").read_text()
+    pub, run = tmp_path / "pub", work / "runs" / "robustness"
+    md = (pub / "leaderboard.md").read_text()
     assert "## Robustness" in md and "| handcrafted | " in md
     assert "@stretch" not in md.split("## Layers")[0]
-    assert "robustness" in json.loads((tmp_path / "pub" / "results.json").read_text())
+    # the robustness view in every format: the run's per-layer table (no interval in it) and
+    # rows as the run wrote them (intervals apart: 200 resamples here, 1000 in the run)
+    written_md = (run / "robustness.md").read_text()
+    per_layer = written_md[written_md.index("| model × task · layer"):]
+    assert per_layer.count("@") == 0 and per_layer.count("\n| handcrafted × ") == 2 * 6
+    assert per_layer in md.split("## Robustness")[1]
+    assert "![Drop at the selected layer](plots/robustness_drop.png)" in md
+    tex = (pub / "leaderboard.tex").read_text()
+    assert "tab:robustness}" in tex and "tab:robustness-layers}" in tex
+    page = (pub / "index.html").read_text().split("<h2>Robustness</h2>")[1].split("</section>")[0]
+    assert 'id="robustness"' in page and 'id="robustness-layers"' in page and "<figure>" in page
+    published, written = pd.read_csv(pub / "robustness.csv"), pd.read_csv(run / "robustness.csv")
+    apart = ["drop_low", "drop_high"]
+    pd.testing.assert_frame_equal(published.drop(columns=apart), written.drop(columns=apart))
+    assert published["drop_low"].notna().sum() == written["drop_low"].notna().sum() > 0
+    rows = json.loads((pub / "results.json").read_text())["robustness"]
+    assert [r["record"] for r in rows] == list(published["record"])
+    assert (pub / "plots" / "robustness_drop.png").exists()
 
 
 def test_bad_deformations_stop_the_run_before_any_work(tmp_path, capsys) -> None:  # noqa: ANN001
