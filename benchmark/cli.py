@@ -44,8 +44,6 @@ def cmd_run(ns: argparse.Namespace, stages: tuple[str, ...]) -> int:
     from mirprobe.pipeline import run
 
     cfg = load_run_config(*_split(ns.args))
-    if cfg.robustness.deformations:  # mirprobe run robustness: deformed test sets too
-        from mirprobe.robustness import run
     # one process, or several (launch.devices, torchrun, srun): every rank runs the pipeline
     run(cfg, stages=stages, dist=launch_from_config(cfg))
     return 0

@@ -36,13 +36,13 @@ from mirprobe.jobs import Job, write_record
 from mirprobe.models import check_model, load_model
 from mirprobe.models.base import Extractor
 from mirprobe.models.hub import require_weights
-from mirprobe.pipeline import Runner, report_problems
 from mirprobe.probes import ProbeConfig, SplitData, run_probe
 from mirprobe.probes.engine import check_protocol
 from mirprobe.probes.fewshot import variants
 from mirprobe.probing import ProbeOutcome, usable_splits
 from mirprobe.record import Record
 from mirprobe.results import record_id
+from mirprobe.runner import Runner, report_problems
 from mirprobe.specs import TaskSpec, model_specs, task_specs
 
 
