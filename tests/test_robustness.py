@@ -148,6 +148,15 @@ def test_robustness_run_end_to_end(tmp_path, capsys) -> None:  # noqa: ANN001
     assert "extract" not in capsys.readouterr().out.rsplit("time per stage", 1)[1]
     assert records(work).keys() == robust.keys()
 
+    # deformed records are a protocol of their own: never the probe of a protocol table (a
+    # k-NN run's table sets the work folder's probe records beside its own)
+    from mirprobe.report.protocols import DEFORMED, PROBE, protocol_of, protocol_table
+    from mirprobe.results import RecordStore
+
+    stored = RecordStore(work / "records").all()
+    assert sorted(protocol_of(r)[0] for r in stored) == [DEFORMED] * 6 + [PROBE] * 2
+    assert set(protocol_table(stored)["probe_record"]) == set(plain)
+
     # publish: the leaderboard holds the clean records, robustness its own section
     assert main(["publish", "--out", str(tmp_path / "pub"), "--work-dir", str(work),
                  "--resamples", "200"]) == 0
