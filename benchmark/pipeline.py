@@ -14,6 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from mirprobe import robustness
 from mirprobe.config import resolve_device  # noqa: F401 - its former home, for callers
 from mirprobe.distributed import Dist
 from mirprobe.extraction import compile_extractor
@@ -37,9 +38,7 @@ def run(cfg: DictConfig, *, stages: tuple[str, ...] = ("extract", "probe", "repo
     prints the tables (other ranks return []). A config with ``robustness.deformations`` runs
     the robustness protocol (:func:`mirprobe.robustness.run`: clean and deformed records)."""
     if cfg.robustness.deformations:
-        from mirprobe.robustness import run as run_robustness
-
-        return run_robustness(cfg, stages=stages, dist=dist)
+        return robustness.run(cfg, stages=stages, dist=dist)
     runner = Runner(cfg, dist)
     d = runner.dist
     specs = task_specs(cfg)
