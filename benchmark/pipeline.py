@@ -23,6 +23,7 @@ from mirprobe.models import check_model, load_model
 from mirprobe.models.hub import require_weights
 from mirprobe.probes.engine import check_protocol
 from mirprobe.probes.fewshot import variants
+from mirprobe.probing import check_draws
 from mirprobe.record import Record
 from mirprobe.report.render import print_and_write
 from mirprobe.runner import Runner, report_problems  # Runner's former home, for callers too
@@ -51,8 +52,8 @@ def run(cfg: DictConfig, *, stages: tuple[str, ...] = ("extract", "probe", "repo
         for spec in specs:  # (rank 0 first: it may have to generate the synthetic suite)
             runner.datasets.dataset(spec)
     d.barrier()
-    for spec in specs:
-        runner.datasets.dataset(spec)
+    for spec in specs:  # few-shot counts per class, from the labels: before any extraction
+        check_draws(spec, runner.datasets.dataset(spec), runner.settings.probe)
     jobs: list[Job] = []
     for name, options in model_specs(cfg):
         with runner.timer.stage("load model"):

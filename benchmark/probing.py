@@ -17,6 +17,7 @@ from mirprobe.data import SPLITS, Dataset, Item, Problem
 from mirprobe.errors import UserError
 from mirprobe.features import FeatureEntry
 from mirprobe.probes import ProbeConfig, ProbeResult, SplitData, run_probe
+from mirprobe.probes.fewshot import check_shots
 from mirprobe.specs import TaskSpec
 from mirprobe.tasks.base import Task
 
@@ -32,6 +33,24 @@ class ProbeOutcome:
     excluded: Excluded
     result: ProbeResult
     seconds: float
+
+
+def check_draws(spec: TaskSpec, dataset: Dataset, probe: ProbeConfig) -> None:
+    """Few-shot (``probe.shots``): a one-line error, before any features are extracted, when a
+    class of the train split has fewer labelled tracks than a shot count asks for. (Tracks
+    whose audio then fails are checked again when the draws are made.)"""
+    if not probe.shots:
+        return
+    admitted = admit(spec.make, dataset.splits, dataset.problems, lambda it: None)
+    task = admitted.task
+    if task.kind != "multiclass":
+        return  # check_protocol names the head kind the task cannot take
+    names = [str(c) for c in getattr(task, "classes", None) or range(task.output_dim)]
+    counts = dict.fromkeys(names, 0)
+    for it in admitted.usable["train"]:
+        counts[names[int(task.encode(it.label))]] += 1
+    for shots in probe.shots:
+        check_shots(counts, int(shots))
 
 
 def probe_job(spec: TaskSpec, entry: FeatureEntry, dataset: Dataset, probe: ProbeConfig, *,

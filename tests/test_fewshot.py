@@ -114,3 +114,8 @@ def test_fewshot_run_config_makes_one_record_per_shot_count(tmp_path, capsys) ->
         assert row["lo"] <= row["mean"] <= row["hi"]
     assert main(["run", "fewshot", *args[:-2], "probe.shots=[500]", f"work_dir={tmp_path}"]) == 2
     assert "config key 'probe.shots': 500 examples per class" in capsys.readouterr().err
+    # from the labels, before any extraction: a fresh work folder gets no features
+    fresh = tmp_path / "fresh"
+    assert main(["run", "fewshot", *args[:-2], "probe.shots=[1,500]", f"work_dir={fresh}"]) == 2
+    assert "config key 'probe.shots': 500 examples per class" in capsys.readouterr().err
+    assert not any((fresh / "features").glob("*")) and not any((fresh / "records").glob("*"))

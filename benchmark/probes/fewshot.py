@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -85,19 +86,26 @@ def train_subset(task, split: SplitData, fraction: float, seed: int) -> SplitDat
                      [split.uids[i] for i in keep])
 
 
+def check_shots(counts: Mapping[str, int], shots: int) -> None:
+    """A one-line error when a class (``counts``: training tracks per class name) has fewer
+    than ``shots`` training tracks: no ``shots``-shot draw exists."""
+    short = [(name, have) for name, have in counts.items() if have < shots]
+    if not short:
+        return
+    name, have = min(short, key=lambda x: x[1])
+    if have == 0:
+        raise UserError(f"config key 'probe.shots': class {name!r} has no training tracks, "
+                        f"so no {shots}-shot draw exists; few-shot needs every class of the "
+                        "task in the train split (run it on another task)")
+    raise UserError(f"config key 'probe.shots': {shots} examples per class but class "
+                    f"{name!r} has {have} training tracks; give shots <= {have}")
+
+
 def draw_tracks(track_classes: np.ndarray, classes: list[str], shots: int, draws: int,
                 seed: int) -> np.ndarray:
     """``[draws, T]`` 0/1 masks: ``shots`` random train tracks of every class per draw."""
     members = [np.flatnonzero(track_classes == c) for c in range(len(classes))]
-    short = [(classes[c], len(m)) for c, m in enumerate(members) if len(m) < shots]
-    if short:
-        name, have = min(short, key=lambda x: x[1])
-        if have == 0:
-            raise UserError(f"config key 'probe.shots': class {name!r} has no training tracks, "
-                            f"so no {shots}-shot draw exists; few-shot needs every class of the "
-                            "task in the train split (run it on another task)")
-        raise UserError(f"config key 'probe.shots': {shots} examples per class but class "
-                        f"{name!r} has {have} training tracks; give shots <= {have}")
+    check_shots({classes[c]: len(m) for c, m in enumerate(members)}, shots)
     masks = np.zeros((draws, len(track_classes)))
     for d in range(draws):
         rng = np.random.default_rng([seed, shots, d])
