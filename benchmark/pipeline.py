@@ -19,11 +19,8 @@ from mirprobe.config import resolve_device  # noqa: F401 - its former home, for 
 from mirprobe.distributed import Dist
 from mirprobe.extraction import compile_extractor
 from mirprobe.jobs import Job
-from mirprobe.models import check_model, load_model
-from mirprobe.models.hub import require_weights
-from mirprobe.probes.engine import check_protocol
+from mirprobe.models import load_model
 from mirprobe.probes.fewshot import variants
-from mirprobe.probing import check_draws
 from mirprobe.record import Record
 from mirprobe.report.render import print_and_write
 from mirprobe.runner import Runner, report_problems  # Runner's former home, for callers too
@@ -43,17 +40,7 @@ def run(cfg: DictConfig, *, stages: tuple[str, ...] = ("extract", "probe", "repo
     runner = Runner(cfg, dist)
     d = runner.dist
     specs = task_specs(cfg)
-    for spec in specs:  # a head kind a task cannot take fails before any long work
-        check_protocol(spec.make(), runner.settings.probe)
-    for name, options in model_specs(cfg):  # missing weights fail before any long work
-        require_weights(options)
-        check_model(name, **options)
-    if d.is_main:  # read every dataset first: data errors surface before any long work
-        for spec in specs:  # (rank 0 first: it may have to generate the synthetic suite)
-            runner.datasets.dataset(spec)
-    d.barrier()
-    for spec in specs:  # few-shot counts per class, from the labels: before any extraction
-        check_draws(spec, runner.datasets.dataset(spec), runner.settings.probe)
+    runner.preflight(specs)
     jobs: list[Job] = []
     for name, options in model_specs(cfg):
         with runner.timer.stage("load model"):

@@ -31,13 +31,11 @@ from mirprobe.data import Dataset, Problem
 from mirprobe.deform import Deformation, check_task, parse_all, relabel
 from mirprobe.distributed import Dist
 from mirprobe.errors import UserError
-from mirprobe.features import FeatureEntry, entry_id, entry_identity
+from mirprobe.features import FeatureEntry, entry_id
 from mirprobe.jobs import Job, write_record
-from mirprobe.models import check_model, load_model
+from mirprobe.models import load_model
 from mirprobe.models.base import Extractor
-from mirprobe.models.hub import require_weights
 from mirprobe.probes import ProbeConfig, SplitData, run_probe
-from mirprobe.probes.engine import check_protocol
 from mirprobe.probes.fewshot import variants
 from mirprobe.probing import ProbeOutcome, usable_splits
 from mirprobe.record import Record
@@ -74,10 +72,7 @@ def test_keys(dataset: Dataset) -> list[str]:
 def deformed_identity(runner: Runner, extractor: Extractor, spec: TaskSpec,
                       d: Deformation) -> dict[str, Any]:
     """The deformed entry's key: the test items' clean entry identity plus the deformation."""
-    task = spec.make()
-    window = float(task.window_s or extractor.context_s)
-    clean = entry_identity(extractor, test_keys(runner.datasets.dataset(spec)), task.view,
-                           window, runner.settings.extract_precision)
+    clean = runner.entry_identity(extractor, spec, test_keys(runner.datasets.dataset(spec)))
     return {**clean, "deformation": d.identity()}
 
 
@@ -148,14 +143,9 @@ def check(runner: Runner, specs: list[TaskSpec], ds: list[Deformation]) -> None:
         raise UserError("mirprobe run robustness runs in one process; set launch.devices=1")
     for spec in specs:
         task = spec.make()
-        check_protocol(task, runner.settings.probe)
         for d in ds:
             check_task(d, task, spec.name)
-    for name, options in model_specs(runner.cfg):
-        require_weights(options)
-        check_model(name, **options)
-    for spec in specs:
-        runner.datasets.dataset(spec)
+    runner.preflight(specs)
 
 
 def run(cfg: DictConfig, *, stages: tuple[str, ...] = ("extract", "probe", "report"),

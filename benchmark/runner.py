@@ -15,13 +15,16 @@ from mirprobe.distributed import Dist
 from mirprobe.extraction import batch_windows
 from mirprobe.features import FeatureEntry, FeatureStore, entry_id, entry_identity
 from mirprobe.jobs import Job, make_job, write_record
+from mirprobe.models import check_model
 from mirprobe.models.base import Extractor
+from mirprobe.models.hub import require_weights
 from mirprobe.probes import ProbeConfig
-from mirprobe.probing import probe_job
+from mirprobe.probes.engine import check_protocol
+from mirprobe.probing import check_draws, probe_job
 from mirprobe.record import Record
 from mirprobe.resolve import DatasetResolver
 from mirprobe.results import RecordStore
-from mirprobe.specs import TaskSpec
+from mirprobe.specs import TaskSpec, model_specs
 from mirprobe.timing import Timer
 
 
@@ -48,12 +51,30 @@ class Runner:
     def _keys(self, spec: TaskSpec) -> list[str]:
         return list(dict.fromkeys(it.key for it in self.datasets.dataset(spec).all_items()))
 
-    def entry_identity(self, extractor: Extractor, spec: TaskSpec) -> dict[str, Any]:
-        """The identity of the job's feature entry (the one place it is computed)."""
+    def entry_identity(self, extractor: Extractor, spec: TaskSpec,
+                       keys: list[str] | None = None) -> dict[str, Any]:
+        """The identity of the job's feature entry (the one place it is computed); ``keys``:
+        of an entry of those items only (default every item of the task's dataset)."""
         task = spec.make()
         window = float(task.window_s or extractor.context_s)
-        return entry_identity(extractor, self._keys(spec), task.view, window,
+        return entry_identity(extractor, keys or self._keys(spec), task.view, window,
                               self.settings.extract_precision)
+
+    def preflight(self, specs: list[TaskSpec]) -> None:
+        """Every error that can be found before long work: a head kind a task cannot take,
+        missing weights, data errors (rank 0 reads the datasets first: it may have to generate
+        a built-in suite), few-shot counts per class."""
+        for spec in specs:
+            check_protocol(spec.make(), self.settings.probe)
+        for name, options in model_specs(self.cfg):
+            require_weights(options)
+            check_model(name, **options)
+        if self.dist.is_main:
+            for spec in specs:
+                self.datasets.dataset(spec)
+        self.dist.barrier()
+        for spec in specs:
+            check_draws(spec, self.datasets.dataset(spec), self.settings.probe)
 
     def entry(self, extractor: Extractor, spec: TaskSpec, *, extract: bool = True,
               identity: dict[str, Any] | None = None, keys: list[str] | None = None,
