@@ -131,7 +131,7 @@ def _hashed_index(hidden: int, rows: int, device: torch.device) -> torch.Tensor:
 
 def gate_constants(keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per head ``[h, 1, 1]``: the comparison's limit ``⌊keep · 2**24⌋ − 2**23`` and the
-    kept units' multiplier ``1 / keep`` (the same at every step: banks keep them)."""
+    kept units' multiplier ``1 / keep`` (the same at every step: banks compute them once)."""
     limit = (torch.floor(keep.double() * 2.0**24) - 2**23).float().view(-1, 1, 1)
     return limit, (1.0 / keep).view(-1, 1, 1)
 
@@ -227,7 +227,7 @@ class HeadBank:
         self.eval_work = Workspace()  # an evaluation sub-batch's (up to 128 MB, once per epoch)
         self.seed_t = torch.tensor(self.seeds, dtype=torch.int64, device=dev)
         self.keep_t = torch.tensor([1.0 - p for p in self.dropout], dtype=torch.float32, device=dev)
-        self._gates: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}  # by chunk
+        self.gate_limit, self.gate_inverse = gate_constants(self.keep_t)  # the same every step
         names = list(shape)[1:]
         sizes = [math.prod(shape[k]) for k in names]
         self.offsets = dict(zip(names, zip(np.cumsum([0, *sizes[:-1]]).tolist(), sizes, strict=True),
@@ -333,10 +333,8 @@ class HeadBank:
         # (sign of the ReLU output, a float pass: cheaper than a bool mask, see dropout_gate).
         ht = zt.relu_()
         if step is not None and any(q > 0 for q in self.dropout[a:b]):
-            if (a, b) not in self._gates:
-                self._gates[a, b] = gate_constants(self.keep_t[a:b])
             gate = dropout_gate(self.seed_t[a:b], step, self.keep_t[a:b], hidden, rows, work,
-                                self._gates[a, b])
+                                (self.gate_limit[a:b], self.gate_inverse[a:b]))
             gate.mul_(torch.sign(ht, out=work.get("active", zt.shape, zt.dtype, zt.device)))
             ht.mul_(gate)
         else:
