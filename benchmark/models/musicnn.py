@@ -137,8 +137,8 @@ class MusicnnNet(torch.nn.Module):
         (``peak``: that max, already taken by :meth:`_band_peaks`)."""
         scale, shift = self._scale_shift(norm)
         if peak is None and routes_enabled():
-            sign = torch.where(scale >= 0, 1.0, -1.0)
-            peak = F.conv2d(x, self._kernel(conv) * sign[:, None, None, None]).amax(dim=3) * sign[:, None]
+            kernel, sign = self._signed_kernel(conv, scale)
+            peak = F.conv2d(x, kernel).amax(dim=3) * sign[:, None]
         elif peak is None:
             z = F.conv2d(x, self._kernel(conv))
             peak = torch.where((scale >= 0)[:, None], z.amax(dim=3), z.amin(dim=3))
@@ -146,6 +146,12 @@ class MusicnnNet(torch.nn.Module):
 
     def _kernel(self, conv: str) -> torch.Tensor:
         return self._w(f"{conv}/kernel").permute(3, 2, 0, 1)  # [out, in, time, freq]
+
+    def _signed_kernel(self, conv: str, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The kernel with its negative-scale filters negated (their min over frequency is then
+        the negated max) and the filters' signs."""
+        sign = torch.where(scale >= 0, 1.0, -1.0)
+        return self._kernel(conv) * sign[:, None, None, None], sign
 
     def _band_peaks(self, x: torch.Tensor) -> list[torch.Tensor | None]:
         """The timbral branches' max over frequency (of the sign-folded filters, as in
@@ -155,9 +161,9 @@ class MusicnnNet(torch.nn.Module):
                 and not torch.is_autocast_enabled("cpu") and not torch.is_grad_enabled()):
             return [None] * len(TIMBRAL)
         if self.__dict__.get(_BAND, (None,))[0] != self._band_stamp():
-            signs = [torch.where(self._scale_shift(norm)[0] >= 0, 1.0, -1.0) for _, norm in TIMBRAL]
-            kernels = [self._kernel(conv)[:, 0] * s[:, None, None] for (conv, _), s in zip(TIMBRAL, signs, strict=True)]
-            self.__dict__[_BAND] = (self._band_stamp(), BandPeaks(kernels, x.shape[3]), signs)
+            signed = [self._signed_kernel(conv, self._scale_shift(norm)[0]) for conv, norm in TIMBRAL]
+            self.__dict__[_BAND] = (self._band_stamp(), BandPeaks([k[:, 0] for k, _ in signed], x.shape[3]),
+                                    [sign for _, sign in signed])
         _, band, signs = self.__dict__[_BAND]
         return [p * s[:, None] for p, s in zip(band(x[:, 0]), signs, strict=True)]
 
